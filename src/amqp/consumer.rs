@@ -1,0 +1,335 @@
+//! The consumer worker: receives deliveries and applies effects under a
+//! consumer policy, with crash points where a fault asks for one.
+//!
+//! Deliveries are handled in batches of what has already arrived (at most the
+//! prefetch count). Per policy, a batch goes:
+//! - `auto-ack`: effects, commit (the broker forgot the messages on sending);
+//! - `ack-before-effect`: ack, effects, commit;
+//! - `ack-after-effect`: effects, commit, ack;
+//! - `idempotent`: seen-check + effect + seen-insert for each, commit, ack.
+//!
+//! Architecture invariant: every ack follows the commit that covers it, except
+//! under `ack-before-effect` and `auto-ack` where acking first is the point.
+//!
+//! Crash points for delivery N (counted by this process, 1-based):
+//! `before-effect` aborts just before N's effect (uncommitted effects of the
+//! batch die with the process); `after-effect-before-ack` commits through N
+//! and aborts before any ack of N; `after-ack` aborts once N's batch is
+//! committed and its ack has reached the broker (a round trip proves it). Where
+//! the policy acks before the effect, that ack is also made to reach the
+//! broker before a crash in the same batch, so the fault hits the point named.
+
+use super::connect::connect;
+use super::publisher::DUE_HEADER;
+use crate::effects::EffectStore;
+use crate::message_id;
+use crate::metrics;
+use crate::policy::ConsumerPolicy;
+use crate::scenario::{CrashPoint, Plan};
+use crate::worker::wire::WireEvent;
+use crate::worker::{abort_now, Emitter, WorkerArgs, EXIT_CONNECTION_LOST, EXIT_SETUP};
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Channel;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// A delivery reduced to what the consumer needs.
+struct Item {
+    tag: u64,
+    /// The message ID as received.
+    id: String,
+    /// The message number, if the ID is one of this run's.
+    seq: Option<u64>,
+    due_us: Option<i64>,
+}
+
+fn item(d: &Delivery, run_id: &str) -> Item {
+    let id = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let due_us = d.properties.headers().as_ref().and_then(|h| match h.inner().get(DUE_HEADER) {
+        Some(AMQPValue::LongLongInt(v)) => Some(*v),
+        _ => None,
+    });
+    Item {
+        tag: d.delivery_tag,
+        seq: message_id::parse(run_id, &id),
+        id,
+        due_us,
+    }
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The crash this process must perform, if any.
+#[derive(Debug, Clone, Copy)]
+struct Crash {
+    point: CrashPoint,
+    at: u64,
+}
+
+struct State<'a> {
+    policy: ConsumerPolicy,
+    channel: &'a Channel,
+    store: EffectStore,
+    index: u32,
+    prefetch: u16,
+    crash: Option<Crash>,
+    handled: u64,
+    end_to_end: hdrhistogram::Histogram<u64>,
+    emit: Emitter,
+}
+
+impl State<'_> {
+    fn crash_in(&self, first: u64, last: u64) -> bool {
+        self.crash.is_some_and(|c| (first..=last).contains(&c.at))
+    }
+
+    /// Acks everything up to `last_tag` and, when `prove`, waits for a reply
+    /// on the same channel so the ack has certainly been processed.
+    async fn ack(&mut self, items: &[Item], prove: bool) -> Result<(), lapin::Error> {
+        let Some(last) = items.last() else { return Ok(()) };
+        self.channel
+            .basic_ack(last.tag, BasicAckOptions { multiple: true })
+            .await?;
+        for it in items {
+            if let Some(seq) = it.seq {
+                self.emit.push(WireEvent::Acked(seq));
+            }
+        }
+        if prove {
+            self.channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, items: Vec<Item>) -> Result<(), lapin::Error> {
+        let first = self.handled + 1;
+        let last = self.handled + items.len() as u64;
+        let crash = self.crash;
+        for _ in items.iter().filter(|it| it.seq.is_none()) {
+            self.emit.push(WireEvent::Unexpected);
+        }
+        if self.policy == ConsumerPolicy::AckBeforeEffect {
+            let prove = self.crash_in(first, last);
+            self.ack(&items, prove).await?;
+        }
+        let mut batch = match self.store.batch(self.index) {
+            Ok(b) => b,
+            Err(e) => fatal(&mut self.emit, &e.to_string()),
+        };
+        let mut latencies = Vec::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            let n = first + i as u64;
+            if crash_at(crash, CrashPoint::BeforeEffect, n) {
+                die(&mut self.emit);
+            }
+            if it.seq.is_none() {
+                continue;
+            }
+            let now = wall_us();
+            let applied = match self.policy {
+                ConsumerPolicy::Idempotent => batch.apply_once(&it.id, now),
+                _ => batch.apply(&it.id, now).map(|_| true),
+            };
+            match applied {
+                Ok(true) => latencies.extend(it.due_us.map(|d| (now - d).max(0) as u64)),
+                Ok(false) => {}
+                Err(e) => fatal(&mut self.emit, &e.to_string()),
+            }
+            if crash_at(crash, CrashPoint::AfterEffectBeforeAck, n) {
+                if let Err(e) = batch.commit() {
+                    fatal(&mut self.emit, &e.to_string());
+                }
+                die(&mut self.emit);
+            }
+        }
+        if let Err(e) = batch.commit() {
+            fatal(&mut self.emit, &e.to_string());
+        }
+        for l in latencies {
+            let _ = self.end_to_end.record(l.max(1));
+        }
+        if self.policy.acks_after_effect() {
+            let prove = self.crash_in(first, last);
+            self.ack(&items, prove).await?;
+        }
+        self.handled = last;
+        if crash.is_some_and(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at)) {
+            die(&mut self.emit);
+        }
+        self.emit.maybe_flush();
+        Ok(())
+    }
+
+    fn ship_histogram(&mut self) {
+        if !self.end_to_end.is_empty() {
+            self.emit.push(WireEvent::Histogram {
+                name: metrics::END_TO_END.into(),
+                data: metrics::encode(&self.end_to_end),
+            });
+            self.end_to_end.reset();
+        }
+    }
+}
+
+fn crash_at(crash: Option<Crash>, point: CrashPoint, n: u64) -> bool {
+    crash.is_some_and(|c| c.point == point && c.at == n)
+}
+
+/// Tells the runner, then aborts: the instrument is flushed, nothing else.
+fn die(emit: &mut Emitter) -> ! {
+    emit.push(WireEvent::Note("aborting at the scheduled crash point".into()));
+    emit.flush();
+    abort_now()
+}
+
+fn fatal(emit: &mut Emitter, what: &str) -> ! {
+    emit.push(WireEvent::Note(format!("fatal: {what}")));
+    emit.flush();
+    eprintln!("dlab consumer: {what}");
+    std::process::exit(EXIT_SETUP)
+}
+
+/// Runs the consumer worker; returns its exit code.
+pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>) -> i32 {
+    let mut emit = Emitter::new();
+    let Some(store_path) = &args.effect_store else {
+        fatal(&mut emit, "no --effect-store given")
+    };
+    let store = match EffectStore::open(store_path) {
+        Ok(s) => s,
+        Err(e) => fatal(&mut emit, &e.to_string()),
+    };
+    let name = format!("dlab consumer {} run {}", args.index, args.run_id);
+    let conn = match connect(&args.amqp_url, &name, Duration::from_secs(10)).await {
+        Ok(c) => c,
+        Err(e) => {
+            emit.push(WireEvent::Note(e.to_string()));
+            emit.flush();
+            return EXIT_CONNECTION_LOST;
+        }
+    };
+    let channel = match conn.create_channel().await {
+        Ok(c) => c,
+        Err(e) => {
+            emit.push(WireEvent::Note(format!("cannot open a channel: {e}")));
+            emit.flush();
+            return EXIT_CONNECTION_LOST;
+        }
+    };
+    let manual = plan.consumer.manual_ack();
+    if manual {
+        if let Err(e) = channel.basic_qos(plan.prefetch, BasicQosOptions::default()).await {
+            emit.push(WireEvent::Note(format!("basic.qos failed: {e}")));
+            emit.flush();
+            return EXIT_CONNECTION_LOST;
+        }
+    }
+    let options = BasicConsumeOptions {
+        no_ack: !manual,
+        ..BasicConsumeOptions::default()
+    };
+    let mut consumer = match channel
+        .basic_consume(args.queue.as_str().into(), format!("dlab-{}", args.index).as_str().into(), options, FieldTable::default())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            emit.push(WireEvent::Note(format!("basic.consume failed: {e}")));
+            emit.flush();
+            return EXIT_CONNECTION_LOST;
+        }
+    };
+    emit.push(WireEvent::Ready);
+    emit.flush();
+    let crash = match (args.crash_point, args.crash_after) {
+        (Some(p), Some(at)) => Some(Crash { point: p.into(), at }),
+        _ => None,
+    };
+    let max_batch = if manual && plan.prefetch > 0 { usize::from(plan.prefetch) } else { 256 };
+    let mut state = State {
+        policy: plan.consumer,
+        channel: &channel,
+        store,
+        index: args.index,
+        prefetch: plan.prefetch,
+        crash,
+        handled: 0,
+        end_to_end: metrics::new_histogram(),
+        emit,
+    };
+    let mut last_ship = Instant::now();
+    let code = loop {
+        let first = tokio::select! {
+            d = consumer.next() => d,
+            _ = stop.wait_for(|s| *s) => break 0,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                state.emit.flush();
+                continue;
+            }
+        };
+        let mut items = Vec::with_capacity(max_batch);
+        let mut lost = None;
+        let mut take = |d: Option<Result<Delivery, lapin::Error>>, items: &mut Vec<Item>, state: &mut State<'_>| match d {
+            Some(Ok(d)) => {
+                let it = item(&d, &args.run_id);
+                if let Some(seq) = it.seq {
+                    state.emit.push(WireEvent::Delivered { seq, redelivered: d.redelivered });
+                }
+                items.push(it);
+                true
+            }
+            Some(Err(e)) => {
+                lost = Some(e.to_string());
+                false
+            }
+            None => {
+                lost = Some("the broker cancelled the consumer".into());
+                false
+            }
+        };
+        if take(first, &mut items, &mut state) {
+            while items.len() < max_batch {
+                match consumer.next().now_or_never() {
+                    Some(d) => {
+                        if !take(d, &mut items, &mut state) {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+        }
+        if let Err(e) = state.handle(items).await {
+            lost.get_or_insert(e.to_string());
+        }
+        if last_ship.elapsed() >= Duration::from_secs(1) {
+            state.ship_histogram();
+            last_ship = Instant::now();
+        }
+        if let Some(e) = lost {
+            state.emit.push(WireEvent::Note(format!("connection lost: {e}")));
+            break EXIT_CONNECTION_LOST;
+        }
+    };
+    state.ship_histogram();
+    if code == 0 {
+        state.emit.push(WireEvent::Done);
+    }
+    state.emit.flush();
+    if code == 0 {
+        let _ = conn.close(200, "done".into()).await;
+    }
+    code
+}

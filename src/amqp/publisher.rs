@@ -1,0 +1,371 @@
+//! The producer worker: publishes its share of the intended messages under a
+//! producer policy and reports every attempt and outcome.
+//!
+//! - `fire-and-forget`: no confirms; a failed publish is reported in doubt and
+//!   never retried.
+//! - `confirm-retry`: publisher confirms with at most `confirm_window` awaiting
+//!   their confirm; a nack, a confirm timeout or a lost connection puts the
+//!   message back in line to be republished (after reconnecting).
+//!
+//! Producer `i` of `P` owns messages `i, i+P, i+2P, …`. With a rate, message k
+//! of a producer is due at `start + k·P/rate`; the due time travels in a
+//! header so consumers can measure end-to-end latency from when it was due.
+
+use super::connect::connect;
+use crate::message_id;
+use crate::metrics;
+use crate::policy::ProducerPolicy;
+use crate::scenario::Plan;
+use crate::worker::wire::WireEvent;
+use crate::worker::{Emitter, WorkerArgs};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// The header carrying the time (µs since the Unix epoch) a message was due.
+pub const DUE_HEADER: &str = "dlab-due-us";
+
+/// How long a producer keeps trying to reconnect before it gives up on the rest.
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// One message waiting to be (re)published.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    due_us: i64,
+}
+
+type ConfirmFuture = Pin<Box<dyn Future<Output = (Pending, Instant, Outcome)>>>;
+
+enum Outcome {
+    Ack,
+    Nack,
+    Lost(String),
+    TimedOut,
+}
+
+struct Link {
+    conn: Connection,
+    channel: Channel,
+}
+
+/// The producer's schedule: which messages it owns and when each is due.
+struct Schedule {
+    next: u64,
+    step: u64,
+    end: u64,
+    start: Instant,
+    start_wall_us: i64,
+    interval: Option<Duration>,
+}
+
+impl Schedule {
+    fn new(plan: &Plan, index: u32) -> Schedule {
+        let step = u64::from(plan.producers);
+        Schedule {
+            next: u64::from(index),
+            step,
+            end: plan.messages,
+            start: Instant::now(),
+            start_wall_us: wall_us(),
+            interval: (plan.rate > 0).then(|| Duration::from_secs_f64(step as f64 / plan.rate as f64)),
+        }
+    }
+
+    /// When the next message is due, or None when all are issued.
+    fn next_due(&self) -> Option<Instant> {
+        if self.next >= self.end {
+            return None;
+        }
+        let k = (self.next / self.step) as u32;
+        Some(self.interval.map_or(self.start, |i| self.start + i * k))
+    }
+
+    fn take(&mut self) -> Pending {
+        let due = self.next_due().unwrap_or(self.start);
+        let p = Pending {
+            seq: self.next,
+            due_us: self.start_wall_us + due.duration_since(self.start).as_micros() as i64,
+        };
+        self.next += self.step;
+        p
+    }
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+async fn open(args: &WorkerArgs, confirms: bool) -> Result<Link, String> {
+    let name = format!("dlab producer {} run {}", args.index, args.run_id);
+    let conn = connect(&args.amqp_url, &name, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    if confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Link { conn, channel })
+}
+
+/// Reconnects with backoff; None once `RECONNECT_PATIENCE` has passed without success.
+async fn reconnect(args: &WorkerArgs, confirms: bool, emit: &mut Emitter) -> Option<Link> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match open(args, confirms).await {
+            Ok(link) => return Some(link),
+            Err(e) if started.elapsed() >= RECONNECT_PATIENCE => {
+                emit.push(WireEvent::Note(format!("giving up after reconnecting failed for {}s: {e}", RECONNECT_PATIENCE.as_secs())));
+                return None;
+            }
+            Err(e) => {
+                emit.push(WireEvent::Note(format!("reconnect failed, retrying: {e}")));
+                emit.flush();
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn properties(args: &WorkerArgs, plan: &Plan, p: Pending) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(DUE_HEADER.into(), AMQPValue::LongLongInt(p.due_us));
+    BasicProperties::default()
+        .with_message_id(message_id::format(&args.run_id, p.seq).as_str().into())
+        .with_delivery_mode(if plan.persistent { 2 } else { 1 })
+        .with_headers(headers)
+}
+
+/// Runs the producer worker; returns its exit code.
+pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) -> i32 {
+    let mut emit = Emitter::new();
+    let payload = payload(plan);
+    let code = match plan.producer {
+        ProducerPolicy::FireAndForget => fire_and_forget(args, plan, &payload, &mut emit, stop).await,
+        ProducerPolicy::ConfirmRetry => confirm_retry(args, plan, &payload, &mut emit, stop).await,
+    };
+    emit.push(WireEvent::Done);
+    emit.flush();
+    code
+}
+
+/// A body of `payload_bytes` bytes, the same for every message of a seed.
+fn payload(plan: &Plan) -> Vec<u8> {
+    let mut x = plan.seed | 1;
+    (0..plan.payload_bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'a' + (x % 26) as u8
+        })
+        .collect()
+}
+
+async fn wait_until(due: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep_until(due.into()) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
+
+async fn fire_and_forget(
+    args: &WorkerArgs,
+    plan: &Plan,
+    payload: &[u8],
+    emit: &mut Emitter,
+    mut stop: watch::Receiver<bool>,
+) -> i32 {
+    let mut schedule = Schedule::new(plan, args.index);
+    let mut link: Option<Link> = None;
+    while let Some(due) = schedule.next_due() {
+        if !wait_until(due, &mut stop).await {
+            break;
+        }
+        if link.is_none() {
+            link = reconnect(args, false, emit).await;
+            if link.is_none() {
+                break;
+            }
+        }
+        let l = link.as_ref().expect("connected above");
+        let p = schedule.take();
+        emit.push(WireEvent::Attempt(p.seq));
+        let sent = l
+            .channel
+            .basic_publish("".into(), args.queue.as_str().into(), BasicPublishOptions::default(), payload, properties(args, plan, p))
+            .await;
+        if let Err(e) = sent {
+            emit.push(WireEvent::InDoubt(p.seq));
+            emit.push(WireEvent::Note(format!("publish failed, not retried (fire-and-forget): {e}")));
+            link = None;
+        }
+        emit.maybe_flush();
+    }
+    // A graceful close makes the broker process every publish sent before it.
+    if let Some(l) = link {
+        let _ = l.conn.close(200, "done".into()).await;
+    }
+    0
+}
+
+async fn confirm_retry(
+    args: &WorkerArgs,
+    plan: &Plan,
+    payload: &[u8],
+    emit: &mut Emitter,
+    mut stop: watch::Receiver<bool>,
+) -> i32 {
+    let mut schedule = Schedule::new(plan, args.index);
+    let mut retry: VecDeque<Pending> = VecDeque::new();
+    let mut in_flight: FuturesUnordered<ConfirmFuture> = Default::default();
+    let mut link: Option<Link> = None;
+    let mut confirm_latency = metrics::new_histogram();
+    let window = plan.confirm_window as usize;
+    let timeout = plan.confirm_timeout;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if schedule.next_due().is_none() && retry.is_empty() && in_flight.is_empty() {
+            break;
+        }
+        if link.is_none() && in_flight.is_empty() {
+            link = reconnect(args, true, emit).await;
+            if link.is_none() {
+                break;
+            }
+        }
+        // Fill the window: retries first, then new messages that are due.
+        while let Some(l) = link.as_ref() {
+            if in_flight.len() >= window {
+                break;
+            }
+            let p = if let Some(p) = retry.pop_front() {
+                p
+            } else if schedule.next_due().is_some_and(|d| d <= Instant::now()) {
+                schedule.take()
+            } else {
+                break;
+            };
+            emit.push(WireEvent::Attempt(p.seq));
+            let sent_at = Instant::now();
+            match l
+                .channel
+                .basic_publish("".into(), args.queue.as_str().into(), BasicPublishOptions::default(), payload, properties(args, plan, p))
+                .await
+            {
+                Ok(confirm) => in_flight.push(Box::pin(async move {
+                    let outcome = match tokio::time::timeout(timeout, confirm).await {
+                        Ok(Ok(Confirmation::Nack(_))) => Outcome::Nack,
+                        Ok(Ok(_)) => Outcome::Ack,
+                        Ok(Err(e)) => Outcome::Lost(e.to_string()),
+                        Err(_) => Outcome::TimedOut,
+                    };
+                    (p, sent_at, outcome)
+                })),
+                Err(e) => {
+                    emit.push(WireEvent::InDoubt(p.seq));
+                    emit.push(WireEvent::Note(format!("publish failed, will republish: {e}")));
+                    retry.push_back(p);
+                    link = None;
+                }
+            }
+        }
+        emit.maybe_flush();
+        let next_due = schedule
+            .next_due()
+            .filter(|_| link.is_some() && in_flight.len() < window);
+        tokio::select! {
+            Some((p, sent_at, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                match outcome {
+                    Outcome::Ack => {
+                        let _ = confirm_latency.record(sent_at.elapsed().as_micros() as u64);
+                        emit.push(WireEvent::Confirmed(p.seq));
+                    }
+                    Outcome::Nack => {
+                        emit.push(WireEvent::Nacked(p.seq));
+                        retry.push_back(p);
+                    }
+                    Outcome::TimedOut => {
+                        emit.push(WireEvent::InDoubt(p.seq));
+                        retry.push_back(p);
+                    }
+                    Outcome::Lost(e) => {
+                        emit.push(WireEvent::InDoubt(p.seq));
+                        if link.take().is_some() {
+                            emit.push(WireEvent::Note(format!("connection lost with confirms pending, will republish: {e}")));
+                        }
+                        retry.push_back(p);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()), if next_due.is_some() => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    emit.push(WireEvent::Histogram {
+        name: metrics::PUBLISH_TO_CONFIRM.into(),
+        data: metrics::encode(&confirm_latency),
+    });
+    if let Some(l) = link {
+        let _ = l.conn.close(200, "done".into()).await;
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(messages: u64, producers: u32, rate: u64) -> Plan {
+        let spec = crate::scenario::Spec {
+            guarantee: Some(crate::policy::Guarantee::AtLeastOnce),
+            messages: Some(messages),
+            producers: Some(u64::from(producers)),
+            rate: Some(rate),
+            ..Default::default()
+        };
+        Plan::from_spec(&spec, "t").unwrap()
+    }
+
+    #[test]
+    fn producers_share_the_messages_without_overlap() {
+        let p = plan(10, 3, 0);
+        let mut all = Vec::new();
+        for i in 0..3 {
+            let mut s = Schedule::new(&p, i);
+            while s.next_due().is_some() {
+                all.push(s.take().seq);
+            }
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_rate_spaces_due_times_evenly() {
+        let p = plan(10, 2, 100); // 50 msg/s per producer: 20 ms apart
+        let mut s = Schedule::new(&p, 0);
+        let first = s.next_due().unwrap();
+        let a = s.take();
+        let second = s.next_due().unwrap();
+        let b = s.take();
+        assert_eq!(second - first, Duration::from_millis(20));
+        assert_eq!(b.due_us - a.due_us, 20_000);
+    }
+}

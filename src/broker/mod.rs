@@ -1,0 +1,85 @@
+//! Which broker a run talks to, and the private nodes dlab starts itself.
+//!
+//! Resolution order: an explicit URL (`--amqp-url` / `DLAB_AMQP_URL`), then the
+//! node `dlab up` started (if it is alive), then a node started on demand for
+//! this command alone and stopped (and its directory removed) afterwards.
+
+pub mod node;
+mod ports;
+
+pub use node::{NodeError, NodeState};
+pub use ports::free_port;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where dlab keeps its nodes and runs: `$DLAB_HOME`, or `.dlab` in the working directory.
+pub fn home() -> PathBuf {
+    std::env::var_os("DLAB_HOME").map_or_else(|| PathBuf::from(".dlab"), PathBuf::from)
+}
+
+/// The directory of the node `dlab up` manages.
+pub fn up_dir(home: &Path) -> PathBuf {
+    home.join("broker")
+}
+
+/// The broker a command uses, and whether this command must stop it.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    url: String,
+    node: Option<NodeState>,
+    owned: bool,
+}
+
+impl BrokerHandle {
+    /// Picks (or starts) the broker. `notify` is told when a node is being started.
+    pub async fn resolve(
+        explicit: Option<String>,
+        home: &Path,
+        notify: impl Fn(&str),
+    ) -> Result<BrokerHandle, NodeError> {
+        if let Some(url) = explicit {
+            return Ok(BrokerHandle {
+                url,
+                node: None,
+                owned: false,
+            });
+        }
+        if let Some(state) = NodeState::load(&up_dir(home)).filter(NodeState::alive) {
+            return Ok(BrokerHandle {
+                url: state.url(),
+                node: Some(state),
+                owned: false,
+            });
+        }
+        let dir = home.join("nodes").join(crate::message_id::new_run_id());
+        notify(&format!(
+            "dlab: starting a private RabbitMQ node in {} (use `dlab up` to keep one running, or --amqp-url)",
+            dir.display()
+        ));
+        let state = node::start(&dir).await?;
+        Ok(BrokerHandle {
+            url: state.url(),
+            node: Some(state),
+            owned: true,
+        })
+    }
+
+    /// The AMQP URL (with its password; mask it before printing).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The private node, when the broker is one of dlab's.
+    pub fn node(&self) -> Option<&NodeState> {
+        self.node.as_ref()
+    }
+
+    /// Stops the node if this command started it.
+    pub fn shutdown(self) {
+        if let (true, Some(state)) = (self.owned, &self.node) {
+            node::stop(state, Duration::from_secs(30));
+            let _ = std::fs::remove_dir_all(&state.dir);
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! A private RabbitMQ node started from the installed `rabbitmq-server`
+//! package: its own node name, free AMQP and distribution ports, its own data,
+//! logs, cookie and config under a directory of `.dlab/`.
+//!
+//! Architecture invariant: dlab owns the node's OS process (the Erlang VM
+//! itself, not a wrapper script: `RUNNING_UNDER_SYSTEMD` makes the script
+//! `exec` the VM), so later work can kill, pause and restart it.
+
+use super::ports::free_port;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server script of Debian's `rabbitmq-server` package (not the
+/// `/usr/sbin` wrapper, which switches user).
+pub const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+/// How long a node may take to accept AMQP connections.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a node could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The package is not installed.
+    #[error("RabbitMQ is not installed ({SERVER} is missing). Try: `scripts/install-deps` (installs Debian's rabbitmq-server), or name a broker with --amqp-url")]
+    NotInstalled,
+    /// Something on the file system failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What dlab was doing.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node did not come up.
+    #[error("the private RabbitMQ node {node} did not accept AMQP on {url} within {secs}s; its log says: {log_tail}")]
+    Boot {
+        /// Node name.
+        node: String,
+        /// AMQP URL it should have listened on.
+        url: String,
+        /// Seconds waited.
+        secs: u64,
+        /// The end of its console log.
+        log_tail: String,
+    },
+}
+
+/// What is known about a running private node; saved as `state.json` in its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Erlang node name, e.g. `dlab-40123@localhost`.
+    pub node: String,
+    /// OS process ID of the Erlang VM.
+    pub pid: u32,
+    /// AMQP port on 127.0.0.1.
+    pub amqp_port: u16,
+    /// Erlang distribution port.
+    pub dist_port: u16,
+    /// The node's directory (data, logs, config).
+    pub dir: PathBuf,
+}
+
+impl NodeState {
+    /// The AMQP URL of the node (guest/guest over loopback).
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// Whether the node's process still exists.
+    pub fn alive(&self) -> bool {
+        pid_alive(self.pid)
+    }
+
+    fn state_file(dir: &Path) -> PathBuf {
+        dir.join("state.json")
+    }
+
+    /// Reads the state saved in `dir`, if any.
+    pub fn load(dir: &Path) -> Option<NodeState> {
+        let bytes = fs::read(NodeState::state_file(dir)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn save(&self) -> Result<(), NodeError> {
+        let path = NodeState::state_file(&self.dir);
+        let json = serde_json::to_vec_pretty(self).expect("NodeState serializes");
+        fs::write(&path, json).map_err(|source| NodeError::Io {
+            what: "cannot write",
+            path,
+            source,
+        })
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie we could reap).
+pub fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    if !exists {
+        return false;
+    }
+    // A zombie still "exists"; read its state to tell.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn write(path: PathBuf, text: &str) -> Result<(), NodeError> {
+    fs::write(&path, text).map_err(|source| NodeError::Io {
+        what: "cannot write",
+        path,
+        source,
+    })
+}
+
+/// Starts a node in `dir` (created if needed) and waits until it accepts AMQP.
+pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
+    if !Path::new(SERVER).exists() {
+        return Err(NodeError::NotInstalled);
+    }
+    let dir = std::path::absolute(dir).map_err(|source| NodeError::Io {
+        what: "cannot resolve",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for sub in ["", "log", "mnesia"] {
+        let p = dir.join(sub);
+        fs::create_dir_all(&p).map_err(|source| NodeError::Io {
+            what: "cannot create",
+            path: p,
+            source,
+        })?;
+    }
+    let amqp_port = free_port();
+    let mut dist_port = free_port();
+    while dist_port == amqp_port {
+        dist_port = free_port();
+    }
+    let node = format!("dlab-{amqp_port}@localhost");
+    write(
+        dir.join("rabbitmq.conf"),
+        &format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n"),
+    )?;
+    write(dir.join("enabled_plugins"), "[].\n")?;
+    write(dir.join("rabbitmq-env.conf"), "# dlab: no system-wide settings\n")?;
+    let console = dir.join("log").join("console.log");
+    let log = fs::File::create(&console).map_err(|source| NodeError::Io {
+        what: "cannot create",
+        path: console.clone(),
+        source,
+    })?;
+    let log2 = log.try_clone().map_err(|source| NodeError::Io {
+        what: "cannot open",
+        path: console.clone(),
+        source,
+    })?;
+    let mut cmd = Command::new(SERVER);
+    cmd.env("RABBITMQ_NODENAME", &node)
+        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_NODE_PORT", amqp_port.to_string())
+        .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+        .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+        .env("RABBITMQ_LOG_BASE", dir.join("log"))
+        .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+        .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+        .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
+        .env("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid"))
+        .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}")
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .env("RUNNING_UNDER_SYSTEMD", "true")
+        .env("HOME", &dir)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("ERL_FLAGS")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        // Its own session: a Ctrl-C meant for dlab does not reach the node, and
+        // dlab decides when it stops.
+        .process_group(0);
+    let child = cmd.spawn().map_err(|source| NodeError::Io {
+        what: "cannot start",
+        path: PathBuf::from(SERVER),
+        source,
+    })?;
+    let state = NodeState {
+        node,
+        pid: child.id(),
+        amqp_port,
+        dist_port,
+        dir: dir.clone(),
+    };
+    state.save()?;
+    // The child is reaped by whoever stops it; forget the handle.
+    std::mem::forget(child);
+    wait_ready(&state).await?;
+    Ok(state)
+}
+
+async fn wait_ready(state: &NodeState) -> Result<(), NodeError> {
+    let started = Instant::now();
+    let url = state.url();
+    loop {
+        let conn = crate::amqp::connect(&url, "dlab readiness probe", Duration::from_secs(5)).await;
+        if let Ok(c) = conn {
+            let _ = c.close(200, "ready".into()).await;
+            return Ok(());
+        }
+        if !state.alive() || started.elapsed() >= BOOT_TIMEOUT {
+            let secs = started.elapsed().as_secs();
+            let log_tail = log_tail(&state.dir.join("log").join("console.log"));
+            stop(state, Duration::from_secs(5));
+            return Err(NodeError::Boot {
+                node: state.node.clone(),
+                url: crate::amqp::mask_password(&url),
+                secs,
+                log_tail,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    if tail.is_empty() {
+        format!("(nothing; see {})", path.display())
+    } else {
+        format!("{tail} (full log: {})", path.display())
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: sending a signal has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+fn reap(pid: u32) {
+    // SAFETY: waitpid on a pid that may or may not be our child; WNOHANG never blocks.
+    unsafe {
+        libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+    }
+}
+
+/// Stops the node: SIGTERM (RabbitMQ shuts down gracefully), then SIGKILL to
+/// its whole process group if it is still there after `grace`. Returns whether
+/// it had to be killed.
+pub fn stop(state: &NodeState, grace: Duration) -> bool {
+    signal(state.pid, libc::SIGTERM);
+    let started = Instant::now();
+    while started.elapsed() < grace {
+        reap(state.pid);
+        if !pid_alive(state.pid) {
+            cleanup_group(state.pid);
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: see `signal`; a negative pid addresses the process group.
+    unsafe {
+        libc::kill(-(state.pid as libc::pid_t), libc::SIGKILL);
+    }
+    signal(state.pid, libc::SIGKILL);
+    let started = Instant::now();
+    while pid_alive(state.pid) && started.elapsed() < Duration::from_secs(5) {
+        reap(state.pid);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Helpers the VM started in its group (erl_child_setup) go with it.
+fn cleanup_group(pid: u32) {
+    // SAFETY: see `signal`.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}

@@ -1,0 +1,84 @@
+//! Command-line arguments, parsed as close to the flags as possible; turning
+//! them into real objects happens in [`super::commands`].
+
+use crate::worker::WorkerArgs;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// dlab: the delivery-guarantee lab.
+#[derive(Debug, Parser)]
+#[command(name = "dlab", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the broker is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// AMQP URL of an existing broker; without it dlab uses the node of
+    /// `dlab up` or starts a private node for this command.
+    #[arg(long, env = "DLAB_AMQP_URL")]
+    pub amqp_url: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one scenario file and print its counted outcome.
+    Run {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// Override a key of the file, e.g. --set messages=500 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Also write the whole result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Keep the run's queue instead of deleting it.
+        #[arg(long)]
+        keep_queue: bool,
+        /// The broker.
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Check a scenario file without running it.
+    Validate {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        /// Override a key of the file (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// List the scenario files in a directory.
+    List {
+        /// The directory.
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Run every guarantee against every fault row and print the grid.
+    Matrix {
+        /// Messages per cell.
+        #[arg(long, default_value_t = 2000)]
+        messages: u64,
+        /// Seed for every cell.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write every cell's result as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The broker.
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Start a private RabbitMQ node under .dlab/ and print its URL.
+    Up,
+    /// Stop the node `dlab up` started.
+    Down,
+    /// Show the node `dlab up` started.
+    Status,
+    /// A producer or consumer process (started by `dlab run`).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}

@@ -1,0 +1,208 @@
+//! What each subcommand does, in terms of the library.
+
+use super::args::{BrokerArgs, Command};
+use super::{EXIT_BROKEN, EXIT_OK};
+use crate::broker::{self, BrokerHandle, NodeState};
+use crate::matrix;
+use crate::report::{self, table, RunResult};
+use crate::runner::{self, RunContext};
+use crate::scenario::{self, Override, Plan};
+use anyhow::{anyhow, Context, Result};
+use std::path::Path;
+
+/// Runs one subcommand.
+pub fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Worker(args) => Ok(crate::worker::main(args)),
+        Command::Validate { file, set } => {
+            let plan = load(&file, &set)?;
+            println!(
+                "{}: ok: {} ({} + {}), {} messages, {} fault(s)",
+                file.display(),
+                plan.name,
+                plan.producer.name(),
+                plan.consumer.name(),
+                plan.messages,
+                plan.faults.len()
+            );
+            Ok(EXIT_OK)
+        }
+        Command::List { dir } => list(&dir),
+        Command::Run {
+            file,
+            set,
+            json,
+            keep_queue,
+            broker,
+        } => {
+            // Parse and validate before anything starts.
+            let plan = load(&file, &set)?;
+            let results = with_broker(&broker, |ctx| async move {
+                let ctx = RunContext { keep_queue, ..ctx };
+                Ok(vec![runner::run(&plan, &ctx).await?])
+            })?;
+            let result = &results[0];
+            table::write_run(&mut std::io::stdout().lock(), result)?;
+            if let Some(path) = json {
+                report::write_json(&path, result).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if result.expectations_held { EXIT_OK } else { EXIT_BROKEN })
+        }
+        Command::Matrix {
+            messages,
+            seed,
+            json,
+            broker,
+        } => {
+            if messages == 0 {
+                return Err(anyhow!("--messages 0: expected at least 1"));
+            }
+            let cells = matrix::plans(messages, seed);
+            let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
+            let results = with_broker(&broker, |ctx| async move {
+                let mut results = Vec::new();
+                for plan in &plans {
+                    eprintln!("dlab matrix: running {}", plan.name);
+                    results.push(runner::run(plan, &ctx).await?);
+                }
+                Ok(results)
+            })?;
+            print_matrix(&cells, &results, messages)?;
+            if let Some(path) = json {
+                report::write_json(&path, &results).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if results.iter().all(|r| r.expectations_held) { EXIT_OK } else { EXIT_BROKEN })
+        }
+        Command::Up => up(),
+        Command::Down => down(),
+        Command::Status => status(),
+    }
+}
+
+fn load(file: &Path, set: &[String]) -> Result<Plan> {
+    let overrides = set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!(e))?;
+    Ok(scenario::load(file, &overrides)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves the broker, runs `f` with a context for it, and stops any node
+/// started for this command, whatever `f` returned.
+fn with_broker<F, Fut>(args: &BrokerArgs, f: F) -> Result<Vec<RunResult>>
+where
+    F: FnOnce(RunContext) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RunResult>>>,
+{
+    let rt = runtime()?;
+    rt.block_on(async {
+        let home = broker::home();
+        let handle = BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
+        let ctx = RunContext::new(handle.url(), &home)?;
+        let out = f(ctx).await;
+        handle.shutdown();
+        out
+    })
+}
+
+fn print_matrix(cells: &[matrix::CellPlan], results: &[RunResult], messages: u64) -> Result<()> {
+    let out = &mut std::io::stdout().lock();
+    use std::io::Write;
+    let broker = results.first().map_or("", |r| r.broker.as_str());
+    writeln!(
+        out,
+        "\ndlab matrix: {messages} messages per cell, broker {broker}\n\
+         promise: at-most-once = no message twice; at-least-once = no message lost; exactly-once = both\n"
+    )?;
+    let grid: Vec<table::Cell<'_>> = cells
+        .iter()
+        .zip(results)
+        .map(|(c, r)| table::Cell {
+            row: c.row.label,
+            column: c.guarantee.name(),
+            result: r,
+        })
+        .collect();
+    let rows: Vec<&str> = matrix::ROWS.iter().map(|r| r.label).collect();
+    let columns: Vec<&str> = crate::policy::Guarantee::ALL.iter().map(|g| g.name()).collect();
+    table::write_matrix(out, &rows, &columns, &grid)?;
+    writeln!(out)?;
+    for r in results {
+        writeln!(out, "  {:<44} effect store {}", r.scenario, r.effect_store)?;
+    }
+    Ok(())
+}
+
+fn list(dir: &Path) -> Result<i32> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the scenario directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    entries.sort();
+    let mut broken = false;
+    for path in entries {
+        match scenario::load(&path, &[]) {
+            Ok(plan) => println!("{:<48} {}", path.display(), plan.description),
+            Err(e) => {
+                broken = true;
+                println!("{:<48} INVALID: {e}", path.display());
+            }
+        }
+    }
+    Ok(if broken { super::EXIT_USAGE } else { EXIT_OK })
+}
+
+fn up() -> Result<i32> {
+    let dir = broker::up_dir(&broker::home());
+    if let Some(state) = NodeState::load(&dir).filter(NodeState::alive) {
+        println!("{}", state.url());
+        eprintln!("dlab: node {} already running (pid {})", state.node, state.pid);
+        return Ok(EXIT_OK);
+    }
+    let state = runtime()?.block_on(broker::node::start(&dir))?;
+    println!("{}", state.url());
+    eprintln!(
+        "dlab: node {} running (pid {}, data and logs in {}); `dlab down` stops it",
+        state.node,
+        state.pid,
+        state.dir.display()
+    );
+    Ok(EXIT_OK)
+}
+
+fn down() -> Result<i32> {
+    let dir = broker::up_dir(&broker::home());
+    match NodeState::load(&dir) {
+        Some(state) if state.alive() => {
+            let killed = broker::node::stop(&state, std::time::Duration::from_secs(30));
+            let _ = std::fs::remove_file(dir.join("state.json"));
+            eprintln!(
+                "dlab: node {} stopped{}",
+                state.node,
+                if killed { " (killed after not stopping in time)" } else { "" }
+            );
+        }
+        _ => eprintln!("dlab: no node running (nothing in {})", dir.display()),
+    }
+    Ok(EXIT_OK)
+}
+
+fn status() -> Result<i32> {
+    let dir = broker::up_dir(&broker::home());
+    match NodeState::load(&dir) {
+        Some(state) if state.alive() => {
+            println!("running  {}  node {}  pid {}  dir {}", state.url(), state.node, state.pid, state.dir.display());
+            Ok(EXIT_OK)
+        }
+        _ => {
+            println!("stopped  (`dlab up` starts a node)");
+            Ok(EXIT_BROKEN)
+        }
+    }
+}

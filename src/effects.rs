@@ -1,0 +1,251 @@
+//! The effect store: one SQLite file per run, one row per effect a user would
+//! notice (a push notification shown).
+//!
+//! Architecture invariants:
+//! - Duplicates and losses are counted on these rows, not on deliveries.
+//! - The idempotent consumer's seen-check, effect and seen-insert happen in one
+//!   transaction ([`Batch::apply_once`]); a consumer acks only after the commit
+//!   that covers the delivery.
+//! - WAL with `synchronous = NORMAL`: a commit survives the abort of the
+//!   process that made it (the fault model here); it may not survive a power loss.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Something went wrong with the effect store file.
+#[derive(Debug, thiserror::Error)]
+#[error("effect store {path}: {source}")]
+pub struct EffectStoreError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// What a row of the store records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    /// An effect was applied.
+    Effect,
+    /// The idempotent layer recognised an ID already seen and applied nothing.
+    Suppressed,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS effects (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    consumer INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    applied_at_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS suppressed (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    consumer INTEGER NOT NULL,
+    pid INTEGER NOT NULL,
+    at_us INTEGER NOT NULL
+);
+";
+
+/// An open effect store.
+pub struct EffectStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl EffectStore {
+    /// Creates (or opens) the store at `path` with its schema.
+    pub fn create(path: &Path) -> Result<EffectStore, EffectStoreError> {
+        let store = EffectStore::open(path)?;
+        store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    /// Opens an existing store.
+    pub fn open(path: &Path) -> Result<EffectStore, EffectStoreError> {
+        let err = |source| EffectStoreError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        Ok(EffectStore {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> EffectStoreError {
+        EffectStoreError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a batch of effects that commits as one transaction.
+    pub fn batch(&mut self, consumer: u32) -> Result<Batch<'_>, EffectStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| EffectStoreError {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Batch {
+            tx,
+            consumer,
+            pid: std::process::id(),
+            path: &self.path,
+        })
+    }
+
+    /// Calls `f` with every row's message ID, effects first.
+    pub fn scan(&self, mut f: impl FnMut(&str, Row)) -> Result<(), EffectStoreError> {
+        for (sql, row) in [
+            ("SELECT message_id FROM effects ORDER BY id", Row::Effect),
+            ("SELECT message_id FROM suppressed ORDER BY id", Row::Suppressed),
+        ] {
+            let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+                let id: String = r.get(0).map_err(|e| self.err(e))?;
+                f(&id, row);
+            }
+        }
+        Ok(())
+    }
+
+    /// An independent recount straight from SQL: (effect rows, distinct message IDs).
+    pub fn recount(&self) -> Result<(u64, u64), EffectStoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*), count(DISTINCT message_id) FROM effects",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Effects that commit together.
+pub struct Batch<'a> {
+    tx: Transaction<'a>,
+    consumer: u32,
+    pid: u32,
+    path: &'a Path,
+}
+
+impl Batch<'_> {
+    fn err(&self, source: rusqlite::Error) -> EffectStoreError {
+        EffectStoreError {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Applies the effect of `message_id` unconditionally.
+    pub fn apply(&mut self, message_id: &str, now_us: i64) -> Result<(), EffectStoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("INSERT INTO effects (message_id, consumer, pid, applied_at_us) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(|e| self.err(e))?;
+        stmt.execute(params![message_id, self.consumer, self.pid, now_us])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Applies the effect unless `message_id` was seen; returns whether it was applied.
+    /// The check, the effect and the seen-insert are one transaction.
+    pub fn apply_once(&mut self, message_id: &str, now_us: i64) -> Result<bool, EffectStoreError> {
+        let inserted = {
+            let mut stmt = self
+                .tx
+                .prepare_cached("INSERT OR IGNORE INTO seen (message_id) VALUES (?1)")
+                .map_err(|e| self.err(e))?;
+            stmt.execute(params![message_id]).map_err(|e| self.err(e))?
+        };
+        if inserted == 1 {
+            self.apply(message_id, now_us)?;
+            Ok(true)
+        } else {
+            let mut stmt = self
+                .tx
+                .prepare_cached("INSERT INTO suppressed (message_id, consumer, pid, at_us) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(|e| self.err(e))?;
+            stmt.execute(params![message_id, self.consumer, self.pid, now_us])
+                .map_err(|e| self.err(e))?;
+            Ok(false)
+        }
+    }
+
+    /// Makes the batch's effects durable.
+    pub fn commit(self) -> Result<(), EffectStoreError> {
+        let path = self.path.to_path_buf();
+        self.tx
+            .commit()
+            .map_err(|source| EffectStoreError { path, source })
+    }
+}
+
+/// Whether `message_id` has a row in `seen` (for tests and diagnostics).
+pub fn was_seen(store: &EffectStore, message_id: &str) -> Result<bool, EffectStoreError> {
+    store
+        .conn
+        .query_row("SELECT 1 FROM seen WHERE message_id = ?1", [message_id], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+        .map_err(|e| store.err(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (EffectStore, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("dlab-effects-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("effects.sqlite");
+        (EffectStore::create(&path).unwrap(), dir)
+    }
+
+    #[test]
+    fn apply_once_suppresses_a_second_effect() {
+        let (mut store, dir) = temp_store();
+        let mut b = store.batch(0).unwrap();
+        assert!(b.apply_once("m1", 1).unwrap());
+        assert!(!b.apply_once("m1", 2).unwrap());
+        b.commit().unwrap();
+        let mut b = store.batch(1).unwrap();
+        assert!(!b.apply_once("m1", 3).unwrap());
+        b.apply("m2", 4).unwrap();
+        b.apply("m2", 5).unwrap();
+        b.commit().unwrap();
+        assert_eq!(store.recount().unwrap(), (3, 2));
+        let mut rows = Vec::new();
+        store.scan(|id, row| rows.push((id.to_string(), row))).unwrap();
+        assert_eq!(rows.iter().filter(|r| r.1 == Row::Suppressed).count(), 2);
+        assert!(was_seen(&store, "m1").unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_uncommitted_batch_leaves_nothing() {
+        let (mut store, dir) = temp_store();
+        {
+            let mut b = store.batch(0).unwrap();
+            assert!(b.apply_once("m1", 1).unwrap());
+        }
+        assert_eq!(store.recount().unwrap(), (0, 0));
+        assert!(!was_seen(&store, "m1").unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

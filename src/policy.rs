@@ -1,0 +1,135 @@
+//! Delivery policies: what a producer and a consumer do to keep a promise.
+//!
+//! A guarantee is not a switch but the composition of one producer policy and
+//! one consumer policy (PRODUCT.md, "Guarantees are policies that compose").
+//! The presets name the three classic compositions.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a producer publishes and what it does when it does not know the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProducerPolicy {
+    /// Publish without publisher confirms and never retry.
+    FireAndForget,
+    /// Publisher confirms with a bounded window in flight; republish on nack,
+    /// confirm timeout or lost connection.
+    ConfirmRetry,
+}
+
+/// When a consumer acknowledges relative to the effect it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsumerPolicy {
+    /// The broker forgets the message as soon as it sends it.
+    AutoAck,
+    /// Manual ack, then the effect.
+    AckBeforeEffect,
+    /// The effect, then the ack.
+    AckAfterEffect,
+    /// The seen-check, the effect and the seen-insert in one transaction, then
+    /// the ack; an ID already seen is acked with no second effect.
+    Idempotent,
+}
+
+/// A named composition of a producer and a consumer policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// fire-and-forget + auto-ack: never two effects, possibly none.
+    AtMostOnce,
+    /// confirm-retry + ack-after-effect: at least one effect, possibly more.
+    AtLeastOnce,
+    /// confirm-retry + idempotent: exactly one effect.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// Every preset, weakest first.
+    pub const ALL: [Guarantee; 3] = [
+        Guarantee::AtMostOnce,
+        Guarantee::AtLeastOnce,
+        Guarantee::ExactlyOnce,
+    ];
+
+    /// The producer and consumer policies this preset stands for.
+    pub fn policies(self) -> (ProducerPolicy, ConsumerPolicy) {
+        match self {
+            Guarantee::AtMostOnce => (ProducerPolicy::FireAndForget, ConsumerPolicy::AutoAck),
+            Guarantee::AtLeastOnce => (ProducerPolicy::ConfirmRetry, ConsumerPolicy::AckAfterEffect),
+            Guarantee::ExactlyOnce => (ProducerPolicy::ConfirmRetry, ConsumerPolicy::Idempotent),
+        }
+    }
+
+    /// The preset whose policies are exactly these, if any.
+    pub fn from_policies(producer: ProducerPolicy, consumer: ConsumerPolicy) -> Option<Guarantee> {
+        Guarantee::ALL
+            .into_iter()
+            .find(|g| g.policies() == (producer, consumer))
+    }
+
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Guarantee::AtMostOnce => "at-most-once",
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl ProducerPolicy {
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProducerPolicy::FireAndForget => "fire-and-forget",
+            ProducerPolicy::ConfirmRetry => "confirm-retry",
+        }
+    }
+}
+
+impl ConsumerPolicy {
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsumerPolicy::AutoAck => "auto-ack",
+            ConsumerPolicy::AckBeforeEffect => "ack-before-effect",
+            ConsumerPolicy::AckAfterEffect => "ack-after-effect",
+            ConsumerPolicy::Idempotent => "idempotent",
+        }
+    }
+
+    /// Whether the consumer sends acks itself (everything but auto-ack).
+    pub fn manual_ack(self) -> bool {
+        self != ConsumerPolicy::AutoAck
+    }
+
+    /// Whether the ack follows the effect's commit.
+    pub fn acks_after_effect(self) -> bool {
+        matches!(self, ConsumerPolicy::AckAfterEffect | ConsumerPolicy::Idempotent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_round_trip_through_their_policies() {
+        for g in Guarantee::ALL {
+            let (p, c) = g.policies();
+            assert_eq!(Guarantee::from_policies(p, c), Some(g));
+        }
+        assert_eq!(
+            Guarantee::from_policies(ProducerPolicy::ConfirmRetry, ConsumerPolicy::AckBeforeEffect),
+            None
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Results and their renderers. Measuring and rendering are separate: the
+//! runner produces a [`RunResult`], renderers only read it.
+
+mod result;
+pub mod table;
+
+pub use result::{
+    describe_fault, Drain, ExpectationResult, Latency, Promise, Recount, RunResult, Settings, TimelineEntry,
+};
+
+use crate::ledger::Reconciliation;
+use crate::metrics::LatencySummary;
+use crate::scenario::Plan;
+use hdrhistogram::Histogram;
+use std::path::Path;
+use std::time::Duration;
+
+/// Everything [`build`] puts together.
+pub struct Inputs<'a> {
+    /// The plan that ran.
+    pub plan: &'a Plan,
+    /// The run's ID.
+    pub run_id: &'a str,
+    /// The broker, password masked.
+    pub broker: &'a str,
+    /// The queue.
+    pub queue: &'a str,
+    /// The ledger's reconciliation.
+    pub reconciliation: Reconciliation,
+    /// The SQL recount of the effect store.
+    pub recount: Recount,
+    /// How the drain ended.
+    pub drain: Drain,
+    /// The timeline.
+    pub timeline: Vec<TimelineEntry>,
+    /// From the first publish to the last delivery handled.
+    pub active: Duration,
+    /// Merged publish-to-confirm latencies.
+    pub publish_to_confirm: &'a Histogram<u64>,
+    /// Merged end-to-end latencies.
+    pub end_to_end: &'a Histogram<u64>,
+    /// The effect store file.
+    pub effect_store: &'a Path,
+    /// Worker notes.
+    pub notes: Vec<String>,
+}
+
+/// Assembles a [`RunResult`] and judges the plan's expectations.
+pub fn build(i: Inputs<'_>) -> RunResult {
+    let c = &i.reconciliation.counts;
+    let e = &i.plan.expect;
+    let expectations: Vec<ExpectationResult> = [
+        ("max_lost", e.max_lost, c.lost, true),
+        ("min_lost", e.min_lost, c.lost, false),
+        ("max_duplicates", e.max_duplicates, c.duplicates, true),
+        ("min_duplicates", e.min_duplicates, c.duplicates, false),
+    ]
+    .into_iter()
+    .filter_map(|(name, bound, actual, is_max)| {
+        bound.map(|bound| ExpectationResult {
+            name: name.to_string(),
+            bound,
+            actual,
+            held: if is_max { actual <= bound } else { actual >= bound },
+        })
+    })
+    .collect();
+    let secs = i.active.as_secs_f64();
+    RunResult {
+        scenario: i.plan.name.clone(),
+        description: i.plan.description.clone(),
+        transport: "amqp".into(),
+        guarantee: i.plan.guarantee.map(|g| g.name().to_string()),
+        producer: i.plan.producer.name().to_string(),
+        consumer: i.plan.consumer.name().to_string(),
+        seed: i.plan.seed,
+        run_id: i.run_id.to_string(),
+        broker: i.broker.to_string(),
+        queue: i.queue.to_string(),
+        settings: Settings::of(i.plan),
+        faults: i.plan.faults.iter().map(describe_fault).collect(),
+        promise: i.plan.guarantee.map(|g| Promise::of(g, &i.reconciliation.verdicts)),
+        expectations_held: expectations.iter().all(|x| x.held),
+        expectations,
+        counts: i.reconciliation.counts.clone(),
+        verdicts: i.reconciliation.verdicts,
+        drain: i.drain,
+        recount: i.recount,
+        timeline: i.timeline,
+        duration_s: secs,
+        throughput_per_s: if secs > 0.0 { c.effects as f64 / secs } else { 0.0 },
+        latency: Latency {
+            publish_to_confirm: LatencySummary::of(i.publish_to_confirm),
+            end_to_end: LatencySummary::of(i.end_to_end),
+        },
+        effect_store: i.effect_store.display().to_string(),
+        notes: i.notes,
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    std::fs::write(path, bytes)
+}

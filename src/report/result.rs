@@ -1,0 +1,201 @@
+//! The finished, serializable result of a run: what every renderer reads.
+//!
+//! Field names are a contract (`--json`): add fields, do not rename them.
+
+use crate::ledger::{Counts, Verdicts};
+use crate::metrics::LatencySummary;
+use crate::policy::Guarantee;
+use crate::scenario::{Fault, Plan};
+use serde::{Deserialize, Serialize};
+
+/// One scenario run, reconciled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// What it teaches.
+    pub description: String,
+    /// `amqp`.
+    pub transport: String,
+    /// The preset the policies form, if any.
+    pub guarantee: Option<String>,
+    /// Producer policy.
+    pub producer: String,
+    /// Consumer policy.
+    pub consumer: String,
+    /// The seed (printed so a run can be replayed).
+    pub seed: u64,
+    /// The run's ID (prefix of every message ID).
+    pub run_id: String,
+    /// The broker, password masked.
+    pub broker: String,
+    /// The queue used.
+    pub queue: String,
+    /// Workload settings.
+    pub settings: Settings,
+    /// The faults injected, one line each.
+    pub faults: Vec<String>,
+    /// What the ledger counted.
+    pub counts: Counts,
+    /// Whether each guarantee's promise held.
+    pub verdicts: Verdicts,
+    /// The promise of the preset this run used, and whether it held.
+    pub promise: Option<Promise>,
+    /// Each `[expect]` bound and whether it held.
+    pub expectations: Vec<ExpectationResult>,
+    /// Whether every bound held (exit code 0 versus 1).
+    pub expectations_held: bool,
+    /// How the drain phase ended.
+    pub drain: Drain,
+    /// An independent count straight from the effect store with SQL.
+    pub recount: Recount,
+    /// What happened when, in milliseconds since the run started.
+    pub timeline: Vec<TimelineEntry>,
+    /// Seconds from the first publish to the last delivery handled.
+    pub duration_s: f64,
+    /// Effects per second over `duration_s`.
+    pub throughput_per_s: f64,
+    /// Latency percentiles.
+    pub latency: Latency,
+    /// The SQLite file holding every effect, so anyone can recount.
+    pub effect_store: String,
+    /// Notes the workers sent (lost connections, retries), first ones only.
+    pub notes: Vec<String>,
+}
+
+/// The workload, as run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Intended messages.
+    pub messages: u64,
+    /// Messages per second (0 = unthrottled).
+    pub rate: u64,
+    /// Bytes per message.
+    pub payload_bytes: usize,
+    /// Producer processes.
+    pub producers: u32,
+    /// Consumer processes.
+    pub consumers: u32,
+    /// Prefetch count.
+    pub prefetch: u16,
+    /// Confirms in flight per producer.
+    pub confirm_window: u32,
+    /// Durable queue.
+    pub durable: bool,
+    /// Persistent messages.
+    pub persistent: bool,
+    /// Classic or quorum.
+    pub queue_type: String,
+}
+
+impl Settings {
+    /// The settings of a plan.
+    pub fn of(plan: &Plan) -> Settings {
+        Settings {
+            messages: plan.messages,
+            rate: plan.rate,
+            payload_bytes: plan.payload_bytes,
+            producers: plan.producers,
+            consumers: plan.consumers,
+            prefetch: plan.prefetch,
+            confirm_window: plan.confirm_window,
+            durable: plan.durable,
+            persistent: plan.persistent,
+            queue_type: plan.queue_type.name().to_string(),
+        }
+    }
+}
+
+/// A fault in one line, for reports.
+pub fn describe_fault(f: &Fault) -> String {
+    match f {
+        Fault::ConsumerCrash {
+            point,
+            after,
+            worker,
+            restart_after,
+        } => format!(
+            "consumer-crash: consumer {worker} aborts {} at its delivery {after}, restarted after {}ms",
+            point.name(),
+            restart_after.as_millis()
+        ),
+    }
+}
+
+/// A preset's promise and whether it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    /// The preset.
+    pub guarantee: String,
+    /// What it promises.
+    pub promise: String,
+    /// Whether it held.
+    pub held: bool,
+}
+
+impl Promise {
+    /// The promise of `g`, judged by `v`.
+    pub fn of(g: Guarantee, v: &Verdicts) -> Promise {
+        let (promise, held) = match g {
+            Guarantee::AtMostOnce => ("no message has two effects", v.at_most_once),
+            Guarantee::AtLeastOnce => ("every message has an effect", v.at_least_once),
+            Guarantee::ExactlyOnce => ("every message has exactly one effect", v.exactly_once),
+        };
+        Promise {
+            guarantee: g.name().to_string(),
+            promise: promise.to_string(),
+            held,
+        }
+    }
+}
+
+/// One bound from `[expect]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationResult {
+    /// The key, e.g. `max_lost`.
+    pub name: String,
+    /// The bound.
+    pub bound: u64,
+    /// The counted value.
+    pub actual: u64,
+    /// Whether the bound held.
+    pub held: bool,
+}
+
+/// How the drain phase ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Whether the queue emptied and the consumers went idle before the timeout.
+    pub completed: bool,
+    /// How long the drain phase took.
+    pub seconds: f64,
+    /// Messages still in the queue when the run ended.
+    pub remaining_in_queue: u64,
+}
+
+/// Counts taken from the effect store with SQL, independently of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recount {
+    /// `SELECT count(*) FROM effects`.
+    pub effect_rows: u64,
+    /// `SELECT count(DISTINCT message_id) FROM effects`.
+    pub distinct_message_ids: u64,
+}
+
+/// One moment of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    /// What happened.
+    pub event: String,
+}
+
+/// Latency percentiles of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Publish to broker confirm.
+    pub publish_to_confirm: LatencySummary,
+    /// Due time to effect committed.
+    pub end_to_end: LatencySummary,
+}

@@ -1,0 +1,160 @@
+//! The terminal renderer: a run as a readable block, the matrix as a grid.
+
+use super::RunResult;
+use crate::metrics::LatencySummary;
+use std::io::{self, Write};
+
+fn held(b: bool) -> &'static str {
+    if b {
+        "held"
+    } else {
+        "BROKEN"
+    }
+}
+
+fn ms(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.0}ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.2}ms", us as f64 / 1000.0)
+    }
+}
+
+fn latency(name: &str, l: &LatencySummary) -> String {
+    if l.samples == 0 {
+        format!("{name}: no samples")
+    } else {
+        format!(
+            "{name}: p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
+            ms(l.p50_us),
+            ms(l.p90_us),
+            ms(l.p99_us),
+            ms(l.p999_us),
+            ms(l.max_us),
+            l.samples
+        )
+    }
+}
+
+/// Writes one run as a block of text.
+pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
+    let s = &r.settings;
+    let c = &r.counts;
+    writeln!(out, "dlab run: {} (run {}, seed {})", r.scenario, r.run_id, r.seed)?;
+    if !r.description.is_empty() {
+        writeln!(out, "  {}", r.description)?;
+    }
+    let preset = r.guarantee.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
+    writeln!(out, "  {} + {}{preset} over {}, broker {}", r.producer, r.consumer, r.transport, r.broker)?;
+    writeln!(
+        out,
+        "  {} messages of {} B, {} producer(s), {} consumer(s), prefetch {}, {} {} queue, {} messages",
+        s.messages,
+        s.payload_bytes,
+        s.producers,
+        s.consumers,
+        s.prefetch,
+        if s.durable { "durable" } else { "transient" },
+        s.queue_type,
+        if s.persistent { "persistent" } else { "transient" },
+    )?;
+    for f in &r.faults {
+        writeln!(out, "  fault: {f}")?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "  intended   {:>8}   published {:>8}   confirmed   {:>8}   in doubt    {:>8}",
+        c.intended, c.published, c.confirmed, c.in_doubt
+    )?;
+    writeln!(
+        out,
+        "  attempts   {:>8}   nacked    {:>8}   deliveries  {:>8}   redelivered {:>8}",
+        c.attempts, c.nacked, c.deliveries, c.redelivered
+    )?;
+    writeln!(
+        out,
+        "  effects    {:>8}   unique    {:>8}   duplicates  {:>8}   suppressed  {:>8}",
+        c.effects, c.unique, c.duplicates, c.suppressed
+    )?;
+    writeln!(
+        out,
+        "  lost       {:>8}   after confirm {:>4}   unconfirmed {:>8}   unexpected  {:>8}",
+        c.lost, c.lost_after_confirm, c.lost_unconfirmed, c.unexpected
+    )?;
+    writeln!(out)?;
+    if let Some(p) = &r.promise {
+        writeln!(out, "  promise   {}: {}: {}", p.guarantee, p.promise, held(p.held))?;
+    }
+    writeln!(
+        out,
+        "  verdicts  at-most-once {} · at-least-once {} · exactly-once {}",
+        held(r.verdicts.at_most_once),
+        held(r.verdicts.at_least_once),
+        held(r.verdicts.exactly_once)
+    )?;
+    for x in &r.expectations {
+        let op = if x.name.starts_with("max") { "<=" } else { ">=" };
+        writeln!(out, "  expect    {} {op} {}: counted {}: {}", x.name, x.bound, x.actual, held(x.held))?;
+    }
+    writeln!(
+        out,
+        "  drain     {} in {:.1}s, {} left in queue; SQL recount of the effect store: {} rows, {} distinct IDs",
+        if r.drain.completed { "completed" } else { "TIMED OUT" },
+        r.drain.seconds,
+        r.drain.remaining_in_queue,
+        r.recount.effect_rows,
+        r.recount.distinct_message_ids
+    )?;
+    writeln!(out, "  speed     {:.0} effects/s over {:.2}s", r.throughput_per_s, r.duration_s)?;
+    writeln!(out, "  latency   {}", latency("end-to-end", &r.latency.end_to_end))?;
+    writeln!(out, "            {}", latency("publish-to-confirm", &r.latency.publish_to_confirm))?;
+    for t in &r.timeline {
+        writeln!(out, "  {:>7}ms  {}", t.at_ms, t.event)?;
+    }
+    writeln!(out, "  effect store: {}", r.effect_store)?;
+    Ok(())
+}
+
+/// One cell of the matrix grid.
+pub struct Cell<'a> {
+    /// The row's fault label.
+    pub row: &'a str,
+    /// The column's preset.
+    pub column: &'a str,
+    /// The run.
+    pub result: &'a RunResult,
+}
+
+/// Writes the matrix grid: lost and duplicates per cell, and whether the
+/// preset's promise held.
+pub fn write_matrix(out: &mut dyn Write, rows: &[&str], columns: &[&str], cells: &[Cell<'_>]) -> io::Result<()> {
+    const ROW: usize = 34;
+    const COL: usize = 30;
+    write!(out, "{:<ROW$}", "fault \\ guarantee")?;
+    for c in columns {
+        write!(out, "{c:<COL$}")?;
+    }
+    writeln!(out)?;
+    write!(out, "{:<ROW$}", "")?;
+    for _ in columns {
+        write!(out, "{:<COL$}", "lost  dup   promise")?;
+    }
+    writeln!(out)?;
+    for row in rows {
+        write!(out, "{row:<ROW$}")?;
+        for col in columns {
+            match cells.iter().find(|c| c.row == *row && c.column == *col) {
+                Some(cell) => {
+                    let r = cell.result;
+                    let promise = r.promise.as_ref().map_or("-", |p| held(p.held));
+                    let text = format!("{:<5} {:<5} {promise}", r.counts.lost, r.counts.duplicates);
+                    write!(out, "{text:<COL$}")?;
+                }
+                None => write!(out, "{:<COL$}", "(not run)")?,
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The runner: runs one [`Plan`] against a broker and reconciles the outcome.
+//!
+//! Phases: declare the queue; start consumers and wait until they are ready;
+//! start producers; supervise (restart crashed consumers); drain (producers
+//! finished, queue empty, consumers idle, or the drain timeout); stop the
+//! consumers; read the effect store into the ledger; reconcile.
+//!
+//! Architecture invariant: counts come from the ledger, and the ledger only
+//! from worker events and effect-store rows. A failure during the run (a
+//! crash, a lost connection) is an event, never an early return.
+
+mod supervise;
+pub mod workers;
+
+use crate::amqp::{self, topology, BrokerError};
+use crate::effects::{EffectStore, EffectStoreError, Row};
+use crate::ledger::{Event, Ledger};
+use crate::message_id;
+use crate::report::{self, RunResult};
+use crate::scenario::Plan;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a run could not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The broker could not be used.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The effect store failed.
+    #[error(transparent)]
+    EffectStore(#[from] EffectStoreError),
+    /// A file or process could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        /// What dlab was doing.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker failed in a way that is not a fault of the scenario.
+    #[error("{0}")]
+    Worker(String),
+}
+
+impl RunError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+        let what = what.into();
+        move |source| RunError::Io { what, source }
+    }
+}
+
+/// Where and how to run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The broker's AMQP URL.
+    pub amqp_url: String,
+    /// dlab's home (`.dlab`): run directories go under `runs/`.
+    pub home: PathBuf,
+    /// The `dlab` executable that workers run as.
+    pub worker_exe: PathBuf,
+    /// Keep the queue after the run (for inspection) instead of deleting it.
+    pub keep_queue: bool,
+}
+
+impl RunContext {
+    /// A context whose workers run the current executable.
+    pub fn new(amqp_url: impl Into<String>, home: impl Into<PathBuf>) -> Result<RunContext, RunError> {
+        Ok(RunContext {
+            amqp_url: amqp_url.into(),
+            home: home.into(),
+            worker_exe: std::env::current_exe().map_err(RunError::io("cannot locate the dlab executable"))?,
+            keep_queue: false,
+        })
+    }
+}
+
+/// Runs `plan` and reconciles its outcome.
+pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
+    let run_id = message_id::new_run_id();
+    let run_dir = std::path::absolute(ctx.home.join("runs").join(&run_id))
+        .map_err(RunError::io("cannot resolve the run directory"))?;
+    std::fs::create_dir_all(&run_dir).map_err(RunError::io(format!("cannot create {}", run_dir.display())))?;
+    let plan_file = run_dir.join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec_pretty(plan).expect("a plan serializes"))
+        .map_err(RunError::io(format!("cannot write {}", plan_file.display())))?;
+    let store_path = run_dir.join("effects.sqlite");
+    EffectStore::create(&store_path)?;
+
+    let conn = amqp::connect(&ctx.amqp_url, &format!("dlab runner {run_id}"), Duration::from_secs(10)).await?;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(|e| BrokerError::refused(&ctx.amqp_url, "a channel", e))?;
+    let queue = format!("dlab.{}.{run_id}", plan.name);
+    topology::declare_queue(&channel, &queue, plan)
+        .await
+        .map_err(|e| BrokerError::refused(&ctx.amqp_url, &format!("declaring queue {queue}"), e))?;
+
+    let launch = workers::Launch {
+        exe: ctx.worker_exe.clone(),
+        plan: plan_file,
+        amqp_url: ctx.amqp_url.clone(),
+        queue: queue.clone(),
+        run_id: run_id.clone(),
+        effect_store: store_path.clone(),
+        log_dir: run_dir.clone(),
+    };
+    let outcome = supervise::supervise(plan, &launch, &channel).await?;
+
+    let remaining = if ctx.keep_queue {
+        topology::ready_messages(&channel, &queue).await.unwrap_or(0)
+    } else {
+        topology::delete_queue(&channel, &queue).await.unwrap_or(0)
+    };
+    let _ = conn.close(200, "run finished".into()).await;
+
+    let mut ledger = outcome.ledger;
+    let store = EffectStore::open(&store_path)?;
+    read_effects(&store, &run_id, &mut ledger)?;
+    let (effect_rows, distinct_message_ids) = store.recount()?;
+    Ok(report::build(report::Inputs {
+        plan,
+        run_id: &run_id,
+        broker: &amqp::mask_password(&ctx.amqp_url),
+        queue: &queue,
+        reconciliation: ledger.reconcile(),
+        recount: report::Recount {
+            effect_rows,
+            distinct_message_ids,
+        },
+        drain: report::Drain {
+            completed: outcome.drained,
+            seconds: outcome.drain_time.as_secs_f64(),
+            remaining_in_queue: u64::from(remaining),
+        },
+        timeline: outcome.timeline,
+        active: outcome.active,
+        publish_to_confirm: &outcome.publish_to_confirm,
+        end_to_end: &outcome.end_to_end,
+        effect_store: &store_path,
+        notes: outcome.notes,
+    }))
+}
+
+/// Feeds every effect-store row into the ledger.
+fn read_effects(store: &EffectStore, run_id: &str, ledger: &mut Ledger) -> Result<(), EffectStoreError> {
+    store.scan(|id, row| match message_id::parse(run_id, id) {
+        Some(seq) => ledger.record(match row {
+            Row::Effect => Event::Effect(seq),
+            Row::Suppressed => Event::Suppressed(seq),
+        }),
+        None => ledger.record_unexpected(),
+    })
+}
+
+/// The path of a run's effect store, for tools that recount.
+pub fn effect_store_of(run_dir: &Path) -> PathBuf {
+    run_dir.join("effects.sqlite")
+}

@@ -1,0 +1,368 @@
+//! Supervision of one run's worker processes: start, feed the ledger from
+//! their events, restart crashed consumers, decide when the run has drained.
+//!
+//! The drain phase is the final read: it ends when every producer has
+//! finished, no consumer is down, no delivery is awaiting its ack, the queue
+//! has no ready message and the consumers have been quiet for a moment, on
+//! two checks in a row; or when the plan's drain timeout passes.
+
+use super::workers::{self, Launch, Report, Running, Slot};
+use super::RunError;
+use crate::amqp::topology;
+use crate::ledger::{Event, Ledger};
+use crate::metrics;
+use crate::report::TimelineEntry;
+use crate::scenario::Plan;
+use crate::worker::wire::WireEvent;
+use crate::worker::{Role, EXIT_CONNECTION_LOST};
+use hdrhistogram::Histogram;
+use lapin::Channel;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long consumers get to connect and register.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long consumers must have been quiet for the run to count as drained.
+const QUIET: Duration = Duration::from_millis(400);
+/// How long stopping consumers may take before they are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Delay before restarting a worker that lost its connection.
+const RECONNECT_RESTART: Duration = Duration::from_millis(500);
+/// How many worker notes a result keeps.
+const MAX_NOTES: usize = 50;
+
+/// What supervision produced.
+pub struct Outcome {
+    /// Everything the workers reported (effects are added from the store later).
+    pub ledger: Ledger,
+    /// Whether the drain phase completed before its timeout.
+    pub drained: bool,
+    /// How long the drain phase took.
+    pub drain_time: Duration,
+    /// What happened when.
+    pub timeline: Vec<TimelineEntry>,
+    /// From the first publish to the last delivery handled.
+    pub active: Duration,
+    /// Merged publish-to-confirm latencies.
+    pub publish_to_confirm: Histogram<u64>,
+    /// Merged end-to-end latencies.
+    pub end_to_end: Histogram<u64>,
+    /// Notes from the workers.
+    pub notes: Vec<String>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    running: Option<Running>,
+    incarnation: u32,
+    ready: bool,
+    finished: bool,
+    outstanding: u64,
+    restart_at: Option<Instant>,
+}
+
+struct Supervisor<'a> {
+    plan: &'a Plan,
+    launch: &'a Launch,
+    tx: mpsc::UnboundedSender<Report>,
+    producers: Vec<SlotState>,
+    consumers: Vec<SlotState>,
+    ledger: Ledger,
+    start: Instant,
+    timeline: Vec<TimelineEntry>,
+    notes: Vec<String>,
+    publish_to_confirm: Histogram<u64>,
+    end_to_end: Histogram<u64>,
+    last_consumer_event: Instant,
+    last_handled: Option<Instant>,
+    stopping: bool,
+}
+
+impl Supervisor<'_> {
+    fn mark(&mut self, event: impl Into<String>) {
+        self.timeline.push(TimelineEntry {
+            at_ms: self.start.elapsed().as_millis() as u64,
+            event: event.into(),
+        });
+    }
+
+    fn state(&mut self, slot: Slot) -> &mut SlotState {
+        match slot.role {
+            Role::Producer => &mut self.producers[slot.index as usize],
+            Role::Consumer => &mut self.consumers[slot.index as usize],
+        }
+    }
+
+    fn spawn(&mut self, slot: Slot) -> Result<(), RunError> {
+        let incarnation = self.state(slot).incarnation;
+        let crash = match (slot.role, incarnation) {
+            (Role::Consumer, 0) => self.plan.crash_for_consumer(slot.index).map(|(p, n, _)| (p, n)),
+            _ => None,
+        };
+        let running = workers::spawn(self.launch, slot, incarnation, crash, self.tx.clone())
+            .map_err(RunError::io(format!("cannot start {slot} ({})", self.launch.exe.display())))?;
+        let s = self.state(slot);
+        s.running = Some(running);
+        s.ready = false;
+        s.outstanding = 0;
+        s.restart_at = None;
+        Ok(())
+    }
+
+    fn handle(&mut self, report: Report) -> Result<(), RunError> {
+        match report {
+            Report::Event(slot, incarnation, event) => self.event(slot, incarnation, event),
+            Report::Exited(slot, incarnation, status) => self.exited(slot, incarnation, status)?,
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, slot: Slot, incarnation: u32, event: WireEvent) {
+        let current = self.state(slot).incarnation == incarnation;
+        if slot.role == Role::Consumer {
+            self.last_consumer_event = Instant::now();
+        }
+        match event {
+            WireEvent::Ready => {
+                if current {
+                    self.state(slot).ready = true;
+                }
+            }
+            WireEvent::Attempt(s) => self.ledger.record(Event::Attempt(s)),
+            WireEvent::Confirmed(s) => self.ledger.record(Event::Confirmed(s)),
+            WireEvent::Nacked(s) => self.ledger.record(Event::Nacked(s)),
+            WireEvent::InDoubt(s) => self.ledger.record(Event::InDoubt(s)),
+            WireEvent::Delivered { seq, redelivered } => {
+                self.ledger.record(Event::Delivered { seq, redelivered });
+                self.last_handled = Some(Instant::now());
+                if current && self.plan.consumer.manual_ack() {
+                    self.state(slot).outstanding += 1;
+                }
+            }
+            WireEvent::Acked(s) => {
+                self.ledger.record(Event::Acked(s));
+                self.last_handled = Some(Instant::now());
+                if current {
+                    let st = self.state(slot);
+                    st.outstanding = st.outstanding.saturating_sub(1);
+                }
+            }
+            WireEvent::Unexpected => self.ledger.record_unexpected(),
+            WireEvent::Histogram { name, data } => {
+                let target = match name.as_str() {
+                    metrics::PUBLISH_TO_CONFIRM => &mut self.publish_to_confirm,
+                    metrics::END_TO_END => &mut self.end_to_end,
+                    _ => return,
+                };
+                if let Some(h) = metrics::decode(&data) {
+                    let _ = target.add(h);
+                }
+            }
+            WireEvent::Note(text) => {
+                if self.notes.len() < MAX_NOTES {
+                    self.notes.push(format!("{slot}: {text}"));
+                }
+            }
+            WireEvent::Done => {}
+        }
+    }
+
+    fn exited(&mut self, slot: Slot, incarnation: u32, status: ExitStatus) -> Result<(), RunError> {
+        if self.state(slot).incarnation != incarnation {
+            return Ok(());
+        }
+        let stopping = self.stopping;
+        let s = self.state(slot);
+        s.running = None;
+        match slot.role {
+            Role::Producer => {
+                s.finished = true;
+                if !status.success() {
+                    self.mark(format!("{slot} exited with {status}"));
+                }
+            }
+            Role::Consumer if stopping => s.finished = true,
+            Role::Consumer => {
+                let was_ready = s.ready;
+                let crash = self.plan.crash_for_consumer(slot.index);
+                let (what, delay) = if status.signal() == Some(libc::SIGABRT) {
+                    let (point, n, delay) = crash.map_or(("unscheduled", 0, RECONNECT_RESTART), |(p, n, d)| (p.name(), n, d));
+                    (format!("{slot} aborted ({point} at its delivery {n})"), delay)
+                } else if status.code() == Some(EXIT_CONNECTION_LOST) {
+                    (format!("{slot} lost its broker connection"), RECONNECT_RESTART)
+                } else {
+                    let log = self.launch.log_dir.join(format!("consumer-{}.{incarnation}.log", slot.index));
+                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                    return Err(RunError::Worker(format!(
+                        "{slot} exited with {status}: {} (log: {})",
+                        tail.lines().last().unwrap_or("no message"),
+                        log.display()
+                    )));
+                };
+                if !was_ready && status.code() == Some(EXIT_CONNECTION_LOST) && incarnation == 0 {
+                    let note = self.notes.iter().rev().find(|n| n.starts_with(&slot.to_string())).cloned();
+                    return Err(RunError::Worker(format!(
+                        "{slot} could not start consuming: {}",
+                        note.unwrap_or_else(|| "no reason given".into())
+                    )));
+                }
+                let s = self.state(slot);
+                s.incarnation += 1;
+                s.restart_at = Some(Instant::now() + delay);
+                self.mark(what);
+            }
+        }
+        Ok(())
+    }
+
+    fn restart_due(&mut self) -> Result<(), RunError> {
+        for index in 0..self.consumers.len() {
+            if self.consumers[index].restart_at.is_some_and(|t| t <= Instant::now()) {
+                let slot = Slot { role: Role::Consumer, index: index as u32 };
+                self.spawn(slot)?;
+                self.mark(format!("{slot} restarted"));
+            }
+        }
+        Ok(())
+    }
+
+    fn producers_finished(&self) -> bool {
+        self.producers.iter().all(|p| p.finished)
+    }
+
+    fn consumers_settled(&self) -> bool {
+        self.consumers
+            .iter()
+            .all(|c| c.running.is_some() && c.ready && c.outstanding == 0)
+            && self.last_consumer_event.elapsed() >= QUIET
+    }
+}
+
+/// Starts the workers of `plan` and supervises them until the run has drained.
+pub async fn supervise(plan: &Plan, launch: &Launch, channel: &Channel) -> Result<Outcome, RunError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut sv = Supervisor {
+        plan,
+        launch,
+        tx,
+        producers: (0..plan.producers).map(|_| SlotState::default()).collect(),
+        consumers: (0..plan.consumers).map(|_| SlotState::default()).collect(),
+        ledger: Ledger::new(plan.messages),
+        start: Instant::now(),
+        timeline: Vec::new(),
+        notes: Vec::new(),
+        publish_to_confirm: metrics::new_histogram(),
+        end_to_end: metrics::new_histogram(),
+        last_consumer_event: Instant::now(),
+        last_handled: None,
+        stopping: false,
+    };
+    for index in 0..plan.consumers {
+        sv.spawn(Slot { role: Role::Consumer, index })?;
+    }
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !sv.consumers.iter().all(|c| c.ready) {
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some(report)) => sv.handle(report)?,
+            Ok(None) => unreachable!("the supervisor holds a sender"),
+            Err(_) => {
+                return Err(RunError::Worker(format!(
+                    "consumers did not become ready within {}s (logs in {})",
+                    READY_TIMEOUT.as_secs(),
+                    launch.log_dir.display()
+                )))
+            }
+        }
+        sv.restart_due()?;
+    }
+    sv.mark("consumers ready");
+    for index in 0..plan.producers {
+        sv.spawn(Slot { role: Role::Producer, index })?;
+    }
+    let publish_start = Instant::now();
+    sv.mark("producers started");
+
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut drain_start: Option<Instant> = None;
+    let mut settled_checks = 0;
+    let mut drained = false;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            report = rx.recv() => sv.handle(report.expect("the supervisor holds a sender"))?,
+            _ = tick.tick() => {
+                sv.restart_due()?;
+                if drain_start.is_none() && sv.producers_finished() {
+                    drain_start = Some(Instant::now());
+                    sv.mark("producers finished; draining");
+                }
+                if let Some(since) = drain_start {
+                    if sv.consumers_settled() && topology::ready_messages(channel, &launch.queue).await.ok() == Some(0) {
+                        settled_checks += 1;
+                    } else {
+                        settled_checks = 0;
+                    }
+                    if settled_checks >= 2 {
+                        drained = true;
+                        sv.mark("drained");
+                        break;
+                    }
+                    if since.elapsed() >= plan.drain_timeout {
+                        sv.mark(format!("drain timed out after {}s", plan.drain_timeout.as_secs()));
+                        break;
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                sv.mark("interrupted: producers stop, the run drains");
+                for p in sv.producers.iter_mut() {
+                    if let Some(r) = p.running.as_mut() {
+                        r.stop();
+                    }
+                }
+            }
+        }
+    }
+    let drain_time = drain_start.map_or(Duration::ZERO, |s| s.elapsed());
+
+    // Stop the consumers and collect their last events.
+    sv.stopping = true;
+    for w in sv.consumers.iter_mut().chain(sv.producers.iter_mut()) {
+        w.restart_at = None;
+        match w.running.as_mut() {
+            Some(r) => r.stop(),
+            None => w.finished = true,
+        }
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while !sv.consumers.iter().chain(sv.producers.iter()).all(|w| w.finished) {
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some(report)) => sv.handle(report)?,
+            _ => {
+                for w in sv.consumers.iter().chain(sv.producers.iter()) {
+                    if let Some(r) = w.running.as_ref() {
+                        r.kill();
+                    }
+                }
+                sv.mark("workers killed after not stopping in time");
+                break;
+            }
+        }
+    }
+    let active = sv
+        .last_handled
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(publish_start));
+    Ok(Outcome {
+        ledger: sv.ledger,
+        drained,
+        drain_time,
+        timeline: sv.timeline,
+        active,
+        publish_to_confirm: sv.publish_to_confirm,
+        end_to_end: sv.end_to_end,
+        notes: sv.notes,
+    })
+}

@@ -1,0 +1,150 @@
+//! Worker processes as the runner sees them: spawn, read their events, notice
+//! their exits, stop them.
+//!
+//! Each worker's stdout is read by its own task, which forwards parsed events
+//! and finally the exit status to the runner over one channel, so the runner
+//! handles everything in the order it arrived.
+
+use crate::scenario::CrashPoint;
+use crate::worker::wire::WireEvent;
+use crate::worker::{CrashPointArg, Role};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{ChildStdin, Command};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Identifies one worker slot (a slot keeps its identity across restarts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// Producer or consumer.
+    pub role: Role,
+    /// 0-based index within the role.
+    pub index: u32,
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let role = match self.role {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        };
+        write!(f, "{role} {}", self.index)
+    }
+}
+
+/// What a worker's reader task reports.
+#[derive(Debug)]
+pub enum Report {
+    /// An event line.
+    Event(Slot, u32, WireEvent),
+    /// The process ended.
+    Exited(Slot, u32, ExitStatus),
+}
+
+/// Everything that is the same for every worker of a run.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The `dlab` executable.
+    pub exe: PathBuf,
+    /// The plan file.
+    pub plan: PathBuf,
+    /// The broker URL.
+    pub amqp_url: String,
+    /// The queue.
+    pub queue: String,
+    /// The run ID.
+    pub run_id: String,
+    /// The effect store file.
+    pub effect_store: PathBuf,
+    /// Where stderr logs go.
+    pub log_dir: PathBuf,
+}
+
+/// A running worker process.
+#[derive(Debug)]
+pub struct Running {
+    /// The OS process ID.
+    pub pid: u32,
+    stdin: Option<ChildStdin>,
+}
+
+impl Running {
+    /// Asks the worker to finish (closes its stdin).
+    pub fn stop(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Kills the worker outright.
+    pub fn kill(&self) {
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// Starts incarnation `incarnation` of `slot`, reporting to `tx`.
+pub fn spawn(
+    launch: &Launch,
+    slot: Slot,
+    incarnation: u32,
+    crash: Option<(CrashPoint, u64)>,
+    tx: UnboundedSender<Report>,
+) -> std::io::Result<Running> {
+    let log = std::fs::File::create(launch.log_dir.join(format!(
+        "{}-{}.{}.log",
+        match slot.role {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        },
+        slot.index,
+        incarnation
+    )))?;
+    let mut cmd = Command::new(&launch.exe);
+    cmd.arg("worker")
+        .arg("--role")
+        .arg(match slot.role {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        })
+        .arg("--index")
+        .arg(slot.index.to_string())
+        .arg("--plan")
+        .arg(&launch.plan)
+        .arg("--amqp-url")
+        .arg(&launch.amqp_url)
+        .arg("--queue")
+        .arg(&launch.queue)
+        .arg("--run-id")
+        .arg(&launch.run_id)
+        .arg("--effect-store")
+        .arg(&launch.effect_store);
+    if let Some((point, after)) = crash {
+        let value = clap::ValueEnum::to_possible_value(&CrashPointArg::from(point))
+            .expect("every crash point has a name");
+        cmd.arg("--crash-point").arg(value.get_name()).arg("--crash-after").arg(after.to_string());
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(ev) = WireEvent::parse(&line) {
+                if tx.send(Report::Event(slot, incarnation, ev)).is_err() {
+                    break;
+                }
+            }
+        }
+        if let Ok(status) = child.wait().await {
+            let _ = tx.send(Report::Exited(slot, incarnation, status));
+        }
+    });
+    Ok(Running { pid, stdin })
+}

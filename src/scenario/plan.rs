@@ -1,0 +1,371 @@
+//! The checked plan: a [`Spec`] with defaults filled in, ranges checked and
+//! durations resolved. Engines take a [`Plan`], never raw TOML.
+//!
+//! Architecture invariant: a `Plan` that exists is runnable; nothing after this
+//! point rejects a scenario for its content.
+
+use super::duration::parse_duration;
+use super::spec::{CrashPoint, FaultKind, QueueType, Spec, Transport};
+use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A validated, runnable scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Short name shown in reports.
+    pub name: String,
+    /// What the scenario teaches.
+    pub description: String,
+    /// Which way notifications travel.
+    pub transport: Transport,
+    /// The preset the policies form, if they form one.
+    pub guarantee: Option<Guarantee>,
+    /// The producer policy.
+    pub producer: ProducerPolicy,
+    /// The consumer policy.
+    pub consumer: ConsumerPolicy,
+    /// Intended notifications.
+    pub messages: u64,
+    /// Messages per second across all producers; 0 is unthrottled.
+    pub rate: u64,
+    /// Bytes per message body.
+    pub payload_bytes: usize,
+    /// Producer worker processes.
+    pub producers: u32,
+    /// Consumer worker processes.
+    pub consumers: u32,
+    /// basic.qos prefetch count (0 is unlimited).
+    pub prefetch: u16,
+    /// Confirms a producer may await at once.
+    pub confirm_window: u32,
+    /// How long a producer waits for one confirm.
+    pub confirm_timeout: Duration,
+    /// Whether the queue is durable.
+    pub durable: bool,
+    /// Whether messages are persistent.
+    pub persistent: bool,
+    /// Classic or quorum.
+    pub queue_type: QueueType,
+    /// Upper bound of the drain phase.
+    pub drain_timeout: Duration,
+    /// Seed for everything random.
+    pub seed: u64,
+    /// Faults in schedule order.
+    pub faults: Vec<Fault>,
+    /// Bounds on the outcome.
+    pub expect: Expectations,
+}
+
+/// A fault the runner injects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Consumer worker `worker` aborts at `point` of its `after`-th delivery,
+    /// and is restarted `restart_after` later.
+    ConsumerCrash {
+        /// Where it aborts.
+        point: CrashPoint,
+        /// Its delivery count at the abort (1-based).
+        after: u64,
+        /// Which consumer worker.
+        worker: u32,
+        /// Delay before the runner starts a new process in its place.
+        restart_after: Duration,
+    },
+}
+
+/// Bounds a run's counts must stay within; a broken bound makes the run exit 1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Expectations {
+    /// Upper bound on lost messages.
+    pub max_lost: Option<u64>,
+    /// Lower bound on lost messages.
+    pub min_lost: Option<u64>,
+    /// Upper bound on duplicate effects.
+    pub max_duplicates: Option<u64>,
+    /// Lower bound on duplicate effects.
+    pub min_duplicates: Option<u64>,
+}
+
+/// One step of a path into the scenario document, used to point at a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+/// A rule a spec broke, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Where in the document (empty for the document as a whole).
+    pub path: Vec<Segment>,
+    /// What was expected.
+    pub message: String,
+}
+
+impl Invalid {
+    fn at(path: &[&str], message: impl Into<String>) -> Self {
+        Invalid {
+            path: path.iter().map(|k| Segment::Key((*k).to_string())).collect(),
+            message: message.into(),
+        }
+    }
+
+    fn in_fault(index: usize, key: &str, message: impl Into<String>) -> Self {
+        Invalid {
+            path: vec![
+                Segment::Key("faults".into()),
+                Segment::Index(index),
+                Segment::Key(key.into()),
+            ],
+            message: message.into(),
+        }
+    }
+
+    /// The dotted key this error is about, e.g. `faults[0].after`.
+    pub fn key(&self) -> String {
+        let mut out = String::new();
+        for segment in &self.path {
+            match segment {
+                Segment::Key(k) if out.is_empty() => out.push_str(k),
+                Segment::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "`{}`: {}", self.key(), self.message)
+        }
+    }
+}
+
+fn ranged<T: TryFrom<u64> + Copy>(
+    value: Option<u64>,
+    default: u64,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<T, Invalid> {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        return Err(Invalid::at(
+            &[key],
+            format!("{v} is out of range; expected {min} to {max}"),
+        ));
+    }
+    T::try_from(v).map_err(|_| Invalid::at(&[key], format!("{v} does not fit")))
+}
+
+fn duration(value: &Option<String>, default: Duration, path: &[&str]) -> Result<Duration, Invalid> {
+    match value {
+        None => Ok(default),
+        Some(text) => parse_duration(text).map_err(|m| Invalid::at(path, m)),
+    }
+}
+
+impl Plan {
+    /// Checks a spec and fills in defaults; `default_name` is used when the
+    /// spec names none (the file stem).
+    pub fn from_spec(spec: &Spec, default_name: &str) -> Result<Plan, Invalid> {
+        let (producer, consumer) = match (spec.guarantee, spec.producer, spec.consumer) {
+            (Some(g), p, c) => {
+                let (gp, gc) = g.policies();
+                (p.unwrap_or(gp), c.unwrap_or(gc))
+            }
+            (None, Some(p), Some(c)) => (p, c),
+            (None, _, _) => {
+                return Err(Invalid::at(
+                    &[],
+                    "no guarantee: expected `guarantee` (at-most-once, at-least-once, exactly-once) or both `producer` and `consumer`",
+                ))
+            }
+        };
+        let durable = spec.durable.unwrap_or(true);
+        let queue_type = spec.queue_type.unwrap_or(QueueType::Classic);
+        if queue_type == QueueType::Quorum && !durable {
+            return Err(Invalid::at(
+                &["durable"],
+                "quorum queues are always durable; expected `durable = true` with `queue_type = \"quorum\"`",
+            ));
+        }
+        let consumers: u32 = ranged(spec.consumers, 1, "consumers", 1, 64)?;
+        let mut faults = Vec::with_capacity(spec.faults.len());
+        for (i, f) in spec.faults.iter().enumerate() {
+            match f.kind {
+                FaultKind::ConsumerCrash => {
+                    let point = f.point.ok_or_else(|| {
+                        Invalid::in_fault(i, "kind", "a consumer-crash needs `point` (before-effect, after-effect-before-ack or after-ack)")
+                    })?;
+                    let after = f.after.ok_or_else(|| {
+                        Invalid::in_fault(i, "kind", "a consumer-crash needs `after` (the delivery count at which the worker aborts)")
+                    })?;
+                    if after == 0 {
+                        return Err(Invalid::in_fault(i, "after", "0 is out of range; expected at least 1"));
+                    }
+                    let worker = f.worker.unwrap_or(0);
+                    if worker >= u64::from(consumers) {
+                        return Err(Invalid::in_fault(
+                            i,
+                            "worker",
+                            format!("{worker} is out of range; the scenario has {consumers} consumer(s), numbered from 0"),
+                        ));
+                    }
+                    let restart_after = match &f.restart_after {
+                        None => Duration::from_millis(500),
+                        Some(text) => parse_duration(text)
+                            .map_err(|m| Invalid::in_fault(i, "restart_after", m))?,
+                    };
+                    faults.push(Fault::ConsumerCrash {
+                        point,
+                        after,
+                        worker: worker as u32,
+                        restart_after,
+                    });
+                }
+            }
+        }
+        let e = spec.expect.clone().unwrap_or_default();
+        let expect = Expectations {
+            max_lost: e.max_lost,
+            min_lost: e.min_lost,
+            max_duplicates: e.max_duplicates,
+            min_duplicates: e.min_duplicates,
+        };
+        let messages = ranged(spec.messages, 1000, "messages", 1, 10_000_000)?;
+        for (min, max, what) in [
+            (expect.min_lost, expect.max_lost, "lost"),
+            (expect.min_duplicates, expect.max_duplicates, "duplicates"),
+        ] {
+            if let (Some(lo), Some(hi)) = (min, max) {
+                if lo > hi {
+                    return Err(Invalid::at(
+                        &["expect", &format!("min_{what}")],
+                        format!("{lo} is above max_{what} = {hi}; expected min_{what} <= max_{what}"),
+                    ));
+                }
+            }
+        }
+        Ok(Plan {
+            name: spec.name.clone().unwrap_or_else(|| default_name.to_string()),
+            description: spec.description.clone().unwrap_or_default(),
+            transport: spec.transport.unwrap_or(Transport::Amqp),
+            guarantee: Guarantee::from_policies(producer, consumer),
+            producer,
+            consumer,
+            messages,
+            rate: ranged(spec.rate, 0, "rate", 0, 10_000_000)?,
+            payload_bytes: ranged(spec.payload_bytes, 128, "payload_bytes", 0, 16 * 1024 * 1024)?,
+            producers: ranged(spec.producers, 1, "producers", 1, 64)?,
+            consumers,
+            prefetch: ranged(spec.prefetch, 100, "prefetch", 0, 65_535)?,
+            confirm_window: ranged(spec.confirm_window, 256, "confirm_window", 1, 100_000)?,
+            confirm_timeout: duration(&spec.confirm_timeout, Duration::from_secs(5), &["confirm_timeout"])?,
+            durable,
+            persistent: spec.persistent.unwrap_or(true),
+            queue_type,
+            drain_timeout: duration(&spec.drain_timeout, Duration::from_secs(60), &["drain_timeout"])?,
+            seed: spec.seed.unwrap_or(1),
+            faults,
+            expect,
+        })
+    }
+
+    /// The crash a given consumer worker's first process must perform, if any.
+    pub fn crash_for_consumer(&self, worker: u32) -> Option<(CrashPoint, u64, Duration)> {
+        self.faults.iter().find_map(|f| match *f {
+            Fault::ConsumerCrash {
+                point,
+                after,
+                worker: w,
+                restart_after,
+            } if w == worker => Some((point, after, restart_after)),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::spec::FaultSpec;
+
+    fn spec() -> Spec {
+        Spec {
+            guarantee: Some(Guarantee::AtLeastOnce),
+            ..Spec::default()
+        }
+    }
+
+    #[test]
+    fn a_preset_fills_both_policies_and_one_side_can_be_overridden() {
+        let plan = Plan::from_spec(&spec(), "x").unwrap();
+        assert_eq!(plan.producer, ProducerPolicy::ConfirmRetry);
+        assert_eq!(plan.consumer, ConsumerPolicy::AckAfterEffect);
+        assert_eq!(plan.guarantee, Some(Guarantee::AtLeastOnce));
+        let plan = Plan::from_spec(
+            &Spec {
+                consumer: Some(ConsumerPolicy::AckBeforeEffect),
+                ..spec()
+            },
+            "x",
+        )
+        .unwrap();
+        assert_eq!(plan.consumer, ConsumerPolicy::AckBeforeEffect);
+        assert_eq!(plan.guarantee, None);
+    }
+
+    #[test]
+    fn no_policy_at_all_is_an_error() {
+        let err = Plan::from_spec(&Spec::default(), "x").unwrap_err();
+        assert!(err.message.contains("guarantee"), "{err}");
+    }
+
+    #[test]
+    fn ranges_name_the_key() {
+        let err = Plan::from_spec(&Spec { consumers: Some(0), ..spec() }, "x").unwrap_err();
+        assert_eq!(err.key(), "consumers");
+        let err = Plan::from_spec(
+            &Spec {
+                faults: vec![FaultSpec {
+                    kind: FaultKind::ConsumerCrash,
+                    point: Some(CrashPoint::BeforeEffect),
+                    after: Some(10),
+                    worker: Some(3),
+                    restart_after: None,
+                }],
+                ..spec()
+            },
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(err.key(), "faults[0].worker");
+    }
+
+    #[test]
+    fn quorum_queues_must_be_durable() {
+        let err = Plan::from_spec(
+            &Spec {
+                queue_type: Some(QueueType::Quorum),
+                durable: Some(false),
+                ..spec()
+            },
+            "x",
+        )
+        .unwrap_err();
+        assert_eq!(err.key(), "durable");
+    }
+}

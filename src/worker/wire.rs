@@ -1,0 +1,129 @@
+//! The line protocol worker processes use to tell the runner what happened.
+//!
+//! One event per line on the worker's stdout. It is dlab's instrument, like
+//! Jepsen's history: it records what the worker did, it holds no state the
+//! guarantee depends on (that lives in the broker and the effect store).
+
+use std::fmt;
+
+/// One thing a worker reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireEvent {
+    /// Connected and ready (a consumer: its consumer is registered).
+    Ready,
+    /// Published one attempt of message `seq`.
+    Attempt(u64),
+    /// The broker confirmed an attempt.
+    Confirmed(u64),
+    /// The broker nacked an attempt.
+    Nacked(u64),
+    /// The outcome of an attempt is unknown (connection lost, confirm timeout).
+    InDoubt(u64),
+    /// A delivery of message `seq` arrived.
+    Delivered {
+        /// The message number.
+        seq: u64,
+        /// The broker's redelivered flag.
+        redelivered: bool,
+    },
+    /// The ack for message `seq` was sent.
+    Acked(u64),
+    /// A delivery whose message ID is not one of this run's.
+    Unexpected,
+    /// A latency histogram (HdrHistogram V2 serialization, base64).
+    Histogram {
+        /// Which latency it measures.
+        name: String,
+        /// The serialized histogram.
+        data: String,
+    },
+    /// Something the worker noticed (a lost connection, a retry), for the log.
+    Note(String),
+    /// The worker finished its work and is exiting normally.
+    Done,
+}
+
+impl fmt::Display for WireEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireEvent::Ready => f.write_str("ready"),
+            WireEvent::Attempt(s) => write!(f, "A {s}"),
+            WireEvent::Confirmed(s) => write!(f, "C {s}"),
+            WireEvent::Nacked(s) => write!(f, "N {s}"),
+            WireEvent::InDoubt(s) => write!(f, "D {s}"),
+            WireEvent::Delivered { seq, redelivered } => write!(f, "R {seq} {}", u8::from(*redelivered)),
+            WireEvent::Acked(s) => write!(f, "K {s}"),
+            WireEvent::Unexpected => f.write_str("X"),
+            WireEvent::Histogram { name, data } => write!(f, "H {name} {data}"),
+            WireEvent::Note(text) => write!(f, "note {}", text.replace('\n', " ")),
+            WireEvent::Done => f.write_str("done"),
+        }
+    }
+}
+
+impl WireEvent {
+    /// Parses one line (without its newline).
+    pub fn parse(line: &str) -> Option<WireEvent> {
+        let mut parts = line.splitn(3, ' ');
+        let tag = parts.next()?;
+        let mut num = || parts.next()?.parse::<u64>().ok();
+        Some(match tag {
+            "ready" => WireEvent::Ready,
+            "done" => WireEvent::Done,
+            "X" => WireEvent::Unexpected,
+            "A" => WireEvent::Attempt(num()?),
+            "C" => WireEvent::Confirmed(num()?),
+            "N" => WireEvent::Nacked(num()?),
+            "D" => WireEvent::InDoubt(num()?),
+            "K" => WireEvent::Acked(num()?),
+            "R" => {
+                let seq = num()?;
+                let redelivered = match parts.next()? {
+                    "0" => false,
+                    "1" => true,
+                    _ => return None,
+                };
+                WireEvent::Delivered { seq, redelivered }
+            }
+            "H" => WireEvent::Histogram {
+                name: parts.next()?.to_string(),
+                data: parts.next()?.to_string(),
+            },
+            "note" => WireEvent::Note(line.strip_prefix("note ").unwrap_or("").to_string()),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips() {
+        let events = [
+            WireEvent::Ready,
+            WireEvent::Attempt(1),
+            WireEvent::Confirmed(2),
+            WireEvent::Nacked(3),
+            WireEvent::InDoubt(4),
+            WireEvent::Delivered { seq: 5, redelivered: true },
+            WireEvent::Delivered { seq: 6, redelivered: false },
+            WireEvent::Acked(7),
+            WireEvent::Unexpected,
+            WireEvent::Histogram { name: "e2e".into(), data: "SGVsbG8=".into() },
+            WireEvent::Note("connection lost: reset".into()),
+            WireEvent::Done,
+        ];
+        for e in events {
+            assert_eq!(WireEvent::parse(&e.to_string()), Some(e.clone()), "{e}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_not_an_event() {
+        for line in ["", "A", "A x", "R 1 2", "Z 1", "H e2e"] {
+            assert_eq!(WireEvent::parse(line), None, "{line:?}");
+        }
+    }
+}
