@@ -71,8 +71,10 @@ impl EffectStore {
         };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         Ok(EffectStore {
             conn,
             path: path.to_path_buf(),
@@ -112,7 +114,10 @@ impl EffectStore {
     pub fn scan(&self, mut f: impl FnMut(&str, Row)) -> Result<(), EffectStoreError> {
         for (sql, row) in [
             ("SELECT message_id FROM effects ORDER BY id", Row::Effect),
-            ("SELECT message_id FROM suppressed ORDER BY id", Row::Suppressed),
+            (
+                "SELECT message_id FROM suppressed ORDER BY id",
+                Row::Suppressed,
+            ),
         ] {
             let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
             let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
@@ -200,7 +205,11 @@ impl Batch<'_> {
 pub fn was_seen(store: &EffectStore, message_id: &str) -> Result<bool, EffectStoreError> {
     store
         .conn
-        .query_row("SELECT 1 FROM seen WHERE message_id = ?1", [message_id], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM seen WHERE message_id = ?1",
+            [message_id],
+            |_| Ok(()),
+        )
         .optional()
         .map(|r| r.is_some())
         .map_err(|e| store.err(e))
@@ -231,7 +240,9 @@ mod tests {
         b.commit().unwrap();
         assert_eq!(store.recount().unwrap(), (3, 2));
         let mut rows = Vec::new();
-        store.scan(|id, row| rows.push((id.to_string(), row))).unwrap();
+        store
+            .scan(|id, row| rows.push((id.to_string(), row)))
+            .unwrap();
         assert_eq!(rows.iter().filter(|r| r.1 == Row::Suppressed).count(), 2);
         assert!(was_seen(&store, "m1").unwrap());
         std::fs::remove_dir_all(dir).unwrap();

@@ -92,8 +92,13 @@ pub fn plans(messages: u64, seed: u64) -> Vec<CellPlan> {
                 expect: Some(expect),
                 ..Spec::default()
             };
-            let plan = Plan::from_spec(&spec, "matrix").expect("matrix plans are valid by construction");
-            cells.push(CellPlan { row, guarantee, plan });
+            let plan =
+                Plan::from_spec(&spec, "matrix").expect("matrix plans are valid by construction");
+            cells.push(CellPlan {
+                row,
+                guarantee,
+                plan,
+            });
         }
     }
     cells
@@ -109,7 +114,13 @@ mod tests {
         assert_eq!(cells.len(), ROWS.len() * Guarantee::ALL.len());
         for row in ROWS {
             for g in Guarantee::ALL {
-                assert_eq!(cells.iter().filter(|c| c.row == row && c.guarantee == g).count(), 1);
+                assert_eq!(
+                    cells
+                        .iter()
+                        .filter(|c| c.row == row && c.guarantee == g)
+                        .count(),
+                    1
+                );
             }
         }
         let crash = cells.iter().find(|c| c.row.crash.is_some()).unwrap();

@@ -32,7 +32,10 @@ mod tests {
         let run = new_run_id();
         assert_eq!(run.len(), 8);
         assert_eq!(parse(&run, &format(&run, 42)), Some(42));
-        assert_eq!(parse(&run, "deadbeef-1"), if run == "deadbeef" { Some(1) } else { None });
+        assert_eq!(
+            parse(&run, "deadbeef-1"),
+            if run == "deadbeef" { Some(1) } else { None }
+        );
         assert_eq!(parse(&run, &format!("{run}-")), None);
         assert_eq!(parse(&run, &format!("{run}-+1")), None);
         assert_eq!(parse(&run, &format!("{run}x-1")), None);

@@ -30,7 +30,9 @@ pub fn encode(h: &Histogram<u64>) -> String {
 
 /// Reads a histogram from the wire.
 pub fn decode(text: &str) -> Option<Histogram<u64>> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
     Deserializer::new().deserialize(&mut bytes.as_slice()).ok()
 }
 

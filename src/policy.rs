@@ -57,7 +57,9 @@ impl Guarantee {
     pub fn policies(self) -> (ProducerPolicy, ConsumerPolicy) {
         match self {
             Guarantee::AtMostOnce => (ProducerPolicy::FireAndForget, ConsumerPolicy::AutoAck),
-            Guarantee::AtLeastOnce => (ProducerPolicy::ConfirmRetry, ConsumerPolicy::AckAfterEffect),
+            Guarantee::AtLeastOnce => {
+                (ProducerPolicy::ConfirmRetry, ConsumerPolicy::AckAfterEffect)
+            }
             Guarantee::ExactlyOnce => (ProducerPolicy::ConfirmRetry, ConsumerPolicy::Idempotent),
         }
     }
@@ -113,7 +115,10 @@ impl ConsumerPolicy {
 
     /// Whether the ack follows the effect's commit.
     pub fn acks_after_effect(self) -> bool {
-        matches!(self, ConsumerPolicy::AckAfterEffect | ConsumerPolicy::Idempotent)
+        matches!(
+            self,
+            ConsumerPolicy::AckAfterEffect | ConsumerPolicy::Idempotent
+        )
     }
 }
 
@@ -128,7 +133,10 @@ mod tests {
             assert_eq!(Guarantee::from_policies(p, c), Some(g));
         }
         assert_eq!(
-            Guarantee::from_policies(ProducerPolicy::ConfirmRetry, ConsumerPolicy::AckBeforeEffect),
+            Guarantee::from_policies(
+                ProducerPolicy::ConfirmRetry,
+                ConsumerPolicy::AckBeforeEffect
+            ),
             None
         );
     }

@@ -48,6 +48,9 @@ pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connect
     match tokio::time::timeout(timeout, Connection::connect(url, props)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable(format!("no answer within {}s", timeout.as_secs()))),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {}s",
+            timeout.as_secs()
+        ))),
     }
 }

@@ -53,10 +53,14 @@ fn item(d: &Delivery, run_id: &str) -> Item {
         .as_ref()
         .map(|s| s.as_str().to_string())
         .unwrap_or_default();
-    let due_us = d.properties.headers().as_ref().and_then(|h| match h.inner().get(DUE_HEADER) {
-        Some(AMQPValue::LongLongInt(v)) => Some(*v),
-        _ => None,
-    });
+    let due_us = d
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| match h.inner().get(DUE_HEADER) {
+            Some(AMQPValue::LongLongInt(v)) => Some(*v),
+            _ => None,
+        });
     Item {
         tag: d.delivery_tag,
         seq: message_id::parse(run_id, &id),
@@ -98,7 +102,9 @@ impl State<'_> {
     /// Acks everything up to `last_tag` and, when `prove`, waits for a reply
     /// on the same channel so the ack has certainly been processed.
     async fn ack(&mut self, items: &[Item], prove: bool) -> Result<(), lapin::Error> {
-        let Some(last) = items.last() else { return Ok(()) };
+        let Some(last) = items.last() else {
+            return Ok(());
+        };
         self.channel
             .basic_ack(last.tag, BasicAckOptions { multiple: true })
             .await?;
@@ -108,7 +114,9 @@ impl State<'_> {
             }
         }
         if prove {
-            self.channel.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
+            self.channel
+                .basic_qos(self.prefetch, BasicQosOptions::default())
+                .await?;
         }
         Ok(())
     }
@@ -165,7 +173,8 @@ impl State<'_> {
             self.ack(&items, prove).await?;
         }
         self.handled = last;
-        if crash.is_some_and(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at)) {
+        if crash.is_some_and(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at))
+        {
             die(&mut self.emit);
         }
         self.emit.maybe_flush();
@@ -189,7 +198,9 @@ fn crash_at(crash: Option<Crash>, point: CrashPoint, n: u64) -> bool {
 
 /// Tells the runner, then aborts: the instrument is flushed, nothing else.
 fn die(emit: &mut Emitter) -> ! {
-    emit.push(WireEvent::Note("aborting at the scheduled crash point".into()));
+    emit.push(WireEvent::Note(
+        "aborting at the scheduled crash point".into(),
+    ));
     emit.flush();
     abort_now()
 }
@@ -230,7 +241,10 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
     };
     let manual = plan.consumer.manual_ack();
     if manual {
-        if let Err(e) = channel.basic_qos(plan.prefetch, BasicQosOptions::default()).await {
+        if let Err(e) = channel
+            .basic_qos(plan.prefetch, BasicQosOptions::default())
+            .await
+        {
             emit.push(WireEvent::Note(format!("basic.qos failed: {e}")));
             emit.flush();
             return EXIT_CONNECTION_LOST;
@@ -241,7 +255,12 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         ..BasicConsumeOptions::default()
     };
     let mut consumer = match channel
-        .basic_consume(args.queue.as_str().into(), format!("dlab-{}", args.index).as_str().into(), options, FieldTable::default())
+        .basic_consume(
+            args.queue.as_str().into(),
+            format!("dlab-{}", args.index).as_str().into(),
+            options,
+            FieldTable::default(),
+        )
         .await
     {
         Ok(c) => c,
@@ -254,10 +273,17 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
     emit.push(WireEvent::Ready);
     emit.flush();
     let crash = match (args.crash_point, args.crash_after) {
-        (Some(p), Some(at)) => Some(Crash { point: p.into(), at }),
+        (Some(p), Some(at)) => Some(Crash {
+            point: p.into(),
+            at,
+        }),
         _ => None,
     };
-    let max_batch = if manual && plan.prefetch > 0 { usize::from(plan.prefetch) } else { 256 };
+    let max_batch = if manual && plan.prefetch > 0 {
+        usize::from(plan.prefetch)
+    } else {
+        256
+    };
     let mut state = State {
         policy: plan.consumer,
         channel: &channel,
@@ -281,11 +307,16 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         };
         let mut items = Vec::with_capacity(max_batch);
         let mut lost = None;
-        let mut take = |d: Option<Result<Delivery, lapin::Error>>, items: &mut Vec<Item>, state: &mut State<'_>| match d {
+        let mut take = |d: Option<Result<Delivery, lapin::Error>>,
+                        items: &mut Vec<Item>,
+                        state: &mut State<'_>| match d {
             Some(Ok(d)) => {
                 let it = item(&d, &args.run_id);
                 if let Some(seq) = it.seq {
-                    state.emit.push(WireEvent::Delivered { seq, redelivered: d.redelivered });
+                    state.emit.push(WireEvent::Delivered {
+                        seq,
+                        redelivered: d.redelivered,
+                    });
                 }
                 items.push(it);
                 true
@@ -319,7 +350,9 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
             last_ship = Instant::now();
         }
         if let Some(e) = lost {
-            state.emit.push(WireEvent::Note(format!("connection lost: {e}")));
+            state
+                .emit
+                .push(WireEvent::Note(format!("connection lost: {e}")));
             break EXIT_CONNECTION_LOST;
         }
     };

@@ -8,8 +8,9 @@
 //!   message back in line to be republished (after reconnecting).
 //!
 //! Producer `i` of `P` owns messages `i, i+P, i+2P, …`. With a rate, message k
-//! of a producer is due at `start + k·P/rate`; the due time travels in a
-//! header so consumers can measure end-to-end latency from when it was due.
+//! of a producer is due at `start + k·P/rate` (unthrottled: when it is first
+//! taken); the due time travels in a header so consumers can measure
+//! end-to-end latency from when it was due, not from when it was sent.
 
 use super::connect::connect;
 use crate::message_id;
@@ -20,8 +21,8 @@ use crate::worker::wire::WireEvent;
 use crate::worker::{Emitter, WorkerArgs};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -75,7 +76,8 @@ impl Schedule {
             end: plan.messages,
             start: Instant::now(),
             start_wall_us: wall_us(),
-            interval: (plan.rate > 0).then(|| Duration::from_secs_f64(step as f64 / plan.rate as f64)),
+            interval: (plan.rate > 0)
+                .then(|| Duration::from_secs_f64(step as f64 / plan.rate as f64)),
         }
     }
 
@@ -88,11 +90,18 @@ impl Schedule {
         Some(self.interval.map_or(self.start, |i| self.start + i * k))
     }
 
+    /// Takes the next message. Unthrottled, a message is due when it is taken;
+    /// at a rate, when the schedule says, however late it is taken.
     fn take(&mut self) -> Pending {
-        let due = self.next_due().unwrap_or(self.start);
+        let due_us = match (self.interval, self.next_due()) {
+            (Some(_), Some(due)) => {
+                self.start_wall_us + due.duration_since(self.start).as_micros() as i64
+            }
+            _ => wall_us(),
+        };
         let p = Pending {
             seq: self.next,
-            due_us: self.start_wall_us + due.duration_since(self.start).as_micros() as i64,
+            due_us,
         };
         self.next += self.step;
         p
@@ -128,7 +137,10 @@ async fn reconnect(args: &WorkerArgs, confirms: bool, emit: &mut Emitter) -> Opt
         match open(args, confirms).await {
             Ok(link) => return Some(link),
             Err(e) if started.elapsed() >= RECONNECT_PATIENCE => {
-                emit.push(WireEvent::Note(format!("giving up after reconnecting failed for {}s: {e}", RECONNECT_PATIENCE.as_secs())));
+                emit.push(WireEvent::Note(format!(
+                    "giving up after reconnecting failed for {}s: {e}",
+                    RECONNECT_PATIENCE.as_secs()
+                )));
                 return None;
             }
             Err(e) => {
@@ -155,7 +167,9 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
     let mut emit = Emitter::new();
     let payload = payload(plan);
     let code = match plan.producer {
-        ProducerPolicy::FireAndForget => fire_and_forget(args, plan, &payload, &mut emit, stop).await,
+        ProducerPolicy::FireAndForget => {
+            fire_and_forget(args, plan, &payload, &mut emit, stop).await
+        }
         ProducerPolicy::ConfirmRetry => confirm_retry(args, plan, &payload, &mut emit, stop).await,
     };
     emit.push(WireEvent::Done);
@@ -207,11 +221,19 @@ async fn fire_and_forget(
         emit.push(WireEvent::Attempt(p.seq));
         let sent = l
             .channel
-            .basic_publish("".into(), args.queue.as_str().into(), BasicPublishOptions::default(), payload, properties(args, plan, p))
+            .basic_publish(
+                "".into(),
+                args.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                payload,
+                properties(args, plan, p),
+            )
             .await;
         if let Err(e) = sent {
             emit.push(WireEvent::InDoubt(p.seq));
-            emit.push(WireEvent::Note(format!("publish failed, not retried (fire-and-forget): {e}")));
+            emit.push(WireEvent::Note(format!(
+                "publish failed, not retried (fire-and-forget): {e}"
+            )));
             link = None;
         }
         emit.maybe_flush();
@@ -266,7 +288,13 @@ async fn confirm_retry(
             let sent_at = Instant::now();
             match l
                 .channel
-                .basic_publish("".into(), args.queue.as_str().into(), BasicPublishOptions::default(), payload, properties(args, plan, p))
+                .basic_publish(
+                    "".into(),
+                    args.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    properties(args, plan, p),
+                )
                 .await
             {
                 Ok(confirm) => in_flight.push(Box::pin(async move {
@@ -280,7 +308,9 @@ async fn confirm_retry(
                 })),
                 Err(e) => {
                     emit.push(WireEvent::InDoubt(p.seq));
-                    emit.push(WireEvent::Note(format!("publish failed, will republish: {e}")));
+                    emit.push(WireEvent::Note(format!(
+                        "publish failed, will republish: {e}"
+                    )));
                     retry.push_back(p);
                     link = None;
                 }

@@ -10,13 +10,19 @@ use lapin::Channel;
 pub async fn declare_queue(channel: &Channel, name: &str, plan: &Plan) -> lapin::Result<()> {
     let mut args = FieldTable::default();
     if plan.queue_type == QueueType::Quorum {
-        args.insert("x-queue-type".into(), AMQPValue::LongString(plan.queue_type.name().into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(plan.queue_type.name().into()),
+        );
     }
     let options = QueueDeclareOptions {
         durable: plan.durable,
         ..QueueDeclareOptions::default()
     };
-    channel.queue_declare(name.into(), options, args).await.map(|_| ())
+    channel
+        .queue_declare(name.into(), options, args)
+        .await
+        .map(|_| ())
 }
 
 /// Messages ready in the queue (not counting those delivered and unacked).

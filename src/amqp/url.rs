@@ -26,7 +26,10 @@ mod tests {
             mask_password("amqp://guest:secret@127.0.0.1:5672/%2f"),
             "amqp://guest:****@127.0.0.1:5672/%2f"
         );
-        assert_eq!(mask_password("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
+        assert_eq!(
+            mask_password("amqp://127.0.0.1:5672"),
+            "amqp://127.0.0.1:5672"
+        );
         assert_eq!(mask_password("amqp://user@h/v"), "amqp://user@h/v");
         assert_eq!(mask_password("amqp://u:p@ss@h/v"), "amqp://u:****@h/v");
     }

@@ -152,7 +152,10 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         &format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n"),
     )?;
     write(dir.join("enabled_plugins"), "[].\n")?;
-    write(dir.join("rabbitmq-env.conf"), "# dlab: no system-wide settings\n")?;
+    write(
+        dir.join("rabbitmq-env.conf"),
+        "# dlab: no system-wide settings\n",
+    )?;
     let console = dir.join("log").join("console.log");
     let log = fs::File::create(&console).map_err(|source| NodeError::Io {
         what: "cannot create",
@@ -176,7 +179,10 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
         .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
         .env("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid"))
-        .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}")
+        .env(
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+            "-kernel inet_dist_use_interface {127,0,0,1}",
+        )
         .env("ERL_EPMD_ADDRESS", "127.0.0.1")
         .env("RUNNING_UNDER_SYSTEMD", "true")
         .env("HOME", &dir)

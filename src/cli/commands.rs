@@ -44,9 +44,14 @@ pub fn dispatch(command: Command) -> Result<i32> {
             let result = &results[0];
             table::write_run(&mut std::io::stdout().lock(), result)?;
             if let Some(path) = json {
-                report::write_json(&path, result).with_context(|| format!("cannot write {}", path.display()))?;
+                report::write_json(&path, result)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            Ok(if result.expectations_held { EXIT_OK } else { EXIT_BROKEN })
+            Ok(if result.expectations_held {
+                EXIT_OK
+            } else {
+                EXIT_BROKEN
+            })
         }
         Command::Matrix {
             messages,
@@ -69,9 +74,14 @@ pub fn dispatch(command: Command) -> Result<i32> {
             })?;
             print_matrix(&cells, &results, messages)?;
             if let Some(path) = json {
-                report::write_json(&path, &results).with_context(|| format!("cannot write {}", path.display()))?;
+                report::write_json(&path, &results)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            Ok(if results.iter().all(|r| r.expectations_held) { EXIT_OK } else { EXIT_BROKEN })
+            Ok(if results.iter().all(|r| r.expectations_held) {
+                EXIT_OK
+            } else {
+                EXIT_BROKEN
+            })
         }
         Command::Up => up(),
         Command::Down => down(),
@@ -80,7 +90,11 @@ pub fn dispatch(command: Command) -> Result<i32> {
 }
 
 fn load(file: &Path, set: &[String]) -> Result<Plan> {
-    let overrides = set.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!(e))?;
+    let overrides = set
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!(e))?;
     Ok(scenario::load(file, &overrides)?)
 }
 
@@ -102,7 +116,8 @@ where
     let rt = runtime()?;
     rt.block_on(async {
         let home = broker::home();
-        let handle = BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
+        let handle =
+            BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
         let ctx = RunContext::new(handle.url(), &home)?;
         let out = f(ctx).await;
         handle.shutdown();
@@ -129,7 +144,10 @@ fn print_matrix(cells: &[matrix::CellPlan], results: &[RunResult], messages: u64
         })
         .collect();
     let rows: Vec<&str> = matrix::ROWS.iter().map(|r| r.label).collect();
-    let columns: Vec<&str> = crate::policy::Guarantee::ALL.iter().map(|g| g.name()).collect();
+    let columns: Vec<&str> = crate::policy::Guarantee::ALL
+        .iter()
+        .map(|g| g.name())
+        .collect();
     table::write_matrix(out, &rows, &columns, &grid)?;
     writeln!(out)?;
     for r in results {
@@ -162,7 +180,10 @@ fn up() -> Result<i32> {
     let dir = broker::up_dir(&broker::home());
     if let Some(state) = NodeState::load(&dir).filter(NodeState::alive) {
         println!("{}", state.url());
-        eprintln!("dlab: node {} already running (pid {})", state.node, state.pid);
+        eprintln!(
+            "dlab: node {} already running (pid {})",
+            state.node, state.pid
+        );
         return Ok(EXIT_OK);
     }
     let state = runtime()?.block_on(broker::node::start(&dir))?;
@@ -185,7 +206,11 @@ fn down() -> Result<i32> {
             eprintln!(
                 "dlab: node {} stopped{}",
                 state.node,
-                if killed { " (killed after not stopping in time)" } else { "" }
+                if killed {
+                    " (killed after not stopping in time)"
+                } else {
+                    ""
+                }
             );
         }
         _ => eprintln!("dlab: no node running (nothing in {})", dir.display()),
@@ -197,7 +222,13 @@ fn status() -> Result<i32> {
     let dir = broker::up_dir(&broker::home());
     match NodeState::load(&dir) {
         Some(state) if state.alive() => {
-            println!("running  {}  node {}  pid {}  dir {}", state.url(), state.node, state.pid, state.dir.display());
+            println!(
+                "running  {}  node {}  pid {}  dir {}",
+                state.url(),
+                state.node,
+                state.pid,
+                state.dir.display()
+            );
             Ok(EXIT_OK)
         }
         _ => {

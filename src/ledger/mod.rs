@@ -135,10 +135,16 @@ mod tests {
     fn events_land_on_their_message() {
         let mut l = Ledger::new(2);
         l.record(Event::Attempt(1));
-        l.record(Event::Delivered { seq: 1, redelivered: true });
+        l.record(Event::Delivered {
+            seq: 1,
+            redelivered: true,
+        });
         l.record(Event::Effect(1));
         let r = l.get(1).unwrap();
-        assert_eq!((r.attempts, r.deliveries, r.redeliveries, r.effects), (1, 1, 1, 1));
+        assert_eq!(
+            (r.attempts, r.deliveries, r.redeliveries, r.effects),
+            (1, 1, 1, 1)
+        );
         assert_eq!(l.get(0), Some(&Record::default()));
     }
 

@@ -104,7 +104,10 @@ pub(super) fn reconcile(records: &[Record], unexpected: u64, acks: u64) -> Recon
         at_least_once: c.lost == 0,
         exactly_once: c.duplicates == 0 && c.lost == 0,
     };
-    Reconciliation { counts: c, verdicts }
+    Reconciliation {
+        counts: c,
+        verdicts,
+    }
 }
 
 #[cfg(test)]
@@ -114,7 +117,10 @@ mod tests {
     fn delivered(l: &mut Ledger, seq: u64, effects: u16) {
         l.record(Event::Attempt(seq));
         l.record(Event::Confirmed(seq));
-        l.record(Event::Delivered { seq, redelivered: false });
+        l.record(Event::Delivered {
+            seq,
+            redelivered: false,
+        });
         for _ in 0..effects {
             l.record(Event::Effect(seq));
         }
@@ -127,7 +133,15 @@ mod tests {
             delivered(&mut l, s, 1);
         }
         let r = l.reconcile();
-        assert_eq!((r.counts.effects, r.counts.unique, r.counts.lost, r.counts.duplicates), (3, 3, 0, 0));
+        assert_eq!(
+            (
+                r.counts.effects,
+                r.counts.unique,
+                r.counts.lost,
+                r.counts.duplicates
+            ),
+            (3, 3, 0, 0)
+        );
         assert!(r.verdicts.at_most_once && r.verdicts.at_least_once && r.verdicts.exactly_once);
     }
 
@@ -166,7 +180,10 @@ mod tests {
     fn never_published_messages_are_lost_unconfirmed() {
         let l = Ledger::new(4);
         let r = l.reconcile();
-        assert_eq!((r.counts.published, r.counts.lost, r.counts.lost_unconfirmed), (0, 4, 4));
+        assert_eq!(
+            (r.counts.published, r.counts.lost, r.counts.lost_unconfirmed),
+            (0, 4, 4)
+        );
     }
 
     #[test]
@@ -176,12 +193,24 @@ mod tests {
         l.record(Event::Nacked(0));
         l.record(Event::Attempt(0));
         l.record(Event::Confirmed(0));
-        l.record(Event::Delivered { seq: 0, redelivered: false });
-        l.record(Event::Delivered { seq: 0, redelivered: true });
+        l.record(Event::Delivered {
+            seq: 0,
+            redelivered: false,
+        });
+        l.record(Event::Delivered {
+            seq: 0,
+            redelivered: true,
+        });
         l.record(Event::Effect(0));
         l.record(Event::Suppressed(0));
         let c = l.reconcile().counts;
-        assert_eq!((c.published, c.attempts, c.nacked, c.confirmed), (1, 2, 1, 1));
-        assert_eq!((c.deliveries, c.redelivered, c.suppressed, c.duplicates), (2, 1, 1, 0));
+        assert_eq!(
+            (c.published, c.attempts, c.nacked, c.confirmed),
+            (1, 2, 1, 1)
+        );
+        assert_eq!(
+            (c.deliveries, c.redelivered, c.suppressed, c.duplicates),
+            (2, 1, 1, 0)
+        );
     }
 }

@@ -5,7 +5,8 @@ mod result;
 pub mod table;
 
 pub use result::{
-    describe_fault, Drain, ExpectationResult, Latency, Promise, Recount, RunResult, Settings, TimelineEntry,
+    describe_fault, Drain, ExpectationResult, Latency, Promise, Recount, RunResult, Settings,
+    TimelineEntry,
 };
 
 use crate::ledger::Reconciliation;
@@ -61,7 +62,11 @@ pub fn build(i: Inputs<'_>) -> RunResult {
             name: name.to_string(),
             bound,
             actual,
-            held: if is_max { actual <= bound } else { actual >= bound },
+            held: if is_max {
+                actual <= bound
+            } else {
+                actual >= bound
+            },
         })
     })
     .collect();
@@ -79,7 +84,10 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         queue: i.queue.to_string(),
         settings: Settings::of(i.plan),
         faults: i.plan.faults.iter().map(describe_fault).collect(),
-        promise: i.plan.guarantee.map(|g| Promise::of(g, &i.reconciliation.verdicts)),
+        promise: i
+            .plan
+            .guarantee
+            .map(|g| Promise::of(g, &i.reconciliation.verdicts)),
         expectations_held: expectations.iter().all(|x| x.held),
         expectations,
         counts: i.reconciliation.counts.clone(),
@@ -88,7 +96,11 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         recount: i.recount,
         timeline: i.timeline,
         duration_s: secs,
-        throughput_per_s: if secs > 0.0 { c.effects as f64 / secs } else { 0.0 },
+        throughput_per_s: if secs > 0.0 {
+            c.effects as f64 / secs
+        } else {
+            0.0
+        },
         latency: Latency {
             publish_to_confirm: LatencySummary::of(i.publish_to_confirm),
             end_to_end: LatencySummary::of(i.end_to_end),

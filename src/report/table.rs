@@ -40,12 +40,24 @@ fn latency(name: &str, l: &LatencySummary) -> String {
 pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     let s = &r.settings;
     let c = &r.counts;
-    writeln!(out, "dlab run: {} (run {}, seed {})", r.scenario, r.run_id, r.seed)?;
+    writeln!(
+        out,
+        "dlab run: {} (run {}, seed {})",
+        r.scenario, r.run_id, r.seed
+    )?;
     if !r.description.is_empty() {
         writeln!(out, "  {}", r.description)?;
     }
-    let preset = r.guarantee.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
-    writeln!(out, "  {} + {}{preset} over {}, broker {}", r.producer, r.consumer, r.transport, r.broker)?;
+    let preset = r
+        .guarantee
+        .as_deref()
+        .map(|g| format!(" ({g})"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  {} + {}{preset} over {}, broker {}",
+        r.producer, r.consumer, r.transport, r.broker
+    )?;
     writeln!(
         out,
         "  {} messages of {} B, {} producer(s), {} consumer(s), prefetch {}, {} {} queue, {} messages",
@@ -84,7 +96,13 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     )?;
     writeln!(out)?;
     if let Some(p) = &r.promise {
-        writeln!(out, "  promise   {}: {}: {}", p.guarantee, p.promise, held(p.held))?;
+        writeln!(
+            out,
+            "  promise   {}: {}: {}",
+            p.guarantee,
+            p.promise,
+            held(p.held)
+        )?;
     }
     writeln!(
         out,
@@ -94,8 +112,19 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         held(r.verdicts.exactly_once)
     )?;
     for x in &r.expectations {
-        let op = if x.name.starts_with("max") { "<=" } else { ">=" };
-        writeln!(out, "  expect    {} {op} {}: counted {}: {}", x.name, x.bound, x.actual, held(x.held))?;
+        let op = if x.name.starts_with("max") {
+            "<="
+        } else {
+            ">="
+        };
+        writeln!(
+            out,
+            "  expect    {} {op} {}: counted {}: {}",
+            x.name,
+            x.bound,
+            x.actual,
+            held(x.held)
+        )?;
     }
     writeln!(
         out,
@@ -106,9 +135,21 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         r.recount.effect_rows,
         r.recount.distinct_message_ids
     )?;
-    writeln!(out, "  speed     {:.0} effects/s over {:.2}s", r.throughput_per_s, r.duration_s)?;
-    writeln!(out, "  latency   {}", latency("end-to-end", &r.latency.end_to_end))?;
-    writeln!(out, "            {}", latency("publish-to-confirm", &r.latency.publish_to_confirm))?;
+    writeln!(
+        out,
+        "  speed     {:.0} effects/s over {:.2}s",
+        r.throughput_per_s, r.duration_s
+    )?;
+    writeln!(
+        out,
+        "  latency   {}",
+        latency("end-to-end", &r.latency.end_to_end)
+    )?;
+    writeln!(
+        out,
+        "            {}",
+        latency("publish-to-confirm", &r.latency.publish_to_confirm)
+    )?;
     for t in &r.timeline {
         writeln!(out, "  {:>7}ms  {}", t.at_ms, t.event)?;
     }
@@ -128,8 +169,13 @@ pub struct Cell<'a> {
 
 /// Writes the matrix grid: lost and duplicates per cell, and whether the
 /// preset's promise held.
-pub fn write_matrix(out: &mut dyn Write, rows: &[&str], columns: &[&str], cells: &[Cell<'_>]) -> io::Result<()> {
-    const ROW: usize = 34;
+pub fn write_matrix(
+    out: &mut dyn Write,
+    rows: &[&str],
+    columns: &[&str],
+    cells: &[Cell<'_>],
+) -> io::Result<()> {
+    const ROW: usize = 42;
     const COL: usize = 30;
     write!(out, "{:<ROW$}", "fault \\ guarantee")?;
     for c in columns {

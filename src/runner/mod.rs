@@ -66,11 +66,15 @@ pub struct RunContext {
 
 impl RunContext {
     /// A context whose workers run the current executable.
-    pub fn new(amqp_url: impl Into<String>, home: impl Into<PathBuf>) -> Result<RunContext, RunError> {
+    pub fn new(
+        amqp_url: impl Into<String>,
+        home: impl Into<PathBuf>,
+    ) -> Result<RunContext, RunError> {
         Ok(RunContext {
             amqp_url: amqp_url.into(),
             home: home.into(),
-            worker_exe: std::env::current_exe().map_err(RunError::io("cannot locate the dlab executable"))?,
+            worker_exe: std::env::current_exe()
+                .map_err(RunError::io("cannot locate the dlab executable"))?,
             keep_queue: false,
         })
     }
@@ -81,14 +85,26 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     let run_id = message_id::new_run_id();
     let run_dir = std::path::absolute(ctx.home.join("runs").join(&run_id))
         .map_err(RunError::io("cannot resolve the run directory"))?;
-    std::fs::create_dir_all(&run_dir).map_err(RunError::io(format!("cannot create {}", run_dir.display())))?;
+    std::fs::create_dir_all(&run_dir)
+        .map_err(RunError::io(format!("cannot create {}", run_dir.display())))?;
     let plan_file = run_dir.join("plan.json");
-    std::fs::write(&plan_file, serde_json::to_vec_pretty(plan).expect("a plan serializes"))
-        .map_err(RunError::io(format!("cannot write {}", plan_file.display())))?;
+    std::fs::write(
+        &plan_file,
+        serde_json::to_vec_pretty(plan).expect("a plan serializes"),
+    )
+    .map_err(RunError::io(format!(
+        "cannot write {}",
+        plan_file.display()
+    )))?;
     let store_path = run_dir.join("effects.sqlite");
     EffectStore::create(&store_path)?;
 
-    let conn = amqp::connect(&ctx.amqp_url, &format!("dlab runner {run_id}"), Duration::from_secs(10)).await?;
+    let conn = amqp::connect(
+        &ctx.amqp_url,
+        &format!("dlab runner {run_id}"),
+        Duration::from_secs(10),
+    )
+    .await?;
     let channel = conn
         .create_channel()
         .await
@@ -110,7 +126,9 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     let outcome = supervise::supervise(plan, &launch, &channel).await?;
 
     let remaining = if ctx.keep_queue {
-        topology::ready_messages(&channel, &queue).await.unwrap_or(0)
+        topology::ready_messages(&channel, &queue)
+            .await
+            .unwrap_or(0)
     } else {
         topology::delete_queue(&channel, &queue).await.unwrap_or(0)
     };
@@ -145,7 +163,11 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
 }
 
 /// Feeds every effect-store row into the ledger.
-fn read_effects(store: &EffectStore, run_id: &str, ledger: &mut Ledger) -> Result<(), EffectStoreError> {
+fn read_effects(
+    store: &EffectStore,
+    run_id: &str,
+    ledger: &mut Ledger,
+) -> Result<(), EffectStoreError> {
     store.scan(|id, row| match message_id::parse(run_id, id) {
         Some(seq) => ledger.record(match row {
             Row::Effect => Event::Effect(seq),

@@ -98,11 +98,17 @@ impl Supervisor<'_> {
     fn spawn(&mut self, slot: Slot) -> Result<(), RunError> {
         let incarnation = self.state(slot).incarnation;
         let crash = match (slot.role, incarnation) {
-            (Role::Consumer, 0) => self.plan.crash_for_consumer(slot.index).map(|(p, n, _)| (p, n)),
+            (Role::Consumer, 0) => self
+                .plan
+                .crash_for_consumer(slot.index)
+                .map(|(p, n, _)| (p, n)),
             _ => None,
         };
         let running = workers::spawn(self.launch, slot, incarnation, crash, self.tx.clone())
-            .map_err(RunError::io(format!("cannot start {slot} ({})", self.launch.exe.display())))?;
+            .map_err(RunError::io(format!(
+                "cannot start {slot} ({})",
+                self.launch.exe.display()
+            )))?;
         let s = self.state(slot);
         s.running = Some(running);
         s.ready = false;
@@ -188,12 +194,24 @@ impl Supervisor<'_> {
                 let was_ready = s.ready;
                 let crash = self.plan.crash_for_consumer(slot.index);
                 let (what, delay) = if status.signal() == Some(libc::SIGABRT) {
-                    let (point, n, delay) = crash.map_or(("unscheduled", 0, RECONNECT_RESTART), |(p, n, d)| (p.name(), n, d));
-                    (format!("{slot} aborted ({point} at its delivery {n})"), delay)
+                    let (point, n, delay) = crash
+                        .map_or(("unscheduled", 0, RECONNECT_RESTART), |(p, n, d)| {
+                            (p.name(), n, d)
+                        });
+                    (
+                        format!("{slot} aborted ({point} at its delivery {n})"),
+                        delay,
+                    )
                 } else if status.code() == Some(EXIT_CONNECTION_LOST) {
-                    (format!("{slot} lost its broker connection"), RECONNECT_RESTART)
+                    (
+                        format!("{slot} lost its broker connection"),
+                        RECONNECT_RESTART,
+                    )
                 } else {
-                    let log = self.launch.log_dir.join(format!("consumer-{}.{incarnation}.log", slot.index));
+                    let log = self
+                        .launch
+                        .log_dir
+                        .join(format!("consumer-{}.{incarnation}.log", slot.index));
                     let tail = std::fs::read_to_string(&log).unwrap_or_default();
                     return Err(RunError::Worker(format!(
                         "{slot} exited with {status}: {} (log: {})",
@@ -202,7 +220,12 @@ impl Supervisor<'_> {
                     )));
                 };
                 if !was_ready && status.code() == Some(EXIT_CONNECTION_LOST) && incarnation == 0 {
-                    let note = self.notes.iter().rev().find(|n| n.starts_with(&slot.to_string())).cloned();
+                    let note = self
+                        .notes
+                        .iter()
+                        .rev()
+                        .find(|n| n.starts_with(&slot.to_string()))
+                        .cloned();
                     return Err(RunError::Worker(format!(
                         "{slot} could not start consuming: {}",
                         note.unwrap_or_else(|| "no reason given".into())
@@ -219,8 +242,14 @@ impl Supervisor<'_> {
 
     fn restart_due(&mut self) -> Result<(), RunError> {
         for index in 0..self.consumers.len() {
-            if self.consumers[index].restart_at.is_some_and(|t| t <= Instant::now()) {
-                let slot = Slot { role: Role::Consumer, index: index as u32 };
+            if self.consumers[index]
+                .restart_at
+                .is_some_and(|t| t <= Instant::now())
+            {
+                let slot = Slot {
+                    role: Role::Consumer,
+                    index: index as u32,
+                };
                 self.spawn(slot)?;
                 self.mark(format!("{slot} restarted"));
             }
@@ -241,7 +270,11 @@ impl Supervisor<'_> {
 }
 
 /// Starts the workers of `plan` and supervises them until the run has drained.
-pub async fn supervise(plan: &Plan, launch: &Launch, channel: &Channel) -> Result<Outcome, RunError> {
+pub async fn supervise(
+    plan: &Plan,
+    launch: &Launch,
+    channel: &Channel,
+) -> Result<Outcome, RunError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sv = Supervisor {
         plan,
@@ -260,7 +293,10 @@ pub async fn supervise(plan: &Plan, launch: &Launch, channel: &Channel) -> Resul
         stopping: false,
     };
     for index in 0..plan.consumers {
-        sv.spawn(Slot { role: Role::Consumer, index })?;
+        sv.spawn(Slot {
+            role: Role::Consumer,
+            index,
+        })?;
     }
     let deadline = Instant::now() + READY_TIMEOUT;
     while !sv.consumers.iter().all(|c| c.ready) {
@@ -279,7 +315,10 @@ pub async fn supervise(plan: &Plan, launch: &Launch, channel: &Channel) -> Resul
     }
     sv.mark("consumers ready");
     for index in 0..plan.producers {
-        sv.spawn(Slot { role: Role::Producer, index })?;
+        sv.spawn(Slot {
+            role: Role::Producer,
+            index,
+        })?;
     }
     let publish_start = Instant::now();
     sv.mark("producers started");
@@ -338,7 +377,12 @@ pub async fn supervise(plan: &Plan, launch: &Launch, channel: &Channel) -> Resul
         }
     }
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while !sv.consumers.iter().chain(sv.producers.iter()).all(|w| w.finished) {
+    while !sv
+        .consumers
+        .iter()
+        .chain(sv.producers.iter())
+        .all(|w| w.finished)
+    {
         match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
             Ok(Some(report)) => sv.handle(report)?,
             _ => {
@@ -352,9 +396,9 @@ pub async fn supervise(plan: &Plan, launch: &Launch, channel: &Channel) -> Resul
             }
         }
     }
-    let active = sv
-        .last_handled
-        .map_or(Duration::ZERO, |t| t.saturating_duration_since(publish_start));
+    let active = sv.last_handled.map_or(Duration::ZERO, |t| {
+        t.saturating_duration_since(publish_start)
+    });
     Ok(Outcome {
         ledger: sv.ledger,
         drained,

@@ -123,7 +123,10 @@ pub fn spawn(
     if let Some((point, after)) = crash {
         let value = clap::ValueEnum::to_possible_value(&CrashPointArg::from(point))
             .expect("every crash point has a name");
-        cmd.arg("--crash-point").arg(value.get_name()).arg("--crash-after").arg(after.to_string());
+        cmd.arg("--crash-point")
+            .arg(value.get_name())
+            .arg("--crash-after")
+            .arg(after.to_string());
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -7,11 +7,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit; expected a duration like \"500ms\", \"5s\" or \"2m\""))?;
+        .ok_or_else(|| {
+            format!("`{text}` has no unit; expected a duration like \"500ms\", \"5s\" or \"2m\"")
+        })?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; expected a duration like \"500ms\", \"5s\" or \"2m\""))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration; expected a duration like \"500ms\", \"5s\" or \"2m\"")
+    })?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
@@ -23,7 +25,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     if !seconds.is_finite() || seconds > 86_400.0 {
-        return Err(format!("`{text}` is out of range; expected at most 24 hours"));
+        return Err(format!(
+            "`{text}` is out of range; expected at most 24 hours"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -45,6 +49,8 @@ mod tests {
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("..s").is_err());
-        assert!(parse_duration("100000m").unwrap_err().contains("out of range"));
+        assert!(parse_duration("100000m")
+            .unwrap_err()
+            .contains("out of range"));
     }
 }

@@ -62,7 +62,9 @@ pub fn parse(
         format!("{file}:{}:{}", lc.line, lc.column)
     };
     let mut spec: Spec = toml::from_str(text).map_err(|e| ScenarioError {
-        origin: e.span().map_or_else(|| format!("{file}:1:1"), |s| at(s.start)),
+        origin: e
+            .span()
+            .map_or_else(|| format!("{file}:1:1"), |s| at(s.start)),
         message: one_line(e.message()),
     })?;
     if !overrides.is_empty() {
@@ -84,9 +86,14 @@ pub fn parse(
     }
     Plan::from_spec(&spec, default_name).map_err(|invalid| {
         let key = invalid.key();
-        let origin = match overrides.iter().rev().find(|o| !key.is_empty() && o.covers(&key)) {
+        let origin = match overrides
+            .iter()
+            .rev()
+            .find(|o| !key.is_empty() && o.covers(&key))
+        {
             Some(o) => format!("--set {}", o.raw),
-            None => location::span_of(text, &invalid.path).map_or_else(|| format!("{file}:1:1"), |s| at(s.start)),
+            None => location::span_of(text, &invalid.path)
+                .map_or_else(|| format!("{file}:1:1"), |s| at(s.start)),
         };
         ScenarioError {
             origin,

@@ -24,16 +24,22 @@ impl Override {
             .ok_or_else(|| format!("--set {raw}: expected key=value"))?;
         let key = key.trim();
         let valid_key = !key.is_empty()
-            && key
-                .split('.')
-                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+            && key.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
         if !valid_key {
             return Err(format!("--set {raw}: `{key}` is not a key; expected a name like `messages` or `expect.max_lost`"));
         }
         let value = value.trim();
         let table = toml::from_str::<Table>(&format!("{key} = {value}"))
             .or_else(|_| {
-                toml::from_str::<Table>(&format!("{key} = {}", toml::Value::String(value.to_string())))
+                toml::from_str::<Table>(&format!(
+                    "{key} = {}",
+                    toml::Value::String(value.to_string())
+                ))
             })
             .map_err(|e| format!("--set {raw}: {}", e.message()))?;
         Ok(Override {
@@ -81,7 +87,9 @@ mod tests {
 
     #[test]
     fn malformed_overrides_are_rejected() {
-        assert!(Override::parse("messages").unwrap_err().contains("key=value"));
+        assert!(Override::parse("messages")
+            .unwrap_err()
+            .contains("key=value"));
         assert!(Override::parse("=5").unwrap_err().contains("not a key"));
     }
 

@@ -110,7 +110,10 @@ pub struct Invalid {
 impl Invalid {
     fn at(path: &[&str], message: impl Into<String>) -> Self {
         Invalid {
-            path: path.iter().map(|k| Segment::Key((*k).to_string())).collect(),
+            path: path
+                .iter()
+                .map(|k| Segment::Key((*k).to_string()))
+                .collect(),
             message: message.into(),
         }
     }
@@ -214,7 +217,11 @@ impl Plan {
                         Invalid::in_fault(i, "kind", "a consumer-crash needs `after` (the delivery count at which the worker aborts)")
                     })?;
                     if after == 0 {
-                        return Err(Invalid::in_fault(i, "after", "0 is out of range; expected at least 1"));
+                        return Err(Invalid::in_fault(
+                            i,
+                            "after",
+                            "0 is out of range; expected at least 1",
+                        ));
                     }
                     let worker = f.worker.unwrap_or(0);
                     if worker >= u64::from(consumers) {
@@ -254,13 +261,18 @@ impl Plan {
                 if lo > hi {
                     return Err(Invalid::at(
                         &["expect", &format!("min_{what}")],
-                        format!("{lo} is above max_{what} = {hi}; expected min_{what} <= max_{what}"),
+                        format!(
+                            "{lo} is above max_{what} = {hi}; expected min_{what} <= max_{what}"
+                        ),
                     ));
                 }
             }
         }
         Ok(Plan {
-            name: spec.name.clone().unwrap_or_else(|| default_name.to_string()),
+            name: spec
+                .name
+                .clone()
+                .unwrap_or_else(|| default_name.to_string()),
             description: spec.description.clone().unwrap_or_default(),
             transport: spec.transport.unwrap_or(Transport::Amqp),
             guarantee: Guarantee::from_policies(producer, consumer),
@@ -268,16 +280,30 @@ impl Plan {
             consumer,
             messages,
             rate: ranged(spec.rate, 0, "rate", 0, 10_000_000)?,
-            payload_bytes: ranged(spec.payload_bytes, 128, "payload_bytes", 0, 16 * 1024 * 1024)?,
+            payload_bytes: ranged(
+                spec.payload_bytes,
+                128,
+                "payload_bytes",
+                0,
+                16 * 1024 * 1024,
+            )?,
             producers: ranged(spec.producers, 1, "producers", 1, 64)?,
             consumers,
             prefetch: ranged(spec.prefetch, 100, "prefetch", 0, 65_535)?,
             confirm_window: ranged(spec.confirm_window, 256, "confirm_window", 1, 100_000)?,
-            confirm_timeout: duration(&spec.confirm_timeout, Duration::from_secs(5), &["confirm_timeout"])?,
+            confirm_timeout: duration(
+                &spec.confirm_timeout,
+                Duration::from_secs(5),
+                &["confirm_timeout"],
+            )?,
             durable,
             persistent: spec.persistent.unwrap_or(true),
             queue_type,
-            drain_timeout: duration(&spec.drain_timeout, Duration::from_secs(60), &["drain_timeout"])?,
+            drain_timeout: duration(
+                &spec.drain_timeout,
+                Duration::from_secs(60),
+                &["drain_timeout"],
+            )?,
             seed: spec.seed.unwrap_or(1),
             faults,
             expect,
@@ -336,7 +362,14 @@ mod tests {
 
     #[test]
     fn ranges_name_the_key() {
-        let err = Plan::from_spec(&Spec { consumers: Some(0), ..spec() }, "x").unwrap_err();
+        let err = Plan::from_spec(
+            &Spec {
+                consumers: Some(0),
+                ..spec()
+            },
+            "x",
+        )
+        .unwrap_err();
         assert_eq!(err.key(), "consumers");
         let err = Plan::from_spec(
             &Spec {

@@ -120,24 +120,33 @@ pub fn main(args: WorkerArgs) -> i32 {
     {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("dlab worker: cannot read the plan {}: {e}", args.plan.display());
+            eprintln!(
+                "dlab worker: cannot read the plan {}: {e}",
+                args.plan.display()
+            );
             return EXIT_SETUP;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dlab worker: cannot start the async runtime: {e}");
             return EXIT_SETUP;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let stop = stop_signal();
         match args.role {
             Role::Producer => amqp::publisher::run(&args, &plan, stop).await,
             Role::Consumer => amqp::consumer::run(&args, &plan, stop).await,
         }
-    })
+    });
+    // The stdin reader sits in a blocking read; do not wait for it.
+    runtime.shutdown_background();
+    code
 }
 
 /// A receiver that turns true when the runner closes the worker's stdin.

@@ -51,7 +51,9 @@ impl fmt::Display for WireEvent {
             WireEvent::Confirmed(s) => write!(f, "C {s}"),
             WireEvent::Nacked(s) => write!(f, "N {s}"),
             WireEvent::InDoubt(s) => write!(f, "D {s}"),
-            WireEvent::Delivered { seq, redelivered } => write!(f, "R {seq} {}", u8::from(*redelivered)),
+            WireEvent::Delivered { seq, redelivered } => {
+                write!(f, "R {seq} {}", u8::from(*redelivered))
+            }
             WireEvent::Acked(s) => write!(f, "K {s}"),
             WireEvent::Unexpected => f.write_str("X"),
             WireEvent::Histogram { name, data } => write!(f, "H {name} {data}"),
@@ -107,11 +109,20 @@ mod tests {
             WireEvent::Confirmed(2),
             WireEvent::Nacked(3),
             WireEvent::InDoubt(4),
-            WireEvent::Delivered { seq: 5, redelivered: true },
-            WireEvent::Delivered { seq: 6, redelivered: false },
+            WireEvent::Delivered {
+                seq: 5,
+                redelivered: true,
+            },
+            WireEvent::Delivered {
+                seq: 6,
+                redelivered: false,
+            },
             WireEvent::Acked(7),
             WireEvent::Unexpected,
-            WireEvent::Histogram { name: "e2e".into(), data: "SGVsbG8=".into() },
+            WireEvent::Histogram {
+                name: "e2e".into(),
+                data: "SGVsbG8=".into(),
+            },
             WireEvent::Note("connection lost: reset".into()),
             WireEvent::Done,
         ];
