@@ -18,7 +18,7 @@ use crate::ledger::{Event, Ledger};
 use crate::message_id;
 use crate::report::{self, RunResult};
 use crate::scenario::Plan;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why a run could not produce a result.
@@ -175,9 +175,4 @@ fn read_effects(
         }),
         None => ledger.record_unexpected(),
     })
-}
-
-/// The path of a run's effect store, for tools that recount.
-pub fn effect_store_of(run_dir: &Path) -> PathBuf {
-    run_dir.join("effects.sqlite")
 }

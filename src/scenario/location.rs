@@ -63,6 +63,53 @@ pub fn span_of(text: &str, path: &[Segment]) -> Option<Range<usize>> {
     best
 }
 
+/// The dotted key whose key or (scalar) value covers byte `offset`, e.g.
+/// `faults[0].after`. Containers are searched whole, since the span of an
+/// array of tables need not cover its elements.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let root = DeTable::parse(text).ok()?;
+    let mut best = None;
+    walk_table(root.get_ref(), offset, "", &mut best);
+    best
+}
+
+fn covers(r: Range<usize>, offset: usize) -> bool {
+    r.start <= offset && offset < r.end.max(r.start + 1)
+}
+
+fn walk_table(table: &DeTable<'_>, offset: usize, prefix: &str, best: &mut Option<String>) {
+    for (k, v) in table.iter() {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        let scalar = !matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+        if covers(k.span(), offset) || (scalar && covers(v.span(), offset)) {
+            *best = Some(path.clone());
+        }
+        walk_value(v.get_ref(), offset, &path, best);
+    }
+}
+
+fn walk_value(value: &DeValue<'_>, offset: usize, path: &str, best: &mut Option<String>) {
+    match value {
+        DeValue::Table(t) => walk_table(t, offset, path, best),
+        DeValue::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                if !matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+                    && covers(v.span(), offset)
+                {
+                    *best = Some(p.clone());
+                }
+                walk_value(v.get_ref(), offset, &p, best);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +121,14 @@ mod tests {
         assert_eq!(line_col(text, 6), LineCol { line: 2, column: 1 });
         let eq = text.find("= 2").unwrap();
         assert_eq!(line_col(text, eq), LineCol { line: 2, column: 4 });
+    }
+
+    #[test]
+    fn offsets_find_their_key() {
+        let text = "messages = 5\n[[faults]]\nkind = \"x\"\n[[faults]]\nafter = \"three\"\n";
+        let at = text.find("\"three").unwrap();
+        assert_eq!(key_at(text, at).as_deref(), Some("faults[1].after"));
+        assert_eq!(key_at(text, 2).as_deref(), Some("messages"));
     }
 
     #[test]

@@ -61,11 +61,19 @@ pub fn parse(
         let lc = location::line_col(text, offset);
         format!("{file}:{}:{}", lc.line, lc.column)
     };
-    let mut spec: Spec = toml::from_str(text).map_err(|e| ScenarioError {
-        origin: e
-            .span()
-            .map_or_else(|| format!("{file}:1:1"), |s| at(s.start)),
-        message: one_line(e.message()),
+    let mut spec: Spec = toml::from_str(text).map_err(|e| {
+        let message = one_line(e.message());
+        let key = e.span().and_then(|s| location::key_at(text, s.start));
+        let named = |k: &str| message.contains(&format!("`{}`", k.rsplit('.').next().unwrap_or(k)));
+        ScenarioError {
+            origin: e
+                .span()
+                .map_or_else(|| format!("{file}:1:1"), |s| at(s.start)),
+            message: match key {
+                Some(k) if !named(&k) => format!("`{k}`: {message}"),
+                _ => message,
+            },
+        }
     })?;
     if !overrides.is_empty() {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| ScenarioError {
@@ -103,7 +111,11 @@ pub fn parse(
 }
 
 fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("expected u64", "expected a whole number of at least 0")
 }
 
 #[cfg(test)]
@@ -146,6 +158,11 @@ mod tests {
         let err = parse(text, "s.toml", "s", &[]).unwrap_err();
         assert_eq!(err.origin, "s.toml:1:13");
         assert!(err.message.contains("at-most-once"), "{err}");
+        assert!(err.message.starts_with("`guarantee`"), "{err}");
+        let text = "guarantee = \"exactly-once\"\nprefetch = \"lots\"\n";
+        let err = parse(text, "s.toml", "s", &[]).unwrap_err();
+        assert_eq!(err.origin, "s.toml:2:12");
+        assert!(err.message.starts_with("`prefetch`: invalid type"), "{err}");
     }
 
     #[test]

@@ -1,1 +1,8 @@
+//! Integration tests: every test talks to a real RabbitMQ broker (a private
+//! node dlab starts for this test binary, or `DLAB_AMQP_URL`), and worker
+//! processes really abort.
 
+mod cli;
+mod guarantees;
+mod node;
+mod support;

@@ -1,0 +1,219 @@
+//! The `dlab` binary as a user meets it: exit codes, one-line errors, JSON.
+
+use crate::support::{broker_url, exclusive, scenarios, temp_dir};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dlab(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlab"));
+    cmd.env("DLAB_HOME", home)
+        .env_remove("DLAB_AMQP_URL")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+#[test]
+fn a_broken_scenario_gives_one_line_with_line_and_column_and_starts_nothing() {
+    let dir = temp_dir("broken");
+    let file = dir.join("broken.toml");
+    std::fs::write(
+        &file,
+        "guarantee = \"at-least-once\"\nmessages = 100\nprefetch = \"lots\"\n",
+    )
+    .unwrap();
+    let home = dir.join("home");
+    let out = dlab(&home).arg("run").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&format!("{}:3:12", file.display())), "{err}");
+    assert!(err.contains("`prefetch`"), "{err}");
+    assert!(!home.exists(), "nothing was started or recorded");
+
+    std::fs::write(&file, "guarantee = \"at-least-once\"\nconsumers = 2\n\n[[faults]]\nkind = \"consumer-crash\"\npoint = \"before-effect\"\nafter = 5\nworker = 2\n").unwrap();
+    let out = dlab(&home).arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains(&format!("{}:8:1", file.display())),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        text(&out.stderr).contains("faults[0].worker"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_bad_override_is_named() {
+    let home = temp_dir("override");
+    let out = dlab(&home)
+        .args([
+            "validate",
+            "scenarios/at-least-once.toml",
+            "--set",
+            "consumers=0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("--set consumers=0"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn every_shipped_scenario_is_valid() {
+    let home = temp_dir("list");
+    let out = dlab(&home).arg("list").arg(scenarios()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!text(&out.stdout).contains("INVALID"));
+    assert!(text(&out.stdout).lines().count() >= 13);
+}
+
+#[test]
+fn an_unreachable_broker_is_named_with_its_password_masked() {
+    let home = temp_dir("unreachable");
+    let port = dlab::broker::free_port();
+    let url = format!("amqp://guest:s3cret@127.0.0.1:{port}/%2f");
+    let out = dlab(&home)
+        .args(["run", "scenarios/at-least-once.toml", "--amqp-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("amqp://guest:****@127.0.0.1:{port}/%2f")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(err.contains("Try"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn run_writes_json_with_the_promised_fields_and_exits_by_expectation() {
+    let url = broker_url();
+    let home = temp_dir("run");
+    let json = home.join("out.json");
+    let _guard = exclusive();
+    let out = dlab(&home)
+        .args([
+            "run",
+            "scenarios/at-least-once-crash-after-effect.toml",
+            "--set",
+            "messages=1000",
+            "--amqp-url",
+            url,
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stdout).contains("duplicates"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in [
+        "intended",
+        "published",
+        "confirmed",
+        "in_doubt",
+        "effects",
+        "unique",
+        "duplicates",
+        "lost",
+    ] {
+        assert!(v["counts"][key].is_u64(), "counts.{key} in {v}");
+    }
+    for key in ["at_most_once", "at_least_once", "exactly_once"] {
+        assert!(v["verdicts"][key].is_boolean(), "verdicts.{key}");
+    }
+    assert_eq!(v["counts"]["intended"], 1000);
+    assert_eq!(v["counts"]["lost"], 0);
+    assert!(v["counts"]["duplicates"].as_u64().unwrap() >= 1);
+    assert!(Path::new(v["effect_store"].as_str().unwrap()).exists());
+    assert!(
+        !v["broker"].as_str().unwrap().contains(":guest@"),
+        "password masked in JSON"
+    );
+
+    // The same run with a bound it cannot meet exits 1.
+    let out = dlab(&home)
+        .args([
+            "run",
+            "scenarios/at-least-once.toml",
+            "--set",
+            "messages=300",
+            "--set",
+            "expect.max_duplicates=10",
+            "--set",
+            "expect.min_duplicates=1",
+            "--amqp-url",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stdout).contains("min_duplicates >= 1: counted 0: BROKEN"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn matrix_prints_the_grid_and_writes_every_cell() {
+    let url = broker_url();
+    let home = temp_dir("matrix");
+    let json = home.join("matrix.json");
+    let _guard = exclusive();
+    let out = dlab(&home)
+        .args(["matrix", "--messages", "400", "--amqp-url", url, "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = text(&out.stdout);
+    for label in [
+        "no fault",
+        "consumer crash before effect",
+        "consumer crash after effect, before ack",
+        "exactly-once",
+    ] {
+        assert!(stdout.contains(label), "{label} in {stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cells = v.as_array().unwrap();
+    assert_eq!(cells.len(), 9);
+    let cell = |name: &str| cells.iter().find(|c| c["scenario"] == name).unwrap();
+    let amo = cell("matrix-at-most-once-crash-before-effect");
+    assert!(amo["counts"]["lost"].as_u64().unwrap() >= 1, "{amo}");
+    let alo = cell("matrix-at-least-once-crash-after-effect");
+    assert!(alo["counts"]["duplicates"].as_u64().unwrap() >= 1, "{alo}");
+    for c in cells.iter().filter(|c| c["guarantee"] == "exactly-once") {
+        assert_eq!(
+            (
+                c["counts"]["lost"].as_u64(),
+                c["counts"]["duplicates"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{c}"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! `dlab up`, `dlab status`, `dlab down`: a private node's whole life, and a
+//! run that finds the node by itself.
+
+use crate::support::temp_dir;
+use std::process::Command;
+
+/// Stops the node of a DLAB_HOME when the test ends, passed or not.
+struct Down(std::path::PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if let Some(state) = dlab::broker::NodeState::load(&self.0.join("broker")) {
+            dlab::broker::node::stop(&state, std::time::Duration::from_secs(30));
+        }
+    }
+}
+
+#[test]
+fn up_status_run_down() {
+    let home = temp_dir("up");
+    let _down = Down(home.clone());
+    let dlab = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlab"));
+        cmd.env("DLAB_HOME", &home)
+            .env_remove("DLAB_AMQP_URL")
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd
+    };
+    let out = dlab().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "nothing running yet");
+
+    let out = dlab().arg("up").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(url.starts_with("amqp://guest:guest@127.0.0.1:"), "{url}");
+    let state = dlab::broker::NodeState::load(&home.join("broker")).expect("state saved");
+    assert!(state.alive());
+    assert!(
+        state.dir.join("mnesia").exists(),
+        "data under the node's own directory"
+    );
+
+    let out = dlab().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&url));
+
+    // With no URL named, a run uses the node that `dlab up` started.
+    let json = home.join("r.json");
+    let out = dlab()
+        .args([
+            "run",
+            "scenarios/exactly-once.toml",
+            "--set",
+            "messages=200",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(
+        v["broker"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(":{}/", state.amqp_port)),
+        "{v}"
+    );
+
+    let out = dlab().arg("down").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state.alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!state.alive(), "the node's process is gone");
+    let out = dlab().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,0 +1,141 @@
+//! Shared test setup: one broker for the whole binary, runs one at a time
+//! (a 2-core machine measures nothing well when runs overlap), and checks that
+//! every result agrees with an independent count.
+
+use dlab::broker::NodeState;
+use dlab::report::RunResult;
+use dlab::runner::{self, RunContext};
+use dlab::scenario::{self, Override, Plan};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+static BROKER: OnceLock<String> = OnceLock::new();
+static NODE: OnceLock<NodeState> = OnceLock::new();
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+static RUNS: Mutex<()> = Mutex::new(());
+
+/// At exit: stop the test node, then remove every directory the tests made.
+extern "C" fn clean_up() {
+    if let Some(state) = NODE.get() {
+        dlab::broker::node::stop(state, Duration::from_secs(30));
+    }
+    if let Some(root) = ROOT.get() {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// One directory for everything this test binary writes, removed at exit.
+fn root() -> &'static Path {
+    ROOT.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" function with atexit.
+        unsafe {
+            libc::atexit(clean_up);
+        }
+        std::env::temp_dir().join(format!("dlab-test-{}", std::process::id()))
+    })
+}
+
+/// The broker every test uses: `DLAB_AMQP_URL`, or a private node started on
+/// first use and stopped when the test binary exits.
+pub fn broker_url() -> &'static str {
+    BROKER.get_or_init(|| {
+        if let Ok(url) = std::env::var("DLAB_AMQP_URL") {
+            return url;
+        }
+        let dir = temp_dir("node");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let state = rt
+            .block_on(dlab::broker::node::start(&dir))
+            .expect("a private RabbitMQ node starts (is rabbitmq-server installed? run scripts/install-deps)");
+        let url = state.url();
+        NODE.set(state).unwrap();
+        url
+    })
+}
+
+/// A fresh directory, removed when the test binary exits.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let dir = root().join(format!("{what}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repository's `scenarios/` directory.
+pub fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// A shipped scenario, with overrides.
+pub fn plan(name: &str, set: &[&str]) -> Plan {
+    let overrides: Vec<Override> = set.iter().map(|s| Override::parse(s).unwrap()).collect();
+    scenario::load(&scenarios().join(name), &overrides).unwrap()
+}
+
+/// Holds the lock that keeps broker runs from overlapping.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    RUNS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a plan against the test broker, with workers from the dlab binary.
+pub fn run(plan: &Plan) -> RunResult {
+    let url = broker_url();
+    let _guard = exclusive();
+    let ctx = RunContext {
+        amqp_url: url.to_string(),
+        home: temp_dir("home"),
+        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
+        keep_queue: false,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt
+        .block_on(runner::run(plan, &ctx))
+        .expect("the run completes");
+    assert_agrees_with_effect_store(&result);
+    result
+}
+
+/// The ledger's counts against the effect store read with plain SQL, and the
+/// drain against the queue: nothing left behind, nothing unaccounted for.
+pub fn assert_agrees_with_effect_store(r: &RunResult) {
+    let conn = rusqlite::Connection::open(&r.effect_store).unwrap();
+    let (rows, distinct): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT message_id) FROM effects",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    let suppressed: i64 = conn
+        .query_row("SELECT count(*) FROM suppressed", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        rows as u64, r.counts.effects,
+        "effects vs effect store rows"
+    );
+    assert_eq!(
+        distinct as u64, r.counts.unique,
+        "unique vs distinct message IDs"
+    );
+    assert_eq!(
+        suppressed as u64, r.counts.suppressed,
+        "suppressed vs suppressed rows"
+    );
+    assert_eq!(r.counts.intended - r.counts.unique, r.counts.lost);
+    assert_eq!(r.counts.effects - r.counts.unique, r.counts.duplicates);
+    assert!(r.drain.completed, "the drain completed: {:?}", r.timeline);
+    assert_eq!(
+        r.drain.remaining_in_queue, 0,
+        "the queue is empty after the drain"
+    );
+    assert_eq!(r.counts.unexpected, 0);
+}
+
+/// Whether the run's timeline shows a consumer abort.
+pub fn crashed(r: &RunResult) -> bool {
+    r.timeline.iter().any(|t| t.event.contains("aborted"))
+}
