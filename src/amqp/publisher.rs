@@ -57,6 +57,27 @@ struct Link {
     channel: Channel,
 }
 
+impl Link {
+    /// Publishes message `p` to the run's queue through the default exchange.
+    async fn publish(
+        &self,
+        args: &WorkerArgs,
+        plan: &Plan,
+        payload: &[u8],
+        p: Pending,
+    ) -> lapin::Result<lapin::PublisherConfirm> {
+        self.channel
+            .basic_publish(
+                "".into(),
+                args.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                payload,
+                properties(args, plan, p),
+            )
+            .await
+    }
+}
+
 /// The producer's schedule: which messages it owns and when each is due.
 struct Schedule {
     next: u64,
@@ -219,16 +240,7 @@ async fn fire_and_forget(
         let l = link.as_ref().expect("connected above");
         let p = schedule.take();
         emit.push(WireEvent::Attempt(p.seq));
-        let sent = l
-            .channel
-            .basic_publish(
-                "".into(),
-                args.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                payload,
-                properties(args, plan, p),
-            )
-            .await;
+        let sent = l.publish(args, plan, payload, p).await;
         if let Err(e) = sent {
             emit.push(WireEvent::InDoubt(p.seq));
             emit.push(WireEvent::Note(format!(
@@ -286,17 +298,7 @@ async fn confirm_retry(
             };
             emit.push(WireEvent::Attempt(p.seq));
             let sent_at = Instant::now();
-            match l
-                .channel
-                .basic_publish(
-                    "".into(),
-                    args.queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    payload,
-                    properties(args, plan, p),
-                )
-                .await
-            {
+            match l.publish(args, plan, payload, p).await {
                 Ok(confirm) => in_flight.push(Box::pin(async move {
                     let outcome = match tokio::time::timeout(timeout, confirm).await {
                         Ok(Ok(Confirmation::Nack(_))) => Outcome::Nack,
