@@ -17,6 +17,7 @@ pub mod matrix;
 pub mod message_id;
 pub mod metrics;
 pub mod policy;
+pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;

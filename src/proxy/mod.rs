@@ -1,0 +1,245 @@
+//! The TCP fault proxy: sits between clients and a server (the broker) and
+//! does to the byte stream what a scenario's network faults say.
+//!
+//! Architecture invariant: this is the only module that touches raw sockets
+//! to inject faults. Each fault is a small transform in its own place
+//! ([`pump`] for stream transforms, [`amqp_frames`] for the protocol point);
+//! connection-level faults (cut, down) live here. The proxy never buffers a
+//! whole stream.
+
+pub mod amqp_frames;
+mod pump;
+mod settings;
+mod stats;
+
+pub use pump::End;
+pub use settings::{Direction, DirectionFaults, LinkFaults};
+pub use stats::{Stats, StatsSnapshot};
+
+use pump::PumpCtx;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+struct Shared {
+    upstream: SocketAddr,
+    faults: watch::Sender<LinkFaults>,
+    confirm_armed: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    conns: Mutex<HashMap<u64, watch::Sender<Option<End>>>>,
+    next_id: AtomicU64,
+    seed: u64,
+}
+
+/// A running proxy for one link (say, the producers' connections to the broker).
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut_all(End::CloseFin);
+    }
+}
+
+fn set_linger_zero(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a valid, open socket fd with a properly sized struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+impl Proxy {
+    /// Listens on a free 127.0.0.1 port and forwards every connection to `upstream`.
+    pub async fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (faults, _) = watch::channel(LinkFaults::default());
+        let shared = Arc::new(Shared {
+            upstream,
+            faults,
+            confirm_armed: Arc::new(AtomicBool::new(false)),
+            stats: Arc::new(Stats::default()),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            seed,
+        });
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, s.clone()));
+            }
+        });
+        Ok(Proxy { addr, shared, task })
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the link's fault settings.
+    pub fn set(&self, change: impl FnOnce(&mut LinkFaults)) {
+        self.shared.faults.send_modify(change);
+    }
+
+    /// The link's current fault settings.
+    pub fn faults(&self) -> LinkFaults {
+        self.shared.faults.borrow().clone()
+    }
+
+    /// Arms confirm-lost: the next broker `basic.ack` cuts its connection.
+    pub fn arm_confirm_lost(&self, armed: bool) {
+        self.shared.confirm_armed.store(armed, Ordering::SeqCst);
+    }
+
+    /// Cuts every open connection (FIN or RST); returns how many.
+    pub fn cut_all(&self, how: End) -> usize {
+        let conns = self.shared.conns.lock().expect("not poisoned");
+        for tx in conns.values() {
+            let _ = tx.send(Some(how));
+        }
+        conns.len()
+    }
+
+    /// The link's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+}
+
+async fn serve(client: TcpStream, shared: Arc<Shared>) {
+    if shared.faults.borrow().down {
+        Stats::add(&shared.stats.refused, 1);
+        set_linger_zero(&client);
+        return;
+    }
+    let Ok(server) = TcpStream::connect(shared.upstream).await else {
+        set_linger_zero(&client);
+        return;
+    };
+    Stats::add(&shared.stats.accepted, 1);
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (cut_tx, cut_rx) = watch::channel(None);
+    shared
+        .conns
+        .lock()
+        .expect("not poisoned")
+        .insert(id, cut_tx.clone());
+    let ctx = |direction| PumpCtx {
+        direction,
+        faults: shared.faults.subscribe(),
+        confirm_armed: shared.confirm_armed.clone(),
+        cut: cut_rx.clone(),
+        stats: shared.stats.clone(),
+        seed: shared.seed ^ id.wrapping_mul(0x9E37_79B9) ^ direction as u64,
+    };
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = async {
+        let end = pump::pump(&mut cr, &mut sw, ctx(Direction::ToServer)).await;
+        if end != End::Eof {
+            let _ = cut_tx.send(Some(end));
+        }
+        end
+    };
+    let down = async {
+        let end = pump::pump(&mut sr, &mut cw, ctx(Direction::ToClient)).await;
+        if end != End::Eof {
+            let _ = cut_tx.send(Some(end));
+        }
+        end
+    };
+    let (a, b) = tokio::join!(up, down);
+    shared.conns.lock().expect("not poisoned").remove(&id);
+    if a != End::Eof || b != End::Eof {
+        Stats::add(&shared.stats.cut, 1);
+    }
+    if a == End::CloseRst || b == End::CloseRst {
+        set_linger_zero(cw.as_ref());
+        set_linger_zero(sw.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn echo_server() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn forwards_byte_for_byte_over_real_sockets() {
+        let proxy = Proxy::start(echo_server().await, 1).await.unwrap();
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let (mut r, mut w) = c.split();
+        let send = async {
+            w.write_all(&data).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(send, r.read_to_end(&mut got));
+        read.unwrap();
+        assert_eq!(got, data);
+        assert_eq!(proxy.stats().bytes_forwarded, 2 * data.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn down_refuses_and_cut_resets() {
+        let proxy = Proxy::start(echo_server().await, 1).await.unwrap();
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        c.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(proxy.cut_all(End::CloseRst), 1);
+        let mut rest = Vec::new();
+        let r = c.read_to_end(&mut rest).await;
+        assert!(r.is_err() || rest.is_empty(), "the connection is gone");
+
+        proxy.set(|f| f.down = true);
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        let mut buf = [0u8; 1];
+        let r = c.read(&mut buf).await;
+        assert!(
+            matches!(r, Ok(0) | Err(_)),
+            "a refused connection closes at once"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proxy.stats().refused == 0 && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(proxy.stats().refused, 1);
+    }
+}

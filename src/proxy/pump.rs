@@ -1,0 +1,359 @@
+//! One direction of one proxied connection: read chunks, apply the faults of
+//! that direction, write them on.
+//!
+//! Each fault is a small transform of the stream: latency (chunks held until
+//! due, order kept), bandwidth (pauses between writes), slicer (small writes),
+//! limit_data (close after N bytes), blackhole (nothing moves), and the
+//! protocol point confirm-lost (cut just before a broker `basic.ack`). With no
+//! fault active a chunk is written as soon as it is read.
+
+use super::amqp_frames::{FrameScanner, CLASS_BASIC, METHOD_ACK};
+use super::settings::{Direction, DirectionFaults, LinkFaults};
+use super::stats::Stats;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How a pump ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The source closed; the close was passed on.
+    Eof,
+    /// The connection must be closed with a FIN.
+    CloseFin,
+    /// The connection must be reset.
+    CloseRst,
+}
+
+/// What a pump shares with its link and its connection.
+pub struct PumpCtx {
+    /// Which way this pump moves bytes.
+    pub direction: Direction,
+    /// The link's fault settings.
+    pub faults: watch::Receiver<LinkFaults>,
+    /// Set by the link when a confirm-lost fault is armed; taken by the first pump that sees an ack.
+    pub confirm_armed: Arc<AtomicBool>,
+    /// Turns to Some when the connection is cut from outside or by the other direction.
+    pub cut: watch::Receiver<Option<End>>,
+    /// The link's counters.
+    pub stats: Arc<Stats>,
+    /// Seed for jitter.
+    pub seed: u64,
+}
+
+const CHUNK: usize = 16 * 1024;
+const MAX_QUEUED: usize = 64;
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+struct Pump<'a> {
+    ctx: &'a mut PumpCtx,
+    scanner: FrameScanner,
+    rng: u64,
+    limit_seen: Option<u64>,
+    limit_passed: u64,
+}
+
+impl Pump<'_> {
+    fn delay(&mut self, f: &DirectionFaults) -> Duration {
+        let jitter = if f.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(splitmix(&mut self.rng) % (f.jitter.as_nanos() as u64 + 1))
+        };
+        f.latency.unwrap_or_default() + jitter
+    }
+
+    /// Writes one chunk through the write-side transforms.
+    async fn deliver<W: AsyncWrite + Unpin>(
+        &mut self,
+        dst: &mut W,
+        chunk: &[u8],
+        f: &DirectionFaults,
+    ) -> Result<(), End> {
+        let mut data = chunk;
+        let mut end = None;
+        if self.ctx.direction == Direction::ToClient {
+            let frames = self.scanner.scan(data);
+            if let Some(ack) = frames
+                .iter()
+                .find(|m| (m.class, m.method) == (CLASS_BASIC, METHOD_ACK))
+            {
+                if self.ctx.confirm_armed.swap(false, Ordering::SeqCst) {
+                    Stats::add(&self.ctx.stats.frames_dropped, 1);
+                    data = &data[..ack.start.max(0) as usize];
+                    end = Some(End::CloseRst);
+                }
+            }
+        }
+        if self.limit_seen != f.limit_data {
+            self.limit_seen = f.limit_data;
+            self.limit_passed = 0;
+        }
+        if let Some(limit) = f.limit_data {
+            let left = limit.saturating_sub(self.limit_passed);
+            if data.len() as u64 >= left {
+                data = &data[..left as usize];
+                end = end.or(Some(End::CloseFin));
+            }
+            self.limit_passed += data.len() as u64;
+        }
+        let piece = f.slice.unwrap_or(data.len()).max(1);
+        for part in data.chunks(piece) {
+            dst.write_all(part).await.map_err(|_| End::CloseRst)?;
+            Stats::add(&self.ctx.stats.bytes_forwarded, part.len() as u64);
+            if let Some(bw) = f.bandwidth {
+                Stats::add(&self.ctx.stats.bytes_delayed, part.len() as u64);
+                tokio::time::sleep(Duration::from_secs_f64(
+                    part.len() as f64 / bw.max(1) as f64,
+                ))
+                .await;
+            }
+        }
+        match end {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Moves bytes from `src` to `dst` until the source closes or the connection is cut.
+pub async fn pump<R, W>(src: &mut R, dst: &mut W, mut ctx: PumpCtx) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let seed = ctx.seed;
+    let mut p = Pump {
+        ctx: &mut ctx,
+        scanner: FrameScanner::default(),
+        rng: seed,
+        limit_seen: None,
+        limit_passed: 0,
+    };
+    let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut eof = false;
+    loop {
+        if let Some(end) = *p.ctx.cut.borrow() {
+            return end;
+        }
+        let f = p.ctx.faults.borrow().direction(p.ctx.direction).clone();
+        if eof && queue.is_empty() {
+            let _ = dst.shutdown().await;
+            return End::Eof;
+        }
+        if f.blackhole {
+            tokio::select! {
+                _ = p.ctx.faults.changed() => {}
+                _ = p.ctx.cut.changed() => {}
+            }
+            continue;
+        }
+        let head = queue.front().map(|(due, _)| *due);
+        tokio::select! {
+            biased;
+            _ = p.ctx.cut.changed() => {}
+            _ = tokio::time::sleep_until(head.unwrap_or_else(Instant::now)), if head.is_some() => {
+                let (_, chunk) = queue.pop_front().expect("head exists");
+                if let Err(end) = p.deliver(dst, &chunk, &f).await {
+                    return end;
+                }
+            }
+            r = src.read(&mut buf), if !eof && queue.len() < MAX_QUEUED => match r {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    let delay = p.delay(&f);
+                    if delay.is_zero() && queue.is_empty() {
+                        if let Err(end) = p.deliver(dst, &buf[..n], &f).await {
+                            return end;
+                        }
+                    } else {
+                        Stats::add(&p.ctx.stats.bytes_delayed, n as u64);
+                        queue.push_back((Instant::now() + delay, buf[..n].to_vec()));
+                    }
+                }
+                Err(_) => return End::CloseRst,
+            },
+            _ = p.ctx.faults.changed() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, AsyncReadExt};
+
+    struct Rig {
+        faults: watch::Sender<LinkFaults>,
+        cut: watch::Sender<Option<End>>,
+        armed: Arc<AtomicBool>,
+        stats: Arc<Stats>,
+    }
+
+    fn rig(direction: Direction, faults: LinkFaults) -> (Rig, PumpCtx) {
+        let (ftx, frx) = watch::channel(faults);
+        let (ctx_tx, crx) = watch::channel(None);
+        let armed = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let ctx = PumpCtx {
+            direction,
+            faults: frx,
+            confirm_armed: armed.clone(),
+            cut: crx,
+            stats: stats.clone(),
+            seed: 7,
+        };
+        (
+            Rig {
+                faults: ftx,
+                cut: ctx_tx,
+                armed,
+                stats,
+            },
+            ctx,
+        )
+    }
+
+    fn with(d: DirectionFaults) -> LinkFaults {
+        LinkFaults {
+            to_server: d,
+            ..LinkFaults::default()
+        }
+    }
+
+    /// Sends `data` through a pump and returns what arrived and when (virtual time).
+    async fn through(faults: LinkFaults, data: Vec<u8>) -> (Vec<u8>, Duration, End) {
+        let (_rig, ctx) = rig(Direction::ToServer, faults);
+        let (mut client, mut proxy_in) = duplex(1 << 20);
+        let (mut proxy_out, mut server) = duplex(1 << 20);
+        let start = Instant::now();
+        let pumping = tokio::spawn(async move { pump(&mut proxy_in, &mut proxy_out, ctx).await });
+        client.write_all(&data).await.unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        let end = pumping.await.unwrap();
+        (got, start.elapsed(), end)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_faults_bytes_arrive_intact_and_at_once() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let (got, took, end) = through(LinkFaults::default(), data.clone()).await;
+        assert_eq!(got, data);
+        assert_eq!(end, End::Eof);
+        assert!(took < Duration::from_millis(1), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_holds_bytes_back_and_keeps_them_in_order() {
+        let d = DirectionFaults {
+            latency: Some(Duration::from_millis(200)),
+            jitter: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 13) as u8).collect();
+        let (got, took, _) = through(with(d), data.clone()).await;
+        assert_eq!(got, data);
+        assert!(
+            took >= Duration::from_millis(200) && took <= Duration::from_millis(400),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bandwidth_limits_the_rate() {
+        let d = DirectionFaults {
+            bandwidth: Some(10_000),
+            ..Default::default()
+        };
+        let (got, took, _) = through(with(d), vec![1u8; 50_000]).await;
+        assert_eq!(got.len(), 50_000);
+        assert!(
+            took >= Duration::from_secs(5) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limit_data_closes_after_that_many_bytes() {
+        let d = DirectionFaults {
+            limit_data: Some(1000),
+            ..Default::default()
+        };
+        let (got, _, end) = through(with(d), vec![9u8; 5000]).await;
+        assert_eq!(got.len(), 1000);
+        assert_eq!(end, End::CloseFin);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slicer_splits_writes_but_not_the_stream() {
+        let d = DirectionFaults {
+            slice: Some(7),
+            ..Default::default()
+        };
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let (got, _, _) = through(with(d), data.clone()).await;
+        assert_eq!(got, data);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blackhole_stalls_until_it_ends() {
+        let d = DirectionFaults {
+            blackhole: true,
+            ..Default::default()
+        };
+        let (rig, ctx) = rig(Direction::ToServer, with(d));
+        let (mut client, mut proxy_in) = duplex(1 << 16);
+        let (mut proxy_out, mut server) = duplex(1 << 16);
+        tokio::spawn(async move { pump(&mut proxy_in, &mut proxy_out, ctx).await });
+        client.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        let stalled =
+            tokio::time::timeout(Duration::from_secs(30), server.read_exact(&mut buf)).await;
+        assert!(stalled.is_err(), "nothing passes a blackhole");
+        rig.faults.send_modify(|f| f.to_server.blackhole = false);
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello", "and everything passes once it ends");
+        drop(rig.cut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_armed_confirm_lost_cuts_just_before_the_ack() {
+        let (rig, ctx) = rig(Direction::ToClient, LinkFaults::default());
+        rig.armed.store(true, Ordering::SeqCst);
+        let tune = [1u8, 0, 0, 0, 0, 0, 4, 0, 10, 0, 30, 0xCE];
+        let ack = [1u8, 0, 1, 0, 0, 0, 4, 0, 60, 0, 80, 0xCE];
+        let mut data = tune.to_vec();
+        data.extend_from_slice(&ack);
+        let (mut server, mut proxy_in) = duplex(1 << 16);
+        let (mut proxy_out, mut client) = duplex(1 << 16);
+        let pumping = tokio::spawn(async move { pump(&mut proxy_in, &mut proxy_out, ctx).await });
+        server.write_all(&data).await.unwrap();
+        assert_eq!(pumping.await.unwrap(), End::CloseRst);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(
+            got,
+            tune.to_vec(),
+            "everything before the ack, nothing of it"
+        );
+        assert_eq!(rig.stats.snapshot().frames_dropped, 1);
+        assert!(
+            !rig.armed.load(Ordering::SeqCst),
+            "one lost confirm per arming"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! What the proxy is told to do, per direction and per link. Changing these
+//! settings is how a fault starts and ends; the pumps read them per chunk.
+
+use std::time::Duration;
+
+/// Which way bytes flow through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the server.
+    ToServer,
+    /// From the server to the client.
+    ToClient,
+}
+
+/// Faults acting on one direction of every connection of a link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectionFaults {
+    /// Each chunk is held this long (plus up to `jitter`) before it is written.
+    pub latency: Option<Duration>,
+    /// Up to this much extra latency, drawn per chunk from the seed.
+    pub jitter: Duration,
+    /// Bytes per second at most.
+    pub bandwidth: Option<u64>,
+    /// Writes are split into pieces of at most this many bytes.
+    pub slice: Option<usize>,
+    /// The connection is closed once this many more bytes have passed.
+    pub limit_data: Option<u64>,
+    /// Nothing moves (a partition): the sender sees a stall, not an error.
+    pub blackhole: bool,
+}
+
+/// Everything the proxy is doing to one link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkFaults {
+    /// Client to server.
+    pub to_server: DirectionFaults,
+    /// Server to client.
+    pub to_client: DirectionFaults,
+    /// New connections are refused (accepted and reset at once).
+    pub down: bool,
+    /// The next broker `basic.ack` cuts its connection before it is forwarded.
+    pub confirm_lost: bool,
+}
+
+impl LinkFaults {
+    /// The faults of one direction.
+    pub fn direction(&self, d: Direction) -> &DirectionFaults {
+        match d {
+            Direction::ToServer => &self.to_server,
+            Direction::ToClient => &self.to_client,
+        }
+    }
+
+    /// The faults of one direction, to change.
+    pub fn direction_mut(&mut self, d: Direction) -> &mut DirectionFaults {
+        match d {
+            Direction::ToServer => &mut self.to_server,
+            Direction::ToClient => &mut self.to_client,
+        }
+    }
+}
