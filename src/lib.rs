@@ -21,4 +21,5 @@ pub mod proxy;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod schedule;
 pub mod worker;

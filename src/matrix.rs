@@ -57,11 +57,12 @@ pub fn plans(messages: u64, seed: u64) -> Vec<CellPlan> {
             let faults = row
                 .crash
                 .map(|point| FaultSpec {
-                    kind: FaultKind::ConsumerCrash,
+                    kind: Some(FaultKind::ConsumerCrash),
                     point: Some(point),
                     after: Some((messages / (consumers * 4)).max(1)),
                     worker: Some(0),
                     restart_after: Some("500ms".into()),
+                    ..FaultSpec::default()
                 })
                 .into_iter()
                 .collect();

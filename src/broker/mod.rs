@@ -7,8 +7,9 @@
 pub mod node;
 mod ports;
 
-pub use node::{NodeError, NodeState};
+pub use node::{Node, NodeError, NodeState};
 pub use ports::free_port;
+use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub fn up_dir(home: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct BrokerHandle {
     url: String,
-    node: Option<NodeState>,
+    node: Option<Arc<Node>>,
     owned: bool,
 }
 
@@ -48,7 +49,7 @@ impl BrokerHandle {
         if let Some(state) = NodeState::load(&up_dir(home)).filter(NodeState::alive) {
             return Ok(BrokerHandle {
                 url: state.url(),
-                node: Some(state),
+                node: Some(Node::new(state)),
                 owned: false,
             });
         }
@@ -60,7 +61,7 @@ impl BrokerHandle {
         let state = node::start(&dir).await?;
         Ok(BrokerHandle {
             url: state.url(),
-            node: Some(state),
+            node: Some(Node::new(state)),
             owned: true,
         })
     }
@@ -71,14 +72,15 @@ impl BrokerHandle {
     }
 
     /// The private node, when the broker is one of dlab's.
-    pub fn node(&self) -> Option<&NodeState> {
+    pub fn node(&self) -> Option<&Arc<Node>> {
         self.node.as_ref()
     }
 
     /// Stops the node if this command started it.
     pub fn shutdown(self) {
-        if let (true, Some(state)) = (self.owned, &self.node) {
-            node::stop(state, Duration::from_secs(30));
+        if let (true, Some(node)) = (self.owned, &self.node) {
+            let state = node.state();
+            node::stop(&state, Duration::from_secs(30));
             let _ = std::fs::remove_dir_all(&state.dir);
         }
     }

@@ -123,7 +123,7 @@ fn write(path: PathBuf, text: &str) -> Result<(), NodeError> {
     })
 }
 
-/// Starts a node in `dir` (created if needed) and waits until it accepts AMQP.
+/// Starts a node in `dir` (created if needed) on free ports and waits until it accepts AMQP.
 pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
     if !Path::new(SERVER).exists() {
         return Err(NodeError::NotInstalled);
@@ -133,6 +133,25 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         path: dir.to_path_buf(),
         source,
     })?;
+    let amqp_port = free_port();
+    let mut dist_port = free_port();
+    while dist_port == amqp_port {
+        dist_port = free_port();
+    }
+    let planned = NodeState {
+        node: format!("dlab-{amqp_port}@localhost"),
+        pid: 0,
+        amqp_port,
+        dist_port,
+        dir,
+    };
+    launch(&planned).await
+}
+
+/// Starts the VM of `planned` (its name, ports and directory; its pid is
+/// ignored), saves the new state and waits until it accepts AMQP.
+pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
+    let dir = planned.dir.clone();
     for sub in ["", "log", "mnesia"] {
         let p = dir.join(sub);
         fs::create_dir_all(&p).map_err(|source| NodeError::Io {
@@ -141,12 +160,7 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
             source,
         })?;
     }
-    let amqp_port = free_port();
-    let mut dist_port = free_port();
-    while dist_port == amqp_port {
-        dist_port = free_port();
-    }
-    let node = format!("dlab-{amqp_port}@localhost");
+    let (amqp_port, dist_port, node) = (planned.amqp_port, planned.dist_port, planned.node.clone());
     write(
         dir.join("rabbitmq.conf"),
         &format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n"),
@@ -157,11 +171,15 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         "# dlab: no system-wide settings\n",
     )?;
     let console = dir.join("log").join("console.log");
-    let log = fs::File::create(&console).map_err(|source| NodeError::Io {
-        what: "cannot create",
-        path: console.clone(),
-        source,
-    })?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&console)
+        .map_err(|source| NodeError::Io {
+            what: "cannot open",
+            path: console.clone(),
+            source,
+        })?;
     let log2 = log.try_clone().map_err(|source| NodeError::Io {
         what: "cannot open",
         path: console.clone(),
@@ -192,8 +210,8 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
-        // Its own session: a Ctrl-C meant for dlab does not reach the node, and
-        // dlab decides when it stops.
+        // Its own process group: a Ctrl-C meant for dlab does not reach the
+        // node, and dlab decides when it stops.
         .process_group(0);
     let child = cmd.spawn().map_err(|source| NodeError::Io {
         what: "cannot start",
@@ -201,11 +219,8 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         source,
     })?;
     let state = NodeState {
-        node,
         pid: child.id(),
-        amqp_port,
-        dist_port,
-        dir: dir.clone(),
+        ..planned.clone()
     };
     state.save()?;
     // The child is reaped by whoever stops it; forget the handle.
@@ -295,5 +310,89 @@ fn cleanup_group(pid: u32) {
     // SAFETY: see `signal`.
     unsafe {
         libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+/// A private node under dlab's control, shared by the runner's fault driver
+/// and whoever stops it. Its pid changes when it is restarted.
+#[derive(Debug)]
+pub struct Node {
+    state: std::sync::Mutex<NodeState>,
+}
+
+impl Node {
+    /// Control of a running node.
+    pub fn new(state: NodeState) -> std::sync::Arc<Node> {
+        std::sync::Arc::new(Node {
+            state: std::sync::Mutex::new(state),
+        })
+    }
+
+    /// The node's current state.
+    pub fn state(&self) -> NodeState {
+        self.state.lock().expect("not poisoned").clone()
+    }
+
+    /// SIGKILL to the VM and its process group: no shutdown, no flushing.
+    pub fn kill(&self) {
+        let pid = self.state().pid;
+        // SAFETY: sending signals has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+        let started = Instant::now();
+        while pid_alive(pid) && started.elapsed() < Duration::from_secs(10) {
+            reap(pid);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A graceful stop (SIGTERM, waiting up to `grace`).
+    pub fn stop(&self, grace: Duration) -> bool {
+        stop(&self.state(), grace)
+    }
+
+    /// Starts the VM again with the same name, ports and data.
+    pub async fn relaunch(&self) -> Result<(), NodeError> {
+        let planned = self.state();
+        let state = launch(&planned).await?;
+        *self.state.lock().expect("not poisoned") = state;
+        Ok(())
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to the VM.
+    pub fn pause(&self, paused: bool) {
+        signal(
+            self.state().pid,
+            if paused { libc::SIGSTOP } else { libc::SIGCONT },
+        );
+    }
+
+    /// Sets the memory high watermark (a tiny fraction raises the memory alarm).
+    pub async fn set_memory_watermark(&self, fraction: f64) -> Result<(), String> {
+        let s = self.state();
+        let out = tokio::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .args([
+                "-q",
+                "-n",
+                &s.node,
+                "set_vm_memory_high_watermark",
+                &format!("{fraction}"),
+            ])
+            .env("HOME", &s.dir)
+            .env("RABBITMQ_CONF_ENV_FILE", s.dir.join("rabbitmq-env.conf"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .output()
+            .await
+            .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "rabbitmqctl set_vm_memory_high_watermark failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
     }
 }

@@ -37,6 +37,12 @@ pub fn dispatch(command: Command) -> Result<i32> {
         } => {
             // Parse and validate before anything starts.
             let plan = load(&file, &set)?;
+            if plan.needs_node() && broker.amqp_url.is_some() {
+                return Err(anyhow!(
+                    "{}: broker process faults need a broker dlab starts itself; run without --amqp-url / DLAB_AMQP_URL",
+                    file.display()
+                ));
+            }
             let results = with_broker(&broker, |ctx| async move {
                 let ctx = RunContext { keep_queue, ..ctx };
                 Ok(vec![runner::run(&plan, &ctx).await?])
@@ -118,7 +124,10 @@ where
         let home = broker::home();
         let handle =
             BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
-        let ctx = RunContext::new(handle.url(), &home)?;
+        let ctx = RunContext {
+            node: handle.node().cloned(),
+            ..RunContext::new(handle.url(), &home)?
+        };
         let out = f(ctx).await;
         handle.shutdown();
         out

@@ -110,6 +110,11 @@ impl Proxy {
         self.shared.confirm_armed.store(armed, Ordering::SeqCst);
     }
 
+    /// Whether a confirm-lost is armed and has not cut a connection yet.
+    pub fn confirm_lost_armed(&self) -> bool {
+        self.shared.confirm_armed.load(Ordering::SeqCst)
+    }
+
     /// Cuts every open connection (FIN or RST); returns how many.
     pub fn cut_all(&self, how: End) -> usize {
         let conns = self.shared.conns.lock().expect("not poisoned");

@@ -44,6 +44,8 @@ pub struct Inputs<'a> {
     pub effect_store: &'a Path,
     /// Worker notes.
     pub notes: Vec<String>,
+    /// The fault occurrences.
+    pub faults: Vec<crate::runner::faults::FaultRecord>,
 }
 
 /// Assembles a [`RunResult`] and judges the plan's expectations.
@@ -95,6 +97,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         drain: i.drain,
         recount: i.recount,
         timeline: i.timeline,
+        fault_timeline: i.faults,
         duration_s: secs,
         throughput_per_s: if secs > 0.0 {
             c.effects as f64 / secs

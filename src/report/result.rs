@@ -5,6 +5,7 @@
 use crate::ledger::{Counts, Verdicts};
 use crate::metrics::LatencySummary;
 use crate::policy::Guarantee;
+use crate::runner::faults::FaultRecord;
 use crate::scenario::{Fault, Plan};
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,9 @@ pub struct RunResult {
     pub recount: Recount,
     /// What happened when, in milliseconds since the run started.
     pub timeline: Vec<TimelineEntry>,
+    /// Every occurrence of a scheduled fault: trigger, whether the seed let it
+    /// fire, start, end, what it did and the counts during and after it.
+    pub fault_timeline: Vec<FaultRecord>,
     /// Seconds from the first publish to the last delivery handled.
     pub duration_s: f64,
     /// Effects per second over `duration_s`.
@@ -108,18 +112,7 @@ impl Settings {
 
 /// A fault in one line, for reports.
 pub fn describe_fault(f: &Fault) -> String {
-    match f {
-        Fault::ConsumerCrash {
-            point,
-            after,
-            worker,
-            restart_after,
-        } => format!(
-            "consumer-crash: consumer {worker} aborts {} at its delivery {after}, restarted after {}ms",
-            point.name(),
-            restart_after.as_millis()
-        ),
-    }
+    f.describe()
 }
 
 /// A preset's promise and whether it held.

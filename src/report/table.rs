@@ -153,6 +153,35 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     for t in &r.timeline {
         writeln!(out, "  {:>7}ms  {}", t.at_ms, t.event)?;
     }
+    for f in &r.fault_timeline {
+        let when = match (f.started_ms, f.ended_ms) {
+            (Some(s), Some(e)) => format!("{s}ms to {e}ms"),
+            (Some(s), None) => format!("from {s}ms"),
+            _ => "skipped by the seed".to_string(),
+        };
+        writeln!(
+            out,
+            "  fault #{} occurrence {} ({}): {when}: {}",
+            f.fault, f.occurrence, f.trigger, f.description
+        )?;
+        if let Some(e) = &f.effect {
+            writeln!(
+                out,
+                "      proxy: {} connections cut, {} refused, {} bytes delayed, {} frames dropped",
+                e.cut, e.refused, e.bytes_delayed, e.frames_dropped
+            )?;
+        }
+        if let (Some(d), Some(a)) = (&f.during, &f.after) {
+            writeln!(
+                out,
+                "      during: {} published, {} confirmed, {} in doubt, {} delivered, {} redelivered; after: {} published, {} confirmed, {} in doubt, {} delivered",
+                d.published, d.confirmed, d.in_doubt, d.delivered, d.redelivered, a.published, a.confirmed, a.in_doubt, a.delivered
+            )?;
+        }
+        if let Some(n) = &f.note {
+            writeln!(out, "      note: {n}")?;
+        }
+    }
     writeln!(out, "  effect store: {}", r.effect_store)?;
     Ok(())
 }

@@ -9,16 +9,20 @@
 //! from worker events and effect-store rows. A failure during the run (a
 //! crash, a lost connection) is an event, never an early return.
 
+pub mod faults;
 mod supervise;
 pub mod workers;
 
 use crate::amqp::{self, topology, BrokerError};
+use crate::broker::Node;
 use crate::effects::{EffectStore, EffectStoreError, Row};
 use crate::ledger::{Event, Ledger};
 use crate::message_id;
+use crate::proxy::Proxy;
 use crate::report::{self, RunResult};
 use crate::scenario::Plan;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a run could not produce a result.
@@ -42,6 +46,9 @@ pub enum RunError {
     /// A worker failed in a way that is not a fault of the scenario.
     #[error("{0}")]
     Worker(String),
+    /// The scenario needs something this broker cannot give.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl RunError {
@@ -62,6 +69,8 @@ pub struct RunContext {
     pub worker_exe: PathBuf,
     /// Keep the queue after the run (for inspection) instead of deleting it.
     pub keep_queue: bool,
+    /// The broker's process, when dlab started it (needed by broker faults).
+    pub node: Option<Arc<Node>>,
 }
 
 impl RunContext {
@@ -76,6 +85,7 @@ impl RunContext {
             worker_exe: std::env::current_exe()
                 .map_err(RunError::io("cannot locate the dlab executable"))?,
             keep_queue: false,
+            node: None,
         })
     }
 }
@@ -114,16 +124,50 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         .await
         .map_err(|e| BrokerError::refused(&ctx.amqp_url, &format!("declaring queue {queue}"), e))?;
 
+    if plan.needs_node() && ctx.node.is_none() {
+        return Err(RunError::Unsupported(format!(
+            "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
+            plan.name
+        )));
+    }
+    let (producer_url, consumer_url, links) = if plan.needs_proxy() {
+        let upstream = broker_addr(&ctx.amqp_url).await?;
+        let producers = Proxy::start(upstream, plan.seed)
+            .await
+            .map_err(RunError::io("cannot start the fault proxy"))?;
+        let consumers = Proxy::start(upstream, plan.seed ^ 1)
+            .await
+            .map_err(RunError::io("cannot start the fault proxy"))?;
+        (
+            amqp::url::with_host_port(&ctx.amqp_url, producers.addr()),
+            amqp::url::with_host_port(&ctx.amqp_url, consumers.addr()),
+            Some(faults::Links {
+                producers,
+                consumers,
+            }),
+        )
+    } else {
+        (ctx.amqp_url.clone(), ctx.amqp_url.clone(), None)
+    };
     let launch = workers::Launch {
         exe: ctx.worker_exe.clone(),
         plan: plan_file,
-        amqp_url: ctx.amqp_url.clone(),
+        producer_url,
+        consumer_url,
         queue: queue.clone(),
         run_id: run_id.clone(),
         effect_store: store_path.clone(),
         log_dir: run_dir.clone(),
     };
-    let outcome = supervise::supervise(plan, &launch, &channel).await?;
+    let mut driver = faults::Driver::new(
+        &plan.faults,
+        plan.seed,
+        links,
+        ctx.node.clone(),
+        std::time::Instant::now(),
+    );
+    let outcome = supervise::supervise(plan, &launch, &channel, &mut driver).await?;
+    drop(driver);
 
     let remaining = if ctx.keep_queue {
         topology::ready_messages(&channel, &queue)
@@ -159,7 +203,23 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         end_to_end: &outcome.end_to_end,
         effect_store: &store_path,
         notes: outcome.notes,
+        faults: outcome.faults,
     }))
+}
+
+/// The socket address of the broker a URL names.
+async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
+    let (host, port) = amqp::url::host_port(url).ok_or_else(|| {
+        RunError::Unsupported(format!(
+            "cannot read host and port from {}",
+            amqp::mask_password(url)
+        ))
+    })?;
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| RunError::Unsupported(format!("cannot resolve the broker host {host}")))
 }
 
 /// Feeds every effect-store row into the ledger.

@@ -6,6 +6,7 @@
 //! has no ready message and the consumers have been quiet for a moment, on
 //! two checks in a row; or when the plan's drain timeout passes.
 
+use super::faults::{Driver, FaultRecord, Tally};
 use super::workers::{self, Launch, Report, Running, Slot};
 use super::RunError;
 use crate::amqp::topology;
@@ -51,6 +52,8 @@ pub struct Outcome {
     pub end_to_end: Histogram<u64>,
     /// Notes from the workers.
     pub notes: Vec<String>,
+    /// Every occurrence of a runner-side fault.
+    pub faults: Vec<FaultRecord>,
 }
 
 #[derive(Default)]
@@ -78,6 +81,7 @@ struct Supervisor<'a> {
     last_consumer_event: Instant,
     last_handled: Option<Instant>,
     stopping: bool,
+    tally: Tally,
 }
 
 impl Supervisor<'_> {
@@ -101,7 +105,11 @@ impl Supervisor<'_> {
             (Role::Consumer, 0) => self
                 .plan
                 .crash_for_consumer(slot.index)
-                .map(|(p, n, _)| (p, n)),
+                .map(|(p, n, _)| (Some(p), n)),
+            (Role::Producer, 0) => self
+                .plan
+                .crash_for_producer(slot.index)
+                .map(|(n, _)| (None, n)),
             _ => None,
         };
         let running = workers::spawn(self.launch, slot, incarnation, crash, self.tx.clone())
@@ -136,11 +144,25 @@ impl Supervisor<'_> {
                     self.state(slot).ready = true;
                 }
             }
-            WireEvent::Attempt(s) => self.ledger.record(Event::Attempt(s)),
-            WireEvent::Confirmed(s) => self.ledger.record(Event::Confirmed(s)),
-            WireEvent::Nacked(s) => self.ledger.record(Event::Nacked(s)),
-            WireEvent::InDoubt(s) => self.ledger.record(Event::InDoubt(s)),
+            WireEvent::Attempt(s) => {
+                self.tally.published += 1;
+                self.ledger.record(Event::Attempt(s))
+            }
+            WireEvent::Confirmed(s) => {
+                self.tally.confirmed += 1;
+                self.ledger.record(Event::Confirmed(s))
+            }
+            WireEvent::Nacked(s) => {
+                self.tally.nacked += 1;
+                self.ledger.record(Event::Nacked(s))
+            }
+            WireEvent::InDoubt(s) => {
+                self.tally.in_doubt += 1;
+                self.ledger.record(Event::InDoubt(s))
+            }
             WireEvent::Delivered { seq, redelivered } => {
+                self.tally.delivered += 1;
+                self.tally.redelivered += u64::from(redelivered);
                 self.ledger.record(Event::Delivered { seq, redelivered });
                 self.last_handled = Some(Instant::now());
                 if current && self.plan.consumer.manual_ack() {
@@ -148,6 +170,7 @@ impl Supervisor<'_> {
                 }
             }
             WireEvent::Acked(s) => {
+                self.tally.acked += 1;
                 self.ledger.record(Event::Acked(s));
                 self.last_handled = Some(Instant::now());
                 if current {
@@ -183,6 +206,16 @@ impl Supervisor<'_> {
         let s = self.state(slot);
         s.running = None;
         match slot.role {
+            Role::Producer if status.signal() == Some(libc::SIGABRT) && !stopping => {
+                let (n, delay) = self
+                    .plan
+                    .crash_for_producer(slot.index)
+                    .unwrap_or((0, RECONNECT_RESTART));
+                let s = self.state(slot);
+                s.incarnation += 1;
+                s.restart_at = Some(Instant::now() + delay);
+                self.mark(format!("{slot} aborted after its publish {n}"));
+            }
             Role::Producer => {
                 s.finished = true;
                 if !status.success() {
@@ -241,18 +274,26 @@ impl Supervisor<'_> {
     }
 
     fn restart_due(&mut self) -> Result<(), RunError> {
-        for index in 0..self.consumers.len() {
-            if self.consumers[index]
-                .restart_at
-                .is_some_and(|t| t <= Instant::now())
-            {
-                let slot = Slot {
-                    role: Role::Consumer,
+        let now = Instant::now();
+        let due: Vec<Slot> = [
+            (Role::Consumer, &self.consumers),
+            (Role::Producer, &self.producers),
+        ]
+        .into_iter()
+        .flat_map(|(role, slots)| {
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.restart_at.is_some_and(|t| t <= now))
+                .map(move |(index, _)| Slot {
+                    role,
                     index: index as u32,
-                };
-                self.spawn(slot)?;
-                self.mark(format!("{slot} restarted"));
-            }
+                })
+        })
+        .collect();
+        for slot in due {
+            self.spawn(slot)?;
+            self.mark(format!("{slot} restarted"));
         }
         Ok(())
     }
@@ -274,6 +315,7 @@ pub async fn supervise(
     plan: &Plan,
     launch: &Launch,
     channel: &Channel,
+    driver: &mut Driver,
 ) -> Result<Outcome, RunError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sv = Supervisor {
@@ -291,6 +333,7 @@ pub async fn supervise(
         last_consumer_event: Instant::now(),
         last_handled: None,
         stopping: false,
+        tally: Tally::default(),
     };
     for index in 0..plan.consumers {
         sv.spawn(Slot {
@@ -333,12 +376,14 @@ pub async fn supervise(
             report = rx.recv() => sv.handle(report.expect("the supervisor holds a sender"))?,
             _ = tick.tick() => {
                 sv.restart_due()?;
+                let producing = !sv.producers_finished();
+                driver.tick(publish_start.elapsed(), sv.tally, producing).await;
                 if drain_start.is_none() && sv.producers_finished() {
                     drain_start = Some(Instant::now());
                     sv.mark("producers finished; draining");
                 }
                 if let Some(since) = drain_start {
-                    if sv.consumers_settled() && topology::ready_messages(channel, &launch.queue).await.ok() == Some(0) {
+                    if !driver.busy() && sv.consumers_settled() && topology::ready_messages(channel, &launch.queue).await.ok() == Some(0) {
                         settled_checks += 1;
                     } else {
                         settled_checks = 0;
@@ -399,6 +444,7 @@ pub async fn supervise(
     let active = sv.last_handled.map_or(Duration::ZERO, |t| {
         t.saturating_duration_since(publish_start)
     });
+    driver.finish(sv.tally).await;
     Ok(Outcome {
         ledger: sv.ledger,
         drained,
@@ -408,5 +454,6 @@ pub async fn supervise(
         publish_to_confirm: sv.publish_to_confirm,
         end_to_end: sv.end_to_end,
         notes: sv.notes,
+        faults: driver.records.clone(),
     })
 }

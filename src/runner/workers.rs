@@ -49,8 +49,10 @@ pub struct Launch {
     pub exe: PathBuf,
     /// The plan file.
     pub plan: PathBuf,
-    /// The broker URL.
-    pub amqp_url: String,
+    /// The broker URL producers use (through their proxy, if any).
+    pub producer_url: String,
+    /// The broker URL consumers use (through their proxy, if any).
+    pub consumer_url: String,
     /// The queue.
     pub queue: String,
     /// The run ID.
@@ -89,7 +91,7 @@ pub fn spawn(
     launch: &Launch,
     slot: Slot,
     incarnation: u32,
-    crash: Option<(CrashPoint, u64)>,
+    crash: Option<(Option<CrashPoint>, u64)>,
     tx: UnboundedSender<Report>,
 ) -> std::io::Result<Running> {
     let log = std::fs::File::create(launch.log_dir.join(format!(
@@ -113,20 +115,29 @@ pub fn spawn(
         .arg("--plan")
         .arg(&launch.plan)
         .arg("--amqp-url")
-        .arg(&launch.amqp_url)
+        .arg(match slot.role {
+            Role::Producer => &launch.producer_url,
+            Role::Consumer => &launch.consumer_url,
+        })
         .arg("--queue")
         .arg(&launch.queue)
         .arg("--run-id")
         .arg(&launch.run_id)
         .arg("--effect-store")
-        .arg(&launch.effect_store);
+        .arg(&launch.effect_store)
+        .arg("--send-log")
+        .arg(
+            launch
+                .log_dir
+                .join(format!("producer-{}.sendlog", slot.index)),
+        );
     if let Some((point, after)) = crash {
-        let value = clap::ValueEnum::to_possible_value(&CrashPointArg::from(point))
-            .expect("every crash point has a name");
-        cmd.arg("--crash-point")
-            .arg(value.get_name())
-            .arg("--crash-after")
-            .arg(after.to_string());
+        if let Some(point) = point {
+            let value = clap::ValueEnum::to_possible_value(&CrashPointArg::from(point))
+                .expect("every crash point has a name");
+            cmd.arg("--crash-point").arg(value.get_name());
+        }
+        cmd.arg("--crash-after").arg(after.to_string());
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -5,15 +5,20 @@
 //! column), then the checked [`Plan`]. Nothing connects before both succeeded.
 
 mod duration;
+mod fault;
 mod location;
 mod overrides;
 mod plan;
 mod spec;
 
 pub use duration::parse_duration;
+pub use fault::{Action, Fault, NetEffect, Trigger};
 pub use overrides::Override;
-pub use plan::{Expectations, Fault, Invalid, Plan, Segment};
-pub use spec::{CrashPoint, ExpectSpec, FaultKind, FaultSpec, QueueType, Spec, Transport};
+pub use plan::{Expectations, Invalid, Plan, Segment};
+pub use spec::{
+    CrashPoint, CutMode, DirectionSpec, EverySpec, ExpectSpec, FaultKind, FaultSpec, LinkSpec,
+    QueueType, Spec, Transport,
+};
 
 use serde::Deserialize;
 use std::fmt;

@@ -5,7 +5,8 @@
 //! point rejects a scenario for its content.
 
 use super::duration::parse_duration;
-use super::spec::{CrashPoint, FaultKind, QueueType, Spec, Transport};
+use super::fault::{Action, Fault};
+use super::spec::{CrashPoint, QueueType, Spec, Transport};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -58,24 +59,6 @@ pub struct Plan {
     pub expect: Expectations,
 }
 
-/// A fault the runner injects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Fault {
-    /// Consumer worker `worker` aborts at `point` of its `after`-th delivery,
-    /// and is restarted `restart_after` later.
-    ConsumerCrash {
-        /// Where it aborts.
-        point: CrashPoint,
-        /// Its delivery count at the abort (1-based).
-        after: u64,
-        /// Which consumer worker.
-        worker: u32,
-        /// Delay before the runner starts a new process in its place.
-        restart_after: Duration,
-    },
-}
-
 /// Bounds a run's counts must stay within; a broken bound makes the run exit 1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Expectations {
@@ -114,17 +97,6 @@ impl Invalid {
                 .iter()
                 .map(|k| Segment::Key((*k).to_string()))
                 .collect(),
-            message: message.into(),
-        }
-    }
-
-    fn in_fault(index: usize, key: &str, message: impl Into<String>) -> Self {
-        Invalid {
-            path: vec![
-                Segment::Key("faults".into()),
-                Segment::Index(index),
-                Segment::Key(key.into()),
-            ],
             message: message.into(),
         }
     }
@@ -206,45 +178,13 @@ impl Plan {
             ));
         }
         let consumers: u32 = ranged(spec.consumers, 1, "consumers", 1, 64)?;
-        let mut faults = Vec::with_capacity(spec.faults.len());
-        for (i, f) in spec.faults.iter().enumerate() {
-            match f.kind {
-                FaultKind::ConsumerCrash => {
-                    let point = f.point.ok_or_else(|| {
-                        Invalid::in_fault(i, "kind", "a consumer-crash needs `point` (before-effect, after-effect-before-ack or after-ack)")
-                    })?;
-                    let after = f.after.ok_or_else(|| {
-                        Invalid::in_fault(i, "kind", "a consumer-crash needs `after` (the delivery count at which the worker aborts)")
-                    })?;
-                    if after == 0 {
-                        return Err(Invalid::in_fault(
-                            i,
-                            "after",
-                            "0 is out of range; expected at least 1",
-                        ));
-                    }
-                    let worker = f.worker.unwrap_or(0);
-                    if worker >= u64::from(consumers) {
-                        return Err(Invalid::in_fault(
-                            i,
-                            "worker",
-                            format!("{worker} is out of range; the scenario has {consumers} consumer(s), numbered from 0"),
-                        ));
-                    }
-                    let restart_after = match &f.restart_after {
-                        None => Duration::from_millis(500),
-                        Some(text) => parse_duration(text)
-                            .map_err(|m| Invalid::in_fault(i, "restart_after", m))?,
-                    };
-                    faults.push(Fault::ConsumerCrash {
-                        point,
-                        after,
-                        worker: worker as u32,
-                        restart_after,
-                    });
-                }
-            }
-        }
+        let producers: u32 = ranged(spec.producers, 1, "producers", 1, 64)?;
+        let faults = spec
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Fault::from_spec(i, f, producers, consumers))
+            .collect::<Result<Vec<_>, _>>()?;
         let e = spec.expect.clone().unwrap_or_default();
         let expect = Expectations {
             max_lost: e.max_lost,
@@ -287,7 +227,7 @@ impl Plan {
                 0,
                 16 * 1024 * 1024,
             )?,
-            producers: ranged(spec.producers, 1, "producers", 1, 64)?,
+            producers,
             consumers,
             prefetch: ranged(spec.prefetch, 100, "prefetch", 0, 65_535)?,
             confirm_window: ranged(spec.confirm_window, 256, "confirm_window", 1, 100_000)?,
@@ -312,8 +252,8 @@ impl Plan {
 
     /// The crash a given consumer worker's first process must perform, if any.
     pub fn crash_for_consumer(&self, worker: u32) -> Option<(CrashPoint, u64, Duration)> {
-        self.faults.iter().find_map(|f| match *f {
-            Fault::ConsumerCrash {
+        self.faults.iter().find_map(|f| match f.action {
+            Action::ConsumerCrash {
                 point,
                 after,
                 worker: w,
@@ -322,12 +262,34 @@ impl Plan {
             _ => None,
         })
     }
+
+    /// The crash a given producer worker's first process must perform, if any.
+    pub fn crash_for_producer(&self, worker: u32) -> Option<(u64, Duration)> {
+        self.faults.iter().find_map(|f| match f.action {
+            Action::ProducerCrash {
+                after,
+                worker: w,
+                restart_after,
+            } if w == worker => Some((after, restart_after)),
+            _ => None,
+        })
+    }
+
+    /// Whether a fault needs the broker's process (a dlab-started node).
+    pub fn needs_node(&self) -> bool {
+        self.faults.iter().any(|f| f.action.needs_node())
+    }
+
+    /// Whether a fault goes through the proxy.
+    pub fn needs_proxy(&self) -> bool {
+        self.faults.iter().any(|f| f.action.needs_proxy())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::spec::FaultSpec;
+    use crate::scenario::spec::{FaultKind, FaultSpec};
 
     fn spec() -> Spec {
         Spec {
@@ -374,11 +336,11 @@ mod tests {
         let err = Plan::from_spec(
             &Spec {
                 faults: vec![FaultSpec {
-                    kind: FaultKind::ConsumerCrash,
+                    kind: Some(FaultKind::ConsumerCrash),
                     point: Some(CrashPoint::BeforeEffect),
                     after: Some(10),
                     worker: Some(3),
-                    restart_after: None,
+                    ..FaultSpec::default()
                 }],
                 ..spec()
             },

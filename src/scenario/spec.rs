@@ -91,6 +91,54 @@ impl QueueType {
 pub enum FaultKind {
     /// A consumer worker process aborts at a crash point.
     ConsumerCrash,
+    /// A producer worker process aborts with unconfirmed messages in flight.
+    ProducerCrash,
+    /// The proxy holds bytes back (`latency`, `jitter`).
+    Latency,
+    /// The proxy limits bytes per second (`bytes_per_second`).
+    Bandwidth,
+    /// The proxy splits writes into small pieces (`bytes`).
+    Slicer,
+    /// The proxy cuts every open connection (`mode` fin or rst).
+    Cut,
+    /// The proxy refuses new connections.
+    Down,
+    /// The proxy forwards nothing: a partition (clients see timeouts).
+    Blackhole,
+    /// The proxy closes a connection after `bytes` more bytes.
+    LimitData,
+    /// The proxy cuts a producer's connection just before a broker confirm reaches it.
+    ConfirmLost,
+    /// The broker's VM is killed with SIGKILL and restarted after `restart_after`.
+    BrokerKill,
+    /// The broker is stopped gracefully and started again.
+    BrokerRestart,
+    /// The broker's VM is stopped with SIGSTOP for `duration`, then continued.
+    BrokerPause,
+    /// RabbitMQ's memory alarm blocks publishers for `duration`.
+    MemoryAlarm,
+}
+
+impl FaultKind {
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::ConsumerCrash => "consumer-crash",
+            FaultKind::ProducerCrash => "producer-crash",
+            FaultKind::Latency => "latency",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Slicer => "slicer",
+            FaultKind::Cut => "cut",
+            FaultKind::Down => "down",
+            FaultKind::Blackhole => "blackhole",
+            FaultKind::LimitData => "limit-data",
+            FaultKind::ConfirmLost => "confirm-lost",
+            FaultKind::BrokerKill => "broker-kill",
+            FaultKind::BrokerRestart => "broker-restart",
+            FaultKind::BrokerPause => "broker-pause",
+            FaultKind::MemoryAlarm => "memory-alarm",
+        }
+    }
 }
 
 /// Where in its handling of a delivery a consumer aborts.
@@ -116,20 +164,87 @@ impl CrashPoint {
     }
 }
 
+/// Which connections a network fault acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkSpec {
+    /// Producers to the broker.
+    Producers,
+    /// Consumers to the broker.
+    Consumers,
+    /// Both.
+    Both,
+}
+
+/// Which way a network fault acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirectionSpec {
+    /// Client to server.
+    ToServer,
+    /// Server to client.
+    ToClient,
+    /// Both ways.
+    Both,
+}
+
+/// How a `cut` closes connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutMode {
+    /// A normal close.
+    Fin,
+    /// A reset.
+    Rst,
+}
+
+/// `every`: a message count (with `after`) or a duration (with `at`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EverySpec {
+    /// Every N messages.
+    Messages(u64),
+    /// Every duration, e.g. "2s".
+    Time(String),
+}
+
 /// One `[[faults]]` entry as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// What happens.
-    pub kind: FaultKind,
-    /// For `consumer-crash`: where the worker aborts.
+    pub kind: Option<FaultKind>,
+    /// `consumer-crash`: where the worker aborts.
     pub point: Option<CrashPoint>,
-    /// For `consumer-crash`: the delivery count (per worker) at which it aborts.
+    /// Crashes: the worker's own count (deliveries, publishes); other faults:
+    /// messages published run-wide before the fault starts.
     pub after: Option<u64>,
-    /// For `consumer-crash`: which consumer worker (0-based); default 0.
+    /// Time after the producers started, e.g. "2s".
+    pub at: Option<String>,
+    /// How long the fault lasts, e.g. "3s".
+    pub duration: Option<String>,
+    /// Repeat: every N messages (with `after`) or every duration (with `at`).
+    pub every: Option<EverySpec>,
+    /// Chance that an occurrence fires, drawn from the scenario seed.
+    pub probability: Option<f64>,
+    /// Crashes: which worker (0-based); default 0.
     pub worker: Option<u64>,
-    /// For `consumer-crash`: how long the runner waits before restarting it, e.g. "500ms".
+    /// Crashes and broker-kill: delay before the restart, e.g. "500ms".
     pub restart_after: Option<String>,
+    /// Network faults: which connections (producers, consumers, both).
+    pub link: Option<LinkSpec>,
+    /// Network faults: which way (to-server, to-client, both).
+    pub direction: Option<DirectionSpec>,
+    /// `latency`: the delay, e.g. "100ms".
+    pub latency: Option<String>,
+    /// `latency`: up to this much more, e.g. "20ms".
+    pub jitter: Option<String>,
+    /// `bandwidth`: bytes per second.
+    pub bytes_per_second: Option<u64>,
+    /// `slicer`: piece size; `limit-data`: bytes before the close.
+    pub bytes: Option<u64>,
+    /// `cut`: fin or rst.
+    pub mode: Option<CutMode>,
 }
 
 /// The `[expect]` table as written.

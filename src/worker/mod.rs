@@ -54,10 +54,14 @@ pub struct WorkerArgs {
     /// The effect store file (consumers).
     #[arg(long)]
     pub effect_store: Option<PathBuf>,
-    /// Abort at this point... (consumers)
+    /// The producer's append-only send log (what it sent and saw confirmed).
+    #[arg(long)]
+    pub send_log: Option<PathBuf>,
+    /// Consumers: abort at this point of the delivery `crash_after`.
     #[arg(long, value_enum)]
     pub crash_point: Option<CrashPointArg>,
-    /// ...of this delivery (1-based, counted by this process).
+    /// Consumers: the delivery (1-based, counted by this process) at which to
+    /// abort; producers: abort right after this publish.
     #[arg(long)]
     pub crash_after: Option<u64>,
 }

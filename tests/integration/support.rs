@@ -86,6 +86,7 @@ pub fn run(plan: &Plan) -> RunResult {
         home: temp_dir("home"),
         worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
         keep_queue: false,
+        node: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,0 +1,438 @@
+//! The fault driver: starts and ends each scheduled occurrence of the
+//! runner-side faults (network faults through the proxies, broker process
+//! faults through the node) and records what each did.
+//!
+//! Crashes are not driven here: a crashing worker is told its crash point on
+//! its command line and aborts by itself.
+
+use crate::broker::Node;
+use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
+use crate::scenario::{Action, DirectionSpec, Fault, LinkSpec, NetEffect};
+use crate::schedule;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Running totals of what workers reported, to show what a fault changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Publish attempts.
+    pub published: u64,
+    /// Confirms.
+    pub confirmed: u64,
+    /// Nacks.
+    pub nacked: u64,
+    /// Attempts in doubt.
+    pub in_doubt: u64,
+    /// Deliveries.
+    pub delivered: u64,
+    /// Redeliveries.
+    pub redelivered: u64,
+    /// Acks.
+    pub acked: u64,
+}
+
+impl Tally {
+    fn since(&self, e: &Tally) -> Tally {
+        Tally {
+            published: self.published - e.published,
+            confirmed: self.confirmed - e.confirmed,
+            nacked: self.nacked - e.nacked,
+            in_doubt: self.in_doubt - e.in_doubt,
+            delivered: self.delivered - e.delivered,
+            redelivered: self.redelivered - e.redelivered,
+            acked: self.acked - e.acked,
+        }
+    }
+}
+
+/// One occurrence of a fault in the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Index of the fault in the scenario.
+    pub fault: usize,
+    /// The fault, in words.
+    pub description: String,
+    /// Which occurrence (0 is the first).
+    pub occurrence: u64,
+    /// The trigger that was reached.
+    pub trigger: String,
+    /// Whether the seed let it fire.
+    pub fired: bool,
+    /// When it started, ms after the run started.
+    pub started_ms: Option<u64>,
+    /// When it ended.
+    pub ended_ms: Option<u64>,
+    /// What the proxy did meanwhile (network faults).
+    pub effect: Option<StatsSnapshot>,
+    /// What the workers reported while it was active.
+    pub during: Option<Tally>,
+    /// What they reported from its end to the end of the run.
+    pub after: Option<Tally>,
+    /// A problem applying or ending it.
+    pub note: Option<String>,
+}
+
+/// The two proxied links: producers to broker, consumers to broker.
+pub struct Links {
+    /// The producers' proxy.
+    pub producers: Proxy,
+    /// The consumers' proxy.
+    pub consumers: Proxy,
+}
+
+impl Links {
+    fn of(&self, link: LinkSpec) -> Vec<&Proxy> {
+        match link {
+            LinkSpec::Producers => vec![&self.producers],
+            LinkSpec::Consumers => vec![&self.consumers],
+            LinkSpec::Both => vec![&self.producers, &self.consumers],
+        }
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        let (a, b) = (self.producers.stats(), self.consumers.stats());
+        StatsSnapshot {
+            accepted: a.accepted + b.accepted,
+            refused: a.refused + b.refused,
+            cut: a.cut + b.cut,
+            bytes_forwarded: a.bytes_forwarded + b.bytes_forwarded,
+            bytes_delayed: a.bytes_delayed + b.bytes_delayed,
+            frames_dropped: a.frames_dropped + b.frames_dropped,
+        }
+    }
+}
+
+struct Active {
+    record: usize,
+    until: Instant,
+    stats_before: StatsSnapshot,
+    tally_before: Tally,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+/// Drives the runner-side faults of a plan.
+pub struct Driver {
+    faults: Vec<(usize, Fault)>,
+    seed: u64,
+    next: Vec<u64>,
+    active: Vec<Option<Active>>,
+    links: Option<Links>,
+    node: Option<Arc<Node>>,
+    start: Instant,
+    /// Every occurrence so far.
+    pub records: Vec<FaultRecord>,
+}
+
+fn ways(w: DirectionSpec) -> &'static [Direction] {
+    match w {
+        DirectionSpec::ToServer => &[Direction::ToServer],
+        DirectionSpec::ToClient => &[Direction::ToClient],
+        DirectionSpec::Both => &[Direction::ToServer, Direction::ToClient],
+    }
+}
+
+/// Applies (`on`) or reverts a stream fault on a link's settings.
+fn set_net(f: &mut LinkFaults, effect: NetEffect, on: bool) {
+    match effect {
+        NetEffect::Latency {
+            ways: w,
+            latency,
+            jitter,
+        } => {
+            for d in ways(w) {
+                let s = f.direction_mut(*d);
+                s.latency = on.then_some(latency);
+                s.jitter = if on { jitter } else { Duration::ZERO };
+            }
+        }
+        NetEffect::Bandwidth {
+            ways: w,
+            bytes_per_second,
+        } => {
+            for d in ways(w) {
+                f.direction_mut(*d).bandwidth = on.then_some(bytes_per_second);
+            }
+        }
+        NetEffect::Slicer { ways: w, bytes } => {
+            for d in ways(w) {
+                f.direction_mut(*d).slice = on.then_some(bytes as usize);
+            }
+        }
+        NetEffect::LimitData { ways: w, bytes } => {
+            for d in ways(w) {
+                f.direction_mut(*d).limit_data = on.then_some(bytes);
+            }
+        }
+        NetEffect::Blackhole { ways: w } => {
+            for d in ways(w) {
+                f.direction_mut(*d).blackhole = on;
+            }
+        }
+        NetEffect::Down => f.down = on,
+        NetEffect::Cut { .. } | NetEffect::ConfirmLost => {}
+    }
+}
+
+impl Driver {
+    /// A driver for the runner-side faults of `faults`.
+    pub fn new(
+        faults: &[Fault],
+        seed: u64,
+        links: Option<Links>,
+        node: Option<Arc<Node>>,
+        start: Instant,
+    ) -> Driver {
+        let faults: Vec<(usize, Fault)> = faults
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, f)| {
+                !matches!(
+                    f.action,
+                    Action::ConsumerCrash { .. } | Action::ProducerCrash { .. }
+                )
+            })
+            .collect();
+        Driver {
+            next: vec![0; faults.len()],
+            active: (0..faults.len()).map(|_| None).collect(),
+            faults,
+            seed,
+            links,
+            node,
+            start,
+            records: Vec::new(),
+        }
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.links.as_ref().map(Links::stats).unwrap_or_default()
+    }
+
+    /// Whether fault `i` is a confirm-lost that has done its cut (it ends then).
+    fn confirm_taken(&self, i: usize) -> bool {
+        match (&self.faults[i].1.action, &self.links) {
+            (
+                Action::Net {
+                    link,
+                    effect: NetEffect::ConfirmLost,
+                },
+                Some(links),
+            ) => links.of(*link).iter().all(|p| !p.confirm_lost_armed()),
+            _ => false,
+        }
+    }
+
+    /// Whether any fault is still active.
+    pub fn busy(&self) -> bool {
+        self.active.iter().any(Option::is_some)
+    }
+
+    /// Ends what is due to end and starts what is due to start; `may_start`
+    /// is false once the producers finished.
+    pub async fn tick(&mut self, elapsed: Duration, tally: Tally, may_start: bool) {
+        let now = Instant::now();
+        for i in 0..self.faults.len() {
+            let ending = self.active[i].as_ref().is_some_and(|a| {
+                (a.until <= now || self.confirm_taken(i))
+                    && a.task.as_ref().is_none_or(|t| t.is_finished())
+            });
+            if ending {
+                self.end(i, tally).await;
+            }
+            if !may_start || self.active[i].is_some() {
+                continue;
+            }
+            let (index, fault) = self.faults[i].clone();
+            let Some(trigger) = schedule::occurrence(&fault, self.next[i]) else {
+                continue;
+            };
+            if !schedule::reached(trigger, elapsed, tally.published) {
+                continue;
+            }
+            let k = self.next[i];
+            self.next[i] += 1;
+            let fired = schedule::fires(self.seed, index, k, fault.probability);
+            self.records.push(FaultRecord {
+                fault: index,
+                description: fault.describe(),
+                occurrence: k,
+                trigger: schedule::describe(trigger),
+                fired,
+                started_ms: fired.then(|| self.ms(now)),
+                ended_ms: None,
+                effect: None,
+                during: None,
+                after: None,
+                note: None,
+            });
+            if fired {
+                let stats_before = self.stats();
+                let (until, task, note) = self.start(&fault).await;
+                if let Some(n) = note {
+                    self.records.last_mut().expect("just pushed").note = Some(n);
+                }
+                self.active[i] = Some(Active {
+                    record: self.records.len() - 1,
+                    until: now + until,
+                    stats_before,
+                    tally_before: tally,
+                    task,
+                });
+            }
+        }
+    }
+
+    /// Starts a fault; returns how long until it ends, a background task whose
+    /// end it also waits for, and a note if something went wrong.
+    async fn start(
+        &mut self,
+        fault: &Fault,
+    ) -> (
+        Duration,
+        Option<JoinHandle<Result<(), String>>>,
+        Option<String>,
+    ) {
+        match fault.action {
+            Action::Net { link, effect } => {
+                let Some(links) = self.links.as_ref() else {
+                    return (Duration::ZERO, None, Some("no proxy on this run".into()));
+                };
+                for p in links.of(link) {
+                    match effect {
+                        NetEffect::Cut { rst } => {
+                            p.cut_all(if rst { End::CloseRst } else { End::CloseFin });
+                        }
+                        NetEffect::ConfirmLost => p.arm_confirm_lost(true),
+                        e => p.set(|f| set_net(f, e, true)),
+                    }
+                }
+                (fault.duration, None, None)
+            }
+            Action::BrokerKill { restart_after } => match self.node.clone() {
+                Some(node) => {
+                    node.kill();
+                    let task = tokio::spawn(async move {
+                        tokio::time::sleep(restart_after).await;
+                        node.relaunch().await.map_err(|e| e.to_string())
+                    });
+                    (restart_after, Some(task), None)
+                }
+                None => (
+                    Duration::ZERO,
+                    None,
+                    Some("no dlab-started node to kill".into()),
+                ),
+            },
+            Action::BrokerRestart => match self.node.clone() {
+                Some(node) => {
+                    let task = tokio::spawn(async move {
+                        tokio::task::spawn_blocking({
+                            let node = node.clone();
+                            move || node.stop(Duration::from_secs(60))
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        node.relaunch().await.map_err(|e| e.to_string())
+                    });
+                    (Duration::ZERO, Some(task), None)
+                }
+                None => (
+                    Duration::ZERO,
+                    None,
+                    Some("no dlab-started node to restart".into()),
+                ),
+            },
+            Action::BrokerPause => match &self.node {
+                Some(node) => {
+                    node.pause(true);
+                    (fault.duration, None, None)
+                }
+                None => (
+                    Duration::ZERO,
+                    None,
+                    Some("no dlab-started node to pause".into()),
+                ),
+            },
+            Action::MemoryAlarm => match &self.node {
+                Some(node) => (
+                    fault.duration,
+                    None,
+                    node.set_memory_watermark(0.000_000_1).await.err(),
+                ),
+                None => (Duration::ZERO, None, Some("no dlab-started node".into())),
+            },
+            Action::ConsumerCrash { .. } | Action::ProducerCrash { .. } => {
+                (Duration::ZERO, None, None)
+            }
+        }
+    }
+
+    async fn end(&mut self, i: usize, tally: Tally) {
+        let Some(active) = self.active[i].take() else {
+            return;
+        };
+        let fault = self.faults[i].1.clone();
+        let mut note = None;
+        match fault.action {
+            Action::Net { link, effect } => {
+                if let Some(links) = self.links.as_ref() {
+                    for p in links.of(link) {
+                        match effect {
+                            NetEffect::ConfirmLost => p.arm_confirm_lost(false),
+                            NetEffect::Cut { .. } => {}
+                            e => p.set(|f| set_net(f, e, false)),
+                        }
+                    }
+                }
+            }
+            Action::BrokerPause => {
+                if let Some(n) = &self.node {
+                    n.pause(false);
+                }
+            }
+            Action::MemoryAlarm => {
+                if let Some(n) = &self.node {
+                    note = n.set_memory_watermark(0.4).await.err();
+                }
+            }
+            _ => {}
+        }
+        if let Some(task) = active.task {
+            if let Ok(Err(e)) = task.await {
+                note = Some(e);
+            }
+        }
+        let stats = self.stats().since(&active.stats_before);
+        let ended = self.ms(Instant::now());
+        let r = &mut self.records[active.record];
+        r.ended_ms = Some(ended);
+        r.effect = self.links.is_some().then_some(stats);
+        r.during = Some(tally.since(&active.tally_before));
+        r.after = Some(tally);
+        if note.is_some() {
+            r.note = note;
+        }
+    }
+
+    /// Ends every active fault (waiting for restarts) and fills in what
+    /// happened after each, given the final tally.
+    pub async fn finish(&mut self, tally: Tally) {
+        for i in 0..self.faults.len() {
+            if self.active[i].is_some() {
+                self.end(i, tally).await;
+            }
+        }
+        for r in &mut self.records {
+            if let Some(at_end) = r.after {
+                r.after = Some(tally.since(&at_end));
+            }
+        }
+    }
+}
