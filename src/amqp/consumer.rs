@@ -239,6 +239,11 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
             return EXIT_CONNECTION_LOST;
         }
     };
+    if let Err(e) = super::topology::declare_queue(&channel, &args.queue, plan).await {
+        emit.push(WireEvent::Note(format!("declaring the queue failed: {e}")));
+        emit.flush();
+        return EXIT_CONNECTION_LOST;
+    }
     let manual = plan.consumer.manual_ack();
     if manual {
         if let Err(e) = channel

@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod consumer;
 pub mod publisher;
+pub mod send_log;
 pub mod topology;
 pub mod url;
 

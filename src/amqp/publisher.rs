@@ -13,10 +13,12 @@
 //! end-to-end latency from when it was due, not from when it was sent.
 
 use super::connect::connect;
+use super::send_log::SendLog;
 use crate::message_id;
 use crate::metrics;
 use crate::policy::ProducerPolicy;
 use crate::scenario::Plan;
+use crate::worker::abort_now;
 use crate::worker::wire::WireEvent;
 use crate::worker::{Emitter, WorkerArgs};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -24,7 +26,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -80,6 +82,7 @@ impl Link {
 
 /// The producer's schedule: which messages it owns and when each is due.
 struct Schedule {
+    done: HashSet<u64>,
     next: u64,
     step: u64,
     end: u64,
@@ -89,9 +92,13 @@ struct Schedule {
 }
 
 impl Schedule {
-    fn new(plan: &Plan, index: u32) -> Schedule {
+    /// The schedule of producer `index`, leaving out the messages in `done`
+    /// (what an earlier process of this producer already settled). The first
+    /// message left is due now.
+    fn new(plan: &Plan, index: u32, done: HashSet<u64>) -> Schedule {
         let step = u64::from(plan.producers);
-        Schedule {
+        let mut s = Schedule {
+            done,
             next: u64::from(index),
             step,
             end: plan.messages,
@@ -99,6 +106,19 @@ impl Schedule {
             start_wall_us: wall_us(),
             interval: (plan.rate > 0)
                 .then(|| Duration::from_secs_f64(step as f64 / plan.rate as f64)),
+        };
+        s.skip_done();
+        if let Some(i) = s.interval {
+            let ahead = i * (s.next / step) as u32;
+            s.start = s.start.checked_sub(ahead).unwrap_or(s.start);
+            s.start_wall_us -= ahead.as_micros() as i64;
+        }
+        s
+    }
+
+    fn skip_done(&mut self) {
+        while self.next < self.end && self.done.contains(&self.next) {
+            self.next += self.step;
         }
     }
 
@@ -125,6 +145,7 @@ impl Schedule {
             due_us,
         };
         self.next += self.step;
+        self.skip_done();
         p
     }
 }
@@ -135,12 +156,17 @@ fn wall_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-async fn open(args: &WorkerArgs, confirms: bool) -> Result<Link, String> {
+async fn open(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
     let name = format!("dlab producer {} run {}", args.index, args.run_id);
     let conn = connect(&args.amqp_url, &name, Duration::from_secs(10))
         .await
         .map_err(|e| e.to_string())?;
     let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
+    // Declared on every connect, as applications do: after a broker restart a
+    // transient queue is gone and would swallow every publish.
+    super::topology::declare_queue(&channel, &args.queue, plan)
+        .await
+        .map_err(|e| format!("declaring the queue: {e}"))?;
     if confirms {
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -151,11 +177,16 @@ async fn open(args: &WorkerArgs, confirms: bool) -> Result<Link, String> {
 }
 
 /// Reconnects with backoff; None once `RECONNECT_PATIENCE` has passed without success.
-async fn reconnect(args: &WorkerArgs, confirms: bool, emit: &mut Emitter) -> Option<Link> {
+async fn reconnect(
+    args: &WorkerArgs,
+    plan: &Plan,
+    confirms: bool,
+    emit: &mut Emitter,
+) -> Option<Link> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        match open(args, confirms).await {
+        match open(args, plan, confirms).await {
             Ok(link) => return Some(link),
             Err(e) if started.elapsed() >= RECONNECT_PATIENCE => {
                 emit.push(WireEvent::Note(format!(
@@ -186,16 +217,86 @@ fn properties(args: &WorkerArgs, plan: &Plan, p: Pending) -> BasicProperties {
 /// Runs the producer worker; returns its exit code.
 pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) -> i32 {
     let mut emit = Emitter::new();
+    let (log, recovered) = match SendLog::open(args.send_log.as_deref()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("dlab producer: cannot open the send log: {e}");
+            return crate::worker::EXIT_SETUP;
+        }
+    };
+    // What an earlier process of this producer settled is not published again:
+    // confirmed messages under confirm-retry, sent ones under fire-and-forget.
+    let done = match plan.producer {
+        ProducerPolicy::FireAndForget => recovered.sent,
+        ProducerPolicy::ConfirmRetry => recovered.confirmed,
+    };
+    if !done.is_empty() {
+        emit.push(WireEvent::Note(format!(
+            "restarted: {} message(s) settled by the send log",
+            done.len()
+        )));
+    }
+    let mut out = Out {
+        emit,
+        log,
+        published: 0,
+        crash_after: args.crash_after,
+    };
     let payload = payload(plan);
+    let schedule = Schedule::new(plan, args.index, done);
     let code = match plan.producer {
         ProducerPolicy::FireAndForget => {
-            fire_and_forget(args, plan, &payload, &mut emit, stop).await
+            fire_and_forget(args, plan, &payload, &mut out, schedule, stop).await
         }
-        ProducerPolicy::ConfirmRetry => confirm_retry(args, plan, &payload, &mut emit, stop).await,
+        ProducerPolicy::ConfirmRetry => {
+            confirm_retry(args, plan, &payload, &mut out, schedule, stop).await
+        }
     };
-    emit.push(WireEvent::Done);
-    emit.flush();
+    let _ = out.log.flush();
+    out.emit.push(WireEvent::Done);
+    out.emit.flush();
     code
+}
+
+/// Where a producer records what it does: the runner's instrument and its own send log.
+struct Out {
+    emit: Emitter,
+    log: SendLog,
+    published: u64,
+    crash_after: Option<u64>,
+}
+
+impl Out {
+    /// Before a publish: the send log first (write-ahead), then the instrument.
+    fn attempt(&mut self, seq: u64) {
+        if let Err(e) = self.log.sending(seq) {
+            self.emit
+                .push(WireEvent::Note(format!("send log write failed: {e}")));
+        }
+        self.emit.push(WireEvent::Attempt(seq));
+    }
+
+    /// After a publish left: the scheduled producer crash, if this was its publish.
+    fn published(&mut self) {
+        self.published += 1;
+        if self.crash_after == Some(self.published) {
+            self.emit.push(WireEvent::Note(
+                "aborting at the scheduled crash point".into(),
+            ));
+            self.emit.flush();
+            abort_now();
+        }
+    }
+
+    fn confirmed(&mut self, seq: u64) {
+        self.log.confirmed(seq);
+        self.emit.push(WireEvent::Confirmed(seq));
+    }
+
+    fn maybe_flush(&mut self) {
+        let _ = self.log.flush();
+        self.emit.maybe_flush();
+    }
 }
 
 /// A body of `payload_bytes` bytes, the same for every message of a seed.
@@ -222,33 +323,36 @@ async fn fire_and_forget(
     args: &WorkerArgs,
     plan: &Plan,
     payload: &[u8],
-    emit: &mut Emitter,
+    out: &mut Out,
+    mut schedule: Schedule,
     mut stop: watch::Receiver<bool>,
 ) -> i32 {
-    let mut schedule = Schedule::new(plan, args.index);
     let mut link: Option<Link> = None;
     while let Some(due) = schedule.next_due() {
         if !wait_until(due, &mut stop).await {
             break;
         }
         if link.is_none() {
-            link = reconnect(args, false, emit).await;
+            link = reconnect(args, plan, false, &mut out.emit).await;
             if link.is_none() {
                 break;
             }
         }
         let l = link.as_ref().expect("connected above");
         let p = schedule.take();
-        emit.push(WireEvent::Attempt(p.seq));
+        out.attempt(p.seq);
         let sent = l.publish(args, plan, payload, p).await;
+        if sent.is_ok() {
+            out.published();
+        }
         if let Err(e) = sent {
-            emit.push(WireEvent::InDoubt(p.seq));
-            emit.push(WireEvent::Note(format!(
+            out.emit.push(WireEvent::InDoubt(p.seq));
+            out.emit.push(WireEvent::Note(format!(
                 "publish failed, not retried (fire-and-forget): {e}"
             )));
             link = None;
         }
-        emit.maybe_flush();
+        out.maybe_flush();
     }
     // A graceful close makes the broker process every publish sent before it.
     if let Some(l) = link {
@@ -261,10 +365,10 @@ async fn confirm_retry(
     args: &WorkerArgs,
     plan: &Plan,
     payload: &[u8],
-    emit: &mut Emitter,
+    out: &mut Out,
+    mut schedule: Schedule,
     mut stop: watch::Receiver<bool>,
 ) -> i32 {
-    let mut schedule = Schedule::new(plan, args.index);
     let mut retry: VecDeque<Pending> = VecDeque::new();
     let mut in_flight: FuturesUnordered<ConfirmFuture> = Default::default();
     let mut link: Option<Link> = None;
@@ -279,7 +383,7 @@ async fn confirm_retry(
             break;
         }
         if link.is_none() && in_flight.is_empty() {
-            link = reconnect(args, true, emit).await;
+            link = reconnect(args, plan, true, &mut out.emit).await;
             if link.is_none() {
                 break;
             }
@@ -296,21 +400,24 @@ async fn confirm_retry(
             } else {
                 break;
             };
-            emit.push(WireEvent::Attempt(p.seq));
+            out.attempt(p.seq);
             let sent_at = Instant::now();
             match l.publish(args, plan, payload, p).await {
-                Ok(confirm) => in_flight.push(Box::pin(async move {
-                    let outcome = match tokio::time::timeout(timeout, confirm).await {
-                        Ok(Ok(Confirmation::Nack(_))) => Outcome::Nack,
-                        Ok(Ok(_)) => Outcome::Ack,
-                        Ok(Err(e)) => Outcome::Lost(e.to_string()),
-                        Err(_) => Outcome::TimedOut,
-                    };
-                    (p, sent_at, outcome)
-                })),
+                Ok(confirm) => {
+                    in_flight.push(Box::pin(async move {
+                        let outcome = match tokio::time::timeout(timeout, confirm).await {
+                            Ok(Ok(Confirmation::Nack(_))) => Outcome::Nack,
+                            Ok(Ok(_)) => Outcome::Ack,
+                            Ok(Err(e)) => Outcome::Lost(e.to_string()),
+                            Err(_) => Outcome::TimedOut,
+                        };
+                        (p, sent_at, outcome)
+                    }));
+                    out.published();
+                }
                 Err(e) => {
-                    emit.push(WireEvent::InDoubt(p.seq));
-                    emit.push(WireEvent::Note(format!(
+                    out.emit.push(WireEvent::InDoubt(p.seq));
+                    out.emit.push(WireEvent::Note(format!(
                         "publish failed, will republish: {e}"
                     )));
                     retry.push_back(p);
@@ -318,7 +425,7 @@ async fn confirm_retry(
                 }
             }
         }
-        emit.maybe_flush();
+        out.maybe_flush();
         let next_due = schedule
             .next_due()
             .filter(|_| link.is_some() && in_flight.len() < window);
@@ -327,20 +434,20 @@ async fn confirm_retry(
                 match outcome {
                     Outcome::Ack => {
                         let _ = confirm_latency.record(sent_at.elapsed().as_micros() as u64);
-                        emit.push(WireEvent::Confirmed(p.seq));
+                        out.confirmed(p.seq);
                     }
                     Outcome::Nack => {
-                        emit.push(WireEvent::Nacked(p.seq));
+                        out.emit.push(WireEvent::Nacked(p.seq));
                         retry.push_back(p);
                     }
                     Outcome::TimedOut => {
-                        emit.push(WireEvent::InDoubt(p.seq));
+                        out.emit.push(WireEvent::InDoubt(p.seq));
                         retry.push_back(p);
                     }
                     Outcome::Lost(e) => {
-                        emit.push(WireEvent::InDoubt(p.seq));
+                        out.emit.push(WireEvent::InDoubt(p.seq));
                         if link.take().is_some() {
-                            emit.push(WireEvent::Note(format!("connection lost with confirms pending, will republish: {e}")));
+                            out.emit.push(WireEvent::Note(format!("connection lost with confirms pending, will republish: {e}")));
                         }
                         retry.push_back(p);
                     }
@@ -350,7 +457,7 @@ async fn confirm_retry(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    emit.push(WireEvent::Histogram {
+    out.emit.push(WireEvent::Histogram {
         name: metrics::PUBLISH_TO_CONFIRM.into(),
         data: metrics::encode(&confirm_latency),
     });
@@ -380,7 +487,7 @@ mod tests {
         let p = plan(10, 3, 0);
         let mut all = Vec::new();
         for i in 0..3 {
-            let mut s = Schedule::new(&p, i);
+            let mut s = Schedule::new(&p, i, HashSet::new());
             while s.next_due().is_some() {
                 all.push(s.take().seq);
             }
@@ -390,9 +497,24 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_producer_skips_what_it_settled_and_starts_now() {
+        let p = plan(10, 1, 100);
+        let mut s = Schedule::new(&p, 0, HashSet::from([0, 1, 2, 5]));
+        assert!(
+            s.next_due().unwrap() <= Instant::now(),
+            "the first unsettled message is due at once"
+        );
+        let mut seqs = Vec::new();
+        while s.next_due().is_some() {
+            seqs.push(s.take().seq);
+        }
+        assert_eq!(seqs, vec![3, 4, 6, 7, 8, 9]);
+    }
+
+    #[test]
     fn a_rate_spaces_due_times_evenly() {
         let p = plan(10, 2, 100); // 50 msg/s per producer: 20 ms apart
-        let mut s = Schedule::new(&p, 0);
+        let mut s = Schedule::new(&p, 0, HashSet::new());
         let first = s.next_due().unwrap();
         let a = s.take();
         let second = s.next_due().unwrap();

@@ -10,6 +10,7 @@
 //! crash, a lost connection) is an event, never an early return.
 
 pub mod faults;
+mod inspect;
 mod supervise;
 pub mod workers;
 
@@ -23,7 +24,6 @@ use crate::report::{self, RunResult};
 use crate::scenario::Plan;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why a run could not produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -109,18 +109,15 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     let store_path = run_dir.join("effects.sqlite");
     EffectStore::create(&store_path)?;
 
-    let conn = amqp::connect(
-        &ctx.amqp_url,
-        &format!("dlab runner {run_id}"),
-        Duration::from_secs(10),
-    )
-    .await?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|e| BrokerError::refused(&ctx.amqp_url, "a channel", e))?;
     let queue = format!("dlab.{}.{run_id}", plan.name);
-    topology::declare_queue(&channel, &queue, plan)
+    let mut inspector =
+        inspect::Inspector::connect(&ctx.amqp_url, &queue, &format!("dlab runner {run_id}"))
+            .await?;
+    let channel = inspector
+        .channel()
+        .await
+        .ok_or_else(|| BrokerError::refused(&ctx.amqp_url, "a channel", "the connection closed"))?;
+    topology::declare_queue(channel, &queue, plan)
         .await
         .map_err(|e| BrokerError::refused(&ctx.amqp_url, &format!("declaring queue {queue}"), e))?;
 
@@ -166,17 +163,10 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         ctx.node.clone(),
         std::time::Instant::now(),
     );
-    let outcome = supervise::supervise(plan, &launch, &channel, &mut driver).await?;
+    let outcome = supervise::supervise(plan, &launch, &mut inspector, &mut driver).await?;
     drop(driver);
 
-    let remaining = if ctx.keep_queue {
-        topology::ready_messages(&channel, &queue)
-            .await
-            .unwrap_or(0)
-    } else {
-        topology::delete_queue(&channel, &queue).await.unwrap_or(0)
-    };
-    let _ = conn.close(200, "run finished".into()).await;
+    let remaining = inspector.finish(ctx.keep_queue).await;
 
     let mut ledger = outcome.ledger;
     let store = EffectStore::open(&store_path)?;

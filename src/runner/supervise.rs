@@ -7,9 +7,9 @@
 //! two checks in a row; or when the plan's drain timeout passes.
 
 use super::faults::{Driver, FaultRecord, Tally};
+use super::inspect::Inspector;
 use super::workers::{self, Launch, Report, Running, Slot};
 use super::RunError;
-use crate::amqp::topology;
 use crate::ledger::{Event, Ledger};
 use crate::metrics;
 use crate::report::TimelineEntry;
@@ -17,7 +17,6 @@ use crate::scenario::Plan;
 use crate::worker::wire::WireEvent;
 use crate::worker::{Role, EXIT_CONNECTION_LOST};
 use hdrhistogram::Histogram;
-use lapin::Channel;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -64,6 +63,8 @@ struct SlotState {
     finished: bool,
     outstanding: u64,
     restart_at: Option<Instant>,
+    /// The pending restart follows a failed reconnect: keep it out of the timeline.
+    quiet: bool,
 }
 
 struct Supervisor<'a> {
@@ -141,7 +142,11 @@ impl Supervisor<'_> {
         match event {
             WireEvent::Ready => {
                 if current {
-                    self.state(slot).ready = true;
+                    let s = self.state(slot);
+                    s.ready = true;
+                    if std::mem::take(&mut s.quiet) {
+                        self.mark(format!("{slot} connected again"));
+                    }
                 }
             }
             WireEvent::Attempt(s) => {
@@ -264,10 +269,16 @@ impl Supervisor<'_> {
                         note.unwrap_or_else(|| "no reason given".into())
                     )));
                 }
+                // A consumer that keeps failing to reconnect (the broker is
+                // down) is restarted quietly: one timeline line per outage.
+                let quiet = !was_ready && status.code() == Some(EXIT_CONNECTION_LOST);
                 let s = self.state(slot);
                 s.incarnation += 1;
                 s.restart_at = Some(Instant::now() + delay);
-                self.mark(what);
+                s.quiet = quiet;
+                if !quiet {
+                    self.mark(what);
+                }
             }
         }
         Ok(())
@@ -292,8 +303,11 @@ impl Supervisor<'_> {
         })
         .collect();
         for slot in due {
+            let quiet = self.state(slot).quiet;
             self.spawn(slot)?;
-            self.mark(format!("{slot} restarted"));
+            if !quiet {
+                self.mark(format!("{slot} restarted"));
+            }
         }
         Ok(())
     }
@@ -314,7 +328,7 @@ impl Supervisor<'_> {
 pub async fn supervise(
     plan: &Plan,
     launch: &Launch,
-    channel: &Channel,
+    inspector: &mut Inspector,
     driver: &mut Driver,
 ) -> Result<Outcome, RunError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -383,7 +397,7 @@ pub async fn supervise(
                     sv.mark("producers finished; draining");
                 }
                 if let Some(since) = drain_start {
-                    if !driver.busy() && sv.consumers_settled() && topology::ready_messages(channel, &launch.queue).await.ok() == Some(0) {
+                    if !driver.busy() && sv.consumers_settled() && inspector.ready().await == Some(0) {
                         settled_checks += 1;
                     } else {
                         settled_checks = 0;
