@@ -2,10 +2,14 @@
 //!
 //! Each cell is an ordinary run of a generated plan whose expectations are
 //! the preset's own promise, so the matrix checks itself: a preset that
-//! breaks its promise makes `dlab matrix` exit 1.
+//! breaks its promise makes `dlab matrix` exit 1. Rows that need the
+//! broker's process (kill, pause, memory alarm) run only on a node dlab
+//! started itself.
 
 use crate::policy::Guarantee;
-use crate::scenario::{CrashPoint, ExpectSpec, FaultKind, FaultSpec, Plan, Spec};
+use crate::scenario::{
+    CrashPoint, CutMode, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan, Spec,
+};
 
 /// One row of the grid: a fault (or none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,26 +18,61 @@ pub struct Row {
     pub label: &'static str,
     /// Short name used in scenario names.
     pub key: &'static str,
-    /// The consumer crash this row injects, if any.
-    pub crash: Option<CrashPoint>,
+    /// Whether the row belongs to the core matrix (consumer crashes).
+    pub core: bool,
 }
 
-/// The rows of the core matrix.
-pub const ROWS: [Row; 3] = [
+/// Every row, in the order of the grid.
+pub const ROWS: [Row; 10] = [
     Row {
         label: "no fault",
         key: "no-fault",
-        crash: None,
+        core: true,
     },
     Row {
         label: "consumer crash before effect",
         key: "crash-before-effect",
-        crash: Some(CrashPoint::BeforeEffect),
+        core: true,
     },
     Row {
         label: "consumer crash after effect, before ack",
         key: "crash-after-effect",
-        crash: Some(CrashPoint::AfterEffectBeforeAck),
+        core: true,
+    },
+    Row {
+        label: "confirms lost on the way back",
+        key: "confirm-lost",
+        core: false,
+    },
+    Row {
+        label: "connection cut while publishing",
+        key: "connection-cut",
+        core: false,
+    },
+    Row {
+        label: "producer crash, confirms pending",
+        key: "producer-crash",
+        core: false,
+    },
+    Row {
+        label: "partition producers-broker 2s",
+        key: "partition",
+        core: false,
+    },
+    Row {
+        label: "broker paused (SIGSTOP) 2s",
+        key: "broker-pause",
+        core: false,
+    },
+    Row {
+        label: "broker kill -9 (durable, persistent)",
+        key: "broker-kill",
+        core: false,
+    },
+    Row {
+        label: "memory alarm blocks publishers",
+        key: "memory-alarm",
+        core: false,
     },
 ];
 
@@ -48,24 +87,93 @@ pub struct CellPlan {
     pub plan: Plan,
 }
 
-/// The plans of every cell, row by row.
-pub fn plans(messages: u64, seed: u64) -> Vec<CellPlan> {
-    let consumers = 2u64;
+fn fault(kind: FaultKind) -> FaultSpec {
+    FaultSpec {
+        kind: Some(kind),
+        ..FaultSpec::default()
+    }
+}
+
+/// Fills in a row's fault and the workload changes it needs.
+fn apply_row(row: Row, spec: &mut Spec, messages: u64) {
+    let quarter = (messages / 4).max(1);
+    let f = match row.key {
+        "crash-before-effect" | "crash-after-effect" => FaultSpec {
+            point: Some(if row.key == "crash-before-effect" {
+                CrashPoint::BeforeEffect
+            } else {
+                CrashPoint::AfterEffectBeforeAck
+            }),
+            after: Some((messages / 8).max(1)),
+            worker: Some(0),
+            restart_after: Some("500ms".into()),
+            ..fault(FaultKind::ConsumerCrash)
+        },
+        "confirm-lost" => FaultSpec {
+            link: Some(LinkSpec::Producers),
+            after: Some((messages / 5).max(1)),
+            every: Some(crate::scenario::EverySpec::Messages((messages / 5).max(1))),
+            duration: Some("2s".into()),
+            ..fault(FaultKind::ConfirmLost)
+        },
+        "connection-cut" => FaultSpec {
+            link: Some(LinkSpec::Producers),
+            mode: Some(CutMode::Rst),
+            after: Some(quarter),
+            every: Some(crate::scenario::EverySpec::Messages(quarter)),
+            ..fault(FaultKind::Cut)
+        },
+        "producer-crash" => FaultSpec {
+            after: Some((messages / 3).max(1)),
+            restart_after: Some("500ms".into()),
+            ..fault(FaultKind::ProducerCrash)
+        },
+        "partition" => {
+            spec.confirm_timeout = Some("1s".into());
+            FaultSpec {
+                link: Some(LinkSpec::Producers),
+                after: Some(quarter),
+                duration: Some("2s".into()),
+                ..fault(FaultKind::Blackhole)
+            }
+        }
+        "broker-pause" => {
+            spec.confirm_timeout = Some("1s".into());
+            FaultSpec {
+                after: Some(quarter),
+                duration: Some("2s".into()),
+                ..fault(FaultKind::BrokerPause)
+            }
+        }
+        "broker-kill" => {
+            // A slow consumer keeps a backlog in the queue when the broker dies.
+            spec.prefetch = Some(1);
+            spec.consumers = Some(1);
+            spec.confirm_timeout = Some("2s".into());
+            FaultSpec {
+                after: Some(messages * 2 / 3),
+                restart_after: Some("500ms".into()),
+                ..fault(FaultKind::BrokerKill)
+            }
+        }
+        "memory-alarm" => {
+            spec.rate = Some(messages / 5);
+            FaultSpec {
+                after: Some(quarter),
+                duration: Some("5s".into()),
+                ..fault(FaultKind::MemoryAlarm)
+            }
+        }
+        _ => return,
+    };
+    spec.faults = vec![f];
+}
+
+/// The plans of every cell of `rows`, row by row.
+pub fn plans(rows: &[Row], messages: u64, seed: u64) -> Vec<CellPlan> {
     let mut cells = Vec::new();
-    for row in ROWS {
+    for &row in rows {
         for guarantee in Guarantee::ALL {
-            let faults = row
-                .crash
-                .map(|point| FaultSpec {
-                    kind: Some(FaultKind::ConsumerCrash),
-                    point: Some(point),
-                    after: Some((messages / (consumers * 4)).max(1)),
-                    worker: Some(0),
-                    restart_after: Some("500ms".into()),
-                    ..FaultSpec::default()
-                })
-                .into_iter()
-                .collect();
             let expect = match guarantee {
                 Guarantee::AtMostOnce => ExpectSpec {
                     max_duplicates: Some(0),
@@ -81,18 +189,18 @@ pub fn plans(messages: u64, seed: u64) -> Vec<CellPlan> {
                     ..ExpectSpec::default()
                 },
             };
-            let spec = Spec {
+            let mut spec = Spec {
                 name: Some(format!("matrix-{}-{}", guarantee.name(), row.key)),
                 description: Some(format!("{guarantee} under {}", row.label)),
                 guarantee: Some(guarantee),
                 messages: Some(messages),
-                consumers: Some(consumers),
+                consumers: Some(2),
                 prefetch: Some(50),
                 seed: Some(seed),
-                faults,
                 expect: Some(expect),
                 ..Spec::default()
             };
+            apply_row(row, &mut spec, messages);
             let plan =
                 Plan::from_spec(&spec, "matrix").expect("matrix plans are valid by construction");
             cells.push(CellPlan {
@@ -110,21 +218,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_preset_meets_every_row_once() {
-        let cells = plans(1000, 7);
+    fn every_preset_meets_every_row_once_and_every_row_has_its_fault() {
+        let cells = plans(&ROWS, 1000, 7);
         assert_eq!(cells.len(), ROWS.len() * Guarantee::ALL.len());
         for row in ROWS {
             for g in Guarantee::ALL {
+                let c: Vec<_> = cells
+                    .iter()
+                    .filter(|c| c.row == row && c.guarantee == g)
+                    .collect();
+                assert_eq!(c.len(), 1);
                 assert_eq!(
-                    cells
-                        .iter()
-                        .filter(|c| c.row == row && c.guarantee == g)
-                        .count(),
-                    1
+                    c[0].plan.faults.is_empty(),
+                    row.key == "no-fault",
+                    "{}",
+                    row.key
                 );
             }
         }
-        let crash = cells.iter().find(|c| c.row.crash.is_some()).unwrap();
+        let crash = cells
+            .iter()
+            .find(|c| c.row.key == "crash-before-effect")
+            .unwrap();
         assert_eq!(crash.plan.crash_for_consumer(0).unwrap().1, 125);
+        assert!(cells.iter().any(|c| c.plan.needs_node()));
     }
 }

@@ -20,7 +20,7 @@
 //! broker before a crash in the same batch, so the fault hits the point named.
 
 use super::connect::connect;
-use super::publisher::DUE_HEADER;
+use super::publisher::{DUE_HEADER, ROUND_TRIP_LIMIT};
 use crate::effects::EffectStore;
 use crate::message_id;
 use crate::metrics;
@@ -101,27 +101,31 @@ impl State<'_> {
 
     /// Acks everything up to `last_tag` and, when `prove`, waits for a reply
     /// on the same channel so the ack has certainly been processed.
-    async fn ack(&mut self, items: &[Item], prove: bool) -> Result<(), lapin::Error> {
+    async fn ack(&mut self, items: &[Item], prove: bool) -> Result<(), String> {
         let Some(last) = items.last() else {
             return Ok(());
         };
-        self.channel
-            .basic_ack(last.tag, BasicAckOptions { multiple: true })
-            .await?;
+        bounded(
+            self.channel
+                .basic_ack(last.tag, BasicAckOptions { multiple: true }),
+        )
+        .await?;
         for it in items {
             if let Some(seq) = it.seq {
                 self.emit.push(WireEvent::Acked(seq));
             }
         }
         if prove {
-            self.channel
-                .basic_qos(self.prefetch, BasicQosOptions::default())
-                .await?;
+            bounded(
+                self.channel
+                    .basic_qos(self.prefetch, BasicQosOptions::default()),
+            )
+            .await?;
         }
         Ok(())
     }
 
-    async fn handle(&mut self, items: Vec<Item>) -> Result<(), lapin::Error> {
+    async fn handle(&mut self, items: Vec<Item>) -> Result<(), String> {
         let first = self.handled + 1;
         let last = self.handled + items.len() as u64;
         let crash = self.crash;
@@ -192,6 +196,19 @@ impl State<'_> {
     }
 }
 
+/// A broker round trip that gives up after [`ROUND_TRIP_LIMIT`].
+async fn bounded<T>(
+    f: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(ROUND_TRIP_LIMIT, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer from the broker within {}s",
+            ROUND_TRIP_LIMIT.as_secs()
+        )),
+    }
+}
+
 fn crash_at(crash: Option<Crash>, point: CrashPoint, n: u64) -> bool {
     crash.is_some_and(|c| c.point == point && c.at == n)
 }
@@ -231,7 +248,7 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
             return EXIT_CONNECTION_LOST;
         }
     };
-    let channel = match conn.create_channel().await {
+    let channel = match bounded(conn.create_channel()).await {
         Ok(c) => c,
         Err(e) => {
             emit.push(WireEvent::Note(format!("cannot open a channel: {e}")));
@@ -239,16 +256,14 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
             return EXIT_CONNECTION_LOST;
         }
     };
-    if let Err(e) = super::topology::declare_queue(&channel, &args.queue, plan).await {
+    if let Err(e) = bounded(super::topology::declare_queue(&channel, &args.queue, plan)).await {
         emit.push(WireEvent::Note(format!("declaring the queue failed: {e}")));
         emit.flush();
         return EXIT_CONNECTION_LOST;
     }
     let manual = plan.consumer.manual_ack();
     if manual {
-        if let Err(e) = channel
-            .basic_qos(plan.prefetch, BasicQosOptions::default())
-            .await
+        if let Err(e) = bounded(channel.basic_qos(plan.prefetch, BasicQosOptions::default())).await
         {
             emit.push(WireEvent::Note(format!("basic.qos failed: {e}")));
             emit.flush();
@@ -259,14 +274,13 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         no_ack: !manual,
         ..BasicConsumeOptions::default()
     };
-    let mut consumer = match channel
-        .basic_consume(
-            args.queue.as_str().into(),
-            format!("dlab-{}", args.index).as_str().into(),
-            options,
-            FieldTable::default(),
-        )
-        .await
+    let mut consumer = match bounded(channel.basic_consume(
+        args.queue.as_str().into(),
+        format!("dlab-{}", args.index).as_str().into(),
+        options,
+        FieldTable::default(),
+    ))
+    .await
     {
         Ok(c) => c,
         Err(e) => {
@@ -367,7 +381,7 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
     }
     state.emit.flush();
     if code == 0 {
-        let _ = conn.close(200, "done".into()).await;
+        let _ = tokio::time::timeout(ROUND_TRIP_LIMIT, conn.close(200, "done".into())).await;
     }
     code
 }

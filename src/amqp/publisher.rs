@@ -60,23 +60,33 @@ struct Link {
 }
 
 impl Link {
-    /// Publishes message `p` to the run's queue through the default exchange.
+    /// Publishes message `p` to the run's queue through the default exchange;
+    /// a publish that cannot be handed over within the confirm timeout (a
+    /// blocked or dead connection) is an error.
     async fn publish(
         &self,
         args: &WorkerArgs,
         plan: &Plan,
         payload: &[u8],
         p: Pending,
-    ) -> lapin::Result<lapin::PublisherConfirm> {
-        self.channel
-            .basic_publish(
-                "".into(),
-                args.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                payload,
-                properties(args, plan, p),
-            )
-            .await
+    ) -> Result<lapin::PublisherConfirm, String> {
+        let publish = self.channel.basic_publish(
+            "".into(),
+            args.queue.as_str().into(),
+            BasicPublishOptions::default(),
+            payload,
+            properties(args, plan, p),
+        );
+        match tokio::time::timeout(plan.confirm_timeout.max(ROUND_TRIP_LIMIT), publish).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the publish could not be handed to the broker in time".into()),
+        }
+    }
+
+    /// Closes the connection gracefully (the broker then has every publish
+    /// sent before), giving up after a while.
+    async fn close(self) {
+        let _ = tokio::time::timeout(ROUND_TRIP_LIMIT, self.conn.close(200, "done".into())).await;
     }
 }
 
@@ -156,7 +166,22 @@ fn wall_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// Bounds every broker round trip a worker makes: a connection reset at the
+/// wrong moment must become an error, never a wait without end.
+pub const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(10);
+
 async fn open(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
+    tokio::time::timeout(ROUND_TRIP_LIMIT, open_unbounded(args, plan, confirms))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the broker within {}s",
+                ROUND_TRIP_LIMIT.as_secs()
+            ))
+        })
+}
+
+async fn open_unbounded(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
     let name = format!("dlab producer {} run {}", args.index, args.run_id);
     let conn = connect(&args.amqp_url, &name, Duration::from_secs(10))
         .await
@@ -356,7 +381,7 @@ async fn fire_and_forget(
     }
     // A graceful close makes the broker process every publish sent before it.
     if let Some(l) = link {
-        let _ = l.conn.close(200, "done".into()).await;
+        l.close().await;
     }
     0
 }
@@ -462,7 +487,7 @@ async fn confirm_retry(
         data: metrics::encode(&confirm_latency),
     });
     if let Some(l) = link {
-        let _ = l.conn.close(200, "done".into()).await;
+        l.close().await;
     }
     0
 }

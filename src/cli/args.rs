@@ -23,6 +23,15 @@ pub struct BrokerArgs {
     pub amqp_url: Option<String>,
 }
 
+/// Which rows of the matrix to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rows {
+    /// No fault and the consumer crashes.
+    Core,
+    /// Every fault row.
+    All,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -65,6 +74,9 @@ pub enum Command {
         /// Seed for every cell.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Which rows: `core` (no fault and consumer crashes) or `all`.
+        #[arg(long, value_enum, default_value_t = Rows::All)]
+        rows: Rows,
         /// Also write every cell's result as a JSON list to this file.
         #[arg(long)]
         json: Option<PathBuf>,

@@ -71,6 +71,9 @@ pub struct RunContext {
     pub keep_queue: bool,
     /// The broker's process, when dlab started it (needed by broker faults).
     pub node: Option<Arc<Node>>,
+    /// Put the fault proxies in place even when no network fault is scheduled
+    /// (to measure what the proxy costs).
+    pub always_proxy: bool,
 }
 
 impl RunContext {
@@ -86,6 +89,7 @@ impl RunContext {
                 .map_err(RunError::io("cannot locate the dlab executable"))?,
             keep_queue: false,
             node: None,
+            always_proxy: false,
         })
     }
 }
@@ -127,7 +131,7 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
             plan.name
         )));
     }
-    let (producer_url, consumer_url, links) = if plan.needs_proxy() {
+    let (producer_url, consumer_url, links) = if plan.needs_proxy() || ctx.always_proxy {
         let upstream = broker_addr(&ctx.amqp_url).await?;
         let producers = Proxy::start(upstream, plan.seed)
             .await

@@ -30,6 +30,8 @@ const QUIET: Duration = Duration::from_millis(400);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Delay before restarting a worker that lost its connection.
 const RECONNECT_RESTART: Duration = Duration::from_millis(500);
+/// How long producers may run past their schedule before they are stopped.
+const PRODUCE_GRACE: Duration = Duration::from_secs(300);
 /// How many worker notes a result keeps.
 const MAX_NOTES: usize = 50;
 
@@ -379,6 +381,15 @@ pub async fn supervise(
     }
     let publish_start = Instant::now();
     sv.mark("producers started");
+    // A watchdog, not a measurement: producers that have not finished long
+    // after their schedule are asked to stop, so a run always ends.
+    let schedule = if plan.rate > 0 {
+        Duration::from_secs_f64(plan.messages as f64 / plan.rate as f64)
+    } else {
+        Duration::ZERO
+    };
+    let produce_deadline = publish_start + schedule + PRODUCE_GRACE;
+    let mut watchdog_fired = false;
 
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut drain_start: Option<Instant> = None;
@@ -391,6 +402,15 @@ pub async fn supervise(
             _ = tick.tick() => {
                 sv.restart_due()?;
                 let producing = !sv.producers_finished();
+                if producing && !watchdog_fired && Instant::now() >= produce_deadline {
+                    watchdog_fired = true;
+                    sv.mark(format!("producers still running {}s after their schedule: stopping them", PRODUCE_GRACE.as_secs()));
+                    for p in sv.producers.iter_mut() {
+                        if let Some(r) = p.running.as_mut() {
+                            r.stop();
+                        }
+                    }
+                }
                 driver.tick(publish_start.elapsed(), sv.tally, producing).await;
                 if drain_start.is_none() && sv.producers_finished() {
                     drain_start = Some(Instant::now());

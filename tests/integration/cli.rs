@@ -109,7 +109,7 @@ fn an_unreachable_broker_is_named_with_its_password_masked() {
 
 #[test]
 fn run_writes_json_with_the_promised_fields_and_exits_by_expectation() {
-    let url = broker_url();
+    let url = &broker_url();
     let home = temp_dir("run");
     let json = home.join("out.json");
     let _guard = exclusive();
@@ -179,12 +179,21 @@ fn run_writes_json_with_the_promised_fields_and_exits_by_expectation() {
 
 #[test]
 fn matrix_prints_the_grid_and_writes_every_cell() {
-    let url = broker_url();
+    let url = &broker_url();
     let home = temp_dir("matrix");
     let json = home.join("matrix.json");
     let _guard = exclusive();
     let out = dlab(&home)
-        .args(["matrix", "--messages", "400", "--amqp-url", url, "--json"])
+        .args([
+            "matrix",
+            "--rows",
+            "core",
+            "--messages",
+            "400",
+            "--amqp-url",
+            url,
+            "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
@@ -216,4 +225,25 @@ fn matrix_prints_the_grid_and_writes_every_cell() {
             "{c}"
         );
     }
+}
+
+#[test]
+fn broker_faults_refuse_an_external_broker_before_starting_anything() {
+    let home = temp_dir("external");
+    let out = dlab(&home)
+        .args([
+            "run",
+            "scenarios/broker-kill-durable.toml",
+            "--amqp-url",
+            "amqp://guest:guest@127.0.0.1:1/%2f",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("broker process faults need a broker dlab starts"),
+        "{}",
+        show(&out)
+    );
+    assert!(!home.join("runs").exists(), "nothing was started");
 }

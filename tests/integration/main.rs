@@ -3,6 +3,7 @@
 //! processes really abort.
 
 mod cli;
+mod faults;
 mod guarantees;
 mod node;
 mod support;

@@ -2,23 +2,23 @@
 //! (a 2-core machine measures nothing well when runs overlap), and checks that
 //! every result agrees with an independent count.
 
-use dlab::broker::NodeState;
+use dlab::broker::Node;
 use dlab::report::RunResult;
 use dlab::runner::{self, RunContext};
 use dlab::scenario::{self, Override, Plan};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-static BROKER: OnceLock<String> = OnceLock::new();
-static NODE: OnceLock<NodeState> = OnceLock::new();
+static NODE: OnceLock<Arc<Node>> = OnceLock::new();
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
 static RUNS: Mutex<()> = Mutex::new(());
 
 /// At exit: stop the test node, then remove every directory the tests made.
 extern "C" fn clean_up() {
-    if let Some(state) = NODE.get() {
-        dlab::broker::node::stop(state, Duration::from_secs(30));
+    if let Some(node) = NODE.get() {
+        node.stop(Duration::from_secs(30));
     }
     if let Some(root) = ROOT.get() {
         let _ = std::fs::remove_dir_all(root);
@@ -36,22 +36,22 @@ fn root() -> &'static Path {
     })
 }
 
-/// The broker every test uses: `DLAB_AMQP_URL`, or a private node started on
-/// first use and stopped when the test binary exits.
-pub fn broker_url() -> &'static str {
-    BROKER.get_or_init(|| {
-        if let Ok(url) = std::env::var("DLAB_AMQP_URL") {
-            return url;
-        }
-        let dir = temp_dir("node");
+/// A private RabbitMQ node for this test binary, started on first use and
+/// stopped at exit. Broker-fault tests kill, pause and restart it.
+pub fn node() -> &'static Arc<Node> {
+    NODE.get_or_init(|| {
+        let dir = root().join("node");
         let rt = tokio::runtime::Runtime::new().unwrap();
         let state = rt
             .block_on(dlab::broker::node::start(&dir))
             .expect("a private RabbitMQ node starts (is rabbitmq-server installed? run scripts/install-deps)");
-        let url = state.url();
-        NODE.set(state).unwrap();
-        url
+        Node::new(state)
     })
+}
+
+/// The broker most tests use: `DLAB_AMQP_URL`, or the private node.
+pub fn broker_url() -> String {
+    std::env::var("DLAB_AMQP_URL").unwrap_or_else(|_| node().state().url())
 }
 
 /// A fresh directory, removed when the test binary exits.
@@ -77,16 +77,22 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     RUNS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs a plan against the test broker, with workers from the dlab binary.
+/// Runs a plan against the test broker, with workers from the dlab binary;
+/// plans with broker process faults run on the private node.
 pub fn run(plan: &Plan) -> RunResult {
-    let url = broker_url();
+    let (url, node) = if plan.needs_node() {
+        (node().state().url(), Some(node().clone()))
+    } else {
+        (broker_url(), None)
+    };
     let _guard = exclusive();
     let ctx = RunContext {
-        amqp_url: url.to_string(),
+        amqp_url: url,
         home: temp_dir("home"),
         worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
         keep_queue: false,
-        node: None,
+        node,
+        always_proxy: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
