@@ -149,6 +149,7 @@ fn apply_row(row: Row, spec: &mut Spec, messages: u64) {
             // A slow consumer keeps a backlog in the queue when the broker dies.
             spec.prefetch = Some(1);
             spec.consumers = Some(1);
+            spec.effect_time = Some("1ms".into());
             spec.confirm_timeout = Some("2s".into());
             FaultSpec {
                 after: Some(messages * 2 / 3),

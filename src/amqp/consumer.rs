@@ -88,6 +88,7 @@ struct State<'a> {
     store: EffectStore,
     index: u32,
     prefetch: u16,
+    effect_time: Duration,
     crash: Option<Crash>,
     handled: u64,
     end_to_end: hdrhistogram::Histogram<u64>,
@@ -135,6 +136,11 @@ impl State<'_> {
         if self.policy == ConsumerPolicy::AckBeforeEffect {
             let prove = self.crash_in(first, last);
             self.ack(&items, prove).await?;
+        }
+        if !self.effect_time.is_zero() {
+            // Showing the notifications takes time (outside the transaction,
+            // so other consumers are not held up).
+            tokio::time::sleep(self.effect_time * items.len() as u32).await;
         }
         let mut batch = match self.store.batch(self.index) {
             Ok(b) => b,
@@ -309,6 +315,7 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         store,
         index: args.index,
         prefetch: plan.prefetch,
+        effect_time: plan.effect_time,
         crash,
         handled: 0,
         end_to_end: metrics::new_histogram(),

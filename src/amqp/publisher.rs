@@ -454,6 +454,11 @@ async fn confirm_retry(
         let next_due = schedule
             .next_due()
             .filter(|_| link.is_some() && in_flight.len() < window);
+        if in_flight.is_empty() && next_due.is_none() {
+            // Nothing to wait for here: the connection broke while filling
+            // the window (reconnect above) or everything is settled (done).
+            continue;
+        }
         tokio::select! {
             Some((p, sent_at, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 match outcome {

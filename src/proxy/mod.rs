@@ -10,6 +10,7 @@
 pub mod amqp_frames;
 mod pump;
 mod settings;
+pub mod smtp_lines;
 mod stats;
 
 pub use pump::End;
@@ -29,6 +30,7 @@ struct Shared {
     upstream: SocketAddr,
     faults: watch::Sender<LinkFaults>,
     confirm_armed: Arc<AtomicBool>,
+    reply_lost_armed: Arc<AtomicBool>,
     stats: Arc<Stats>,
     conns: Mutex<HashMap<u64, watch::Sender<Option<End>>>>,
     next_id: AtomicU64,
@@ -76,6 +78,7 @@ impl Proxy {
             upstream,
             faults,
             confirm_armed: Arc::new(AtomicBool::new(false)),
+            reply_lost_armed: Arc::new(AtomicBool::new(false)),
             stats: Arc::new(Stats::default()),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
@@ -108,6 +111,17 @@ impl Proxy {
     /// Arms confirm-lost: the next broker `basic.ack` cuts its connection.
     pub fn arm_confirm_lost(&self, armed: bool) {
         self.shared.confirm_armed.store(armed, Ordering::SeqCst);
+    }
+
+    /// Arms reply-lost-after-dot: the next message's final "." reaches the
+    /// server, and the server's reply to it cuts the connection (RFC 1047).
+    pub fn arm_reply_lost(&self, armed: bool) {
+        self.shared.reply_lost_armed.store(armed, Ordering::SeqCst);
+    }
+
+    /// Whether a reply-lost-after-dot is armed and has not struck yet.
+    pub fn reply_lost_armed(&self) -> bool {
+        self.shared.reply_lost_armed.load(Ordering::SeqCst)
     }
 
     /// Whether a confirm-lost is armed and has not cut a connection yet.
@@ -145,6 +159,7 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
     let _ = server.set_nodelay(true);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (cut_tx, cut_rx) = watch::channel(None);
+    let dot_passed = Arc::new(AtomicBool::new(false));
     shared
         .conns
         .lock()
@@ -154,6 +169,8 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
         direction,
         faults: shared.faults.subscribe(),
         confirm_armed: shared.confirm_armed.clone(),
+        reply_lost_armed: shared.reply_lost_armed.clone(),
+        dot_passed: dot_passed.clone(),
         cut: cut_rx.clone(),
         stats: shared.stats.clone(),
         seed: shared.seed ^ id.wrapping_mul(0x9E37_79B9) ^ direction as u64,

@@ -9,6 +9,7 @@
 
 use super::amqp_frames::{FrameScanner, CLASS_BASIC, METHOD_ACK};
 use super::settings::{Direction, DirectionFaults, LinkFaults};
+use super::smtp_lines::DotScanner;
 use super::stats::Stats;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,12 @@ pub struct PumpCtx {
     pub faults: watch::Receiver<LinkFaults>,
     /// Set by the link when a confirm-lost fault is armed; taken by the first pump that sees an ack.
     pub confirm_armed: Arc<AtomicBool>,
+    /// Set by the link when a reply-lost-after-dot fault is armed; taken by the
+    /// first connection whose client sends a message's final ".".
+    pub reply_lost_armed: Arc<AtomicBool>,
+    /// Per connection: the final "." of a message passed with reply-lost
+    /// armed; the server's next bytes (its reply) cut the connection instead.
+    pub dot_passed: Arc<AtomicBool>,
     /// Turns to Some when the connection is cut from outside or by the other direction.
     pub cut: watch::Receiver<Option<End>>,
     /// The link's counters.
@@ -59,6 +66,7 @@ fn splitmix(state: &mut u64) -> u64 {
 struct Pump<'a> {
     ctx: &'a mut PumpCtx,
     scanner: FrameScanner,
+    dots: DotScanner,
     rng: u64,
     limit_seen: Option<u64>,
     limit_passed: u64,
@@ -83,6 +91,20 @@ impl Pump<'_> {
     ) -> Result<(), End> {
         let mut data = chunk;
         let mut end = None;
+        let mut dot_passes = false;
+        if self.ctx.direction == Direction::ToClient && self.ctx.dot_passed.load(Ordering::SeqCst) {
+            // The server's reply to the final ".": it never reaches the client.
+            Stats::add(&self.ctx.stats.frames_dropped, 1);
+            return Err(End::CloseRst);
+        }
+        if self.ctx.direction == Direction::ToServer {
+            if let Some(&dot_end) = self.dots.scan(data).first() {
+                if self.ctx.reply_lost_armed.swap(false, Ordering::SeqCst) {
+                    data = &data[..dot_end];
+                    dot_passes = true;
+                }
+            }
+        }
         if self.ctx.direction == Direction::ToClient {
             let frames = self.scanner.scan(data);
             if let Some(ack) = frames
@@ -120,6 +142,9 @@ impl Pump<'_> {
                 .await;
             }
         }
+        if dot_passes {
+            self.ctx.dot_passed.store(true, Ordering::SeqCst);
+        }
         match end {
             Some(e) => Err(e),
             None => Ok(()),
@@ -137,6 +162,7 @@ where
     let mut p = Pump {
         ctx: &mut ctx,
         scanner: FrameScanner::default(),
+        dots: DotScanner::default(),
         rng: seed,
         limit_seen: None,
         limit_passed: 0,
@@ -210,6 +236,8 @@ mod tests {
         let ctx = PumpCtx {
             direction,
             faults: frx,
+            reply_lost_armed: Arc::new(AtomicBool::new(false)),
+            dot_passed: Arc::new(AtomicBool::new(false)),
             confirm_armed: armed.clone(),
             cut: crx,
             stats: stats.clone(),

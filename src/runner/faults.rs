@@ -7,7 +7,7 @@
 
 use crate::broker::Node;
 use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
-use crate::scenario::{Action, DirectionSpec, Fault, LinkSpec, NetEffect};
+use crate::scenario::{Action, DirectionSpec, Fault, LinkSpec, NetEffect, Trigger};
 use crate::schedule;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -229,13 +229,26 @@ impl Driver {
         }
     }
 
+    /// The smallest message count at which a fault is waiting to start.
+    pub fn next_count_trigger(&self) -> Option<u64> {
+        self.faults
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.active[*i].is_none())
+            .filter_map(|(i, (_, f))| match schedule::occurrence(f, self.next[i]) {
+                Some(Trigger::After(n)) => Some(n),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Whether any fault is still active.
     pub fn busy(&self) -> bool {
         self.active.iter().any(Option::is_some)
     }
 
     /// Ends what is due to end and starts what is due to start; `may_start`
-    /// is false once the producers finished.
+    /// is false once the producers finished (time triggers then no longer start).
     pub async fn tick(&mut self, elapsed: Duration, tally: Tally, may_start: bool) {
         let now = Instant::now();
         for i in 0..self.faults.len() {
@@ -246,13 +259,18 @@ impl Driver {
             if ending {
                 self.end(i, tally).await;
             }
-            if !may_start || self.active[i].is_some() {
+            if self.active[i].is_some() {
                 continue;
             }
             let (index, fault) = self.faults[i].clone();
             let Some(trigger) = schedule::occurrence(&fault, self.next[i]) else {
                 continue;
             };
+            // Time triggers start only while producers run (else a repeating
+            // fault would hold the drain up forever); a count reached is reached.
+            if !may_start && matches!(trigger, Trigger::At(_)) {
+                continue;
+            }
             if !schedule::reached(trigger, elapsed, tally.published) {
                 continue;
             }

@@ -398,7 +398,14 @@ pub async fn supervise(
     let mut interrupted = false;
     loop {
         tokio::select! {
-            report = rx.recv() => sv.handle(report.expect("the supervisor holds a sender"))?,
+            report = rx.recv() => {
+                sv.handle(report.expect("the supervisor holds a sender"))?;
+                // Count triggers fire as soon as the runner learns the count.
+                if driver.next_count_trigger().is_some_and(|n| sv.tally.published >= n) {
+                    let producing = !sv.producers_finished();
+                    driver.tick(publish_start.elapsed(), sv.tally, producing).await;
+                }
+            }
             _ = tick.tick() => {
                 sv.restart_due()?;
                 let producing = !sv.producers_finished();

@@ -49,6 +49,8 @@ pub struct Plan {
     pub persistent: bool,
     /// Classic or quorum.
     pub queue_type: QueueType,
+    /// How long each effect takes the consumer.
+    pub effect_time: Duration,
     /// Upper bound of the drain phase.
     pub drain_timeout: Duration,
     /// Seed for everything random.
@@ -239,6 +241,7 @@ impl Plan {
             durable,
             persistent: spec.persistent.unwrap_or(true),
             queue_type,
+            effect_time: duration(&spec.effect_time, Duration::ZERO, &["effect_time"])?,
             drain_timeout: duration(
                 &spec.drain_timeout,
                 Duration::from_secs(60),

@@ -46,6 +46,9 @@ pub struct Spec {
     pub persistent: Option<bool>,
     /// `classic` or `quorum`.
     pub queue_type: Option<QueueType>,
+    /// How long showing one notification takes the consumer, e.g. "2ms"
+    /// (default 0): a slow consumer keeps a backlog in the queue.
+    pub effect_time: Option<String>,
     /// How long the drain phase may wait for the queue to empty, e.g. "30s".
     pub drain_timeout: Option<String>,
     /// Seed for everything random in the run.

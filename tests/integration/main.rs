@@ -6,4 +6,5 @@ mod cli;
 mod faults;
 mod guarantees;
 mod node;
+mod smtp_proxy;
 mod support;
