@@ -9,21 +9,11 @@
 const MAX_LINE: usize = 1024;
 
 /// Streaming scanner for the client-to-server direction of one SMTP connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DotScanner {
     in_data: bool,
     line: Vec<u8>,
     window: [u8; 5],
-}
-
-impl Default for DotScanner {
-    fn default() -> Self {
-        DotScanner {
-            in_data: false,
-            line: Vec::new(),
-            window: [0; 5],
-        }
-    }
 }
 
 impl DotScanner {
