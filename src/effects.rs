@@ -110,12 +110,13 @@ impl EffectStore {
         })
     }
 
-    /// Calls `f` with every row's message ID, effects first.
-    pub fn scan(&self, mut f: impl FnMut(&str, Row)) -> Result<(), EffectStoreError> {
+    /// Calls `f` with every row's message ID and time (µs since the Unix
+    /// epoch), effects first, each table in the order the rows were written.
+    pub fn scan(&self, mut f: impl FnMut(&str, Row, i64)) -> Result<(), EffectStoreError> {
         for (sql, row) in [
-            ("SELECT message_id FROM effects ORDER BY id", Row::Effect),
+            ("SELECT message_id, applied_at_us FROM effects ORDER BY id", Row::Effect),
             (
-                "SELECT message_id FROM suppressed ORDER BY id",
+                "SELECT message_id, at_us FROM suppressed ORDER BY id",
                 Row::Suppressed,
             ),
         ] {
@@ -123,7 +124,8 @@ impl EffectStore {
             let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
             while let Some(r) = rows.next().map_err(|e| self.err(e))? {
                 let id: String = r.get(0).map_err(|e| self.err(e))?;
-                f(&id, row);
+                let at: i64 = r.get(1).map_err(|e| self.err(e))?;
+                f(&id, row, at);
             }
         }
         Ok(())
@@ -241,7 +243,7 @@ mod tests {
         assert_eq!(store.recount().unwrap(), (3, 2));
         let mut rows = Vec::new();
         store
-            .scan(|id, row| rows.push((id.to_string(), row)))
+            .scan(|id, row, _| rows.push((id.to_string(), row)))
             .unwrap();
         assert_eq!(rows.iter().filter(|r| r.1 == Row::Suppressed).count(), 2);
         assert!(was_seen(&store, "m1").unwrap());

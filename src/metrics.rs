@@ -51,7 +51,21 @@ pub struct LatencySummary {
     pub p999_us: u64,
     /// Largest sample, µs.
     pub max_us: u64,
+    /// The distribution: latency at each of a fixed set of quantiles, for charts.
+    pub percentiles: Vec<Percentile>,
 }
+
+/// The latency at one quantile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentile {
+    /// The quantile, 0 to 1.
+    pub quantile: f64,
+    /// The latency there, µs.
+    pub us: u64,
+}
+
+/// The quantiles charted: the median out to the maximum.
+pub const CHART_QUANTILES: [f64; 11] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
 
 impl LatencySummary {
     /// Summarizes a histogram.
@@ -66,6 +80,13 @@ impl LatencySummary {
             p99_us: h.value_at_quantile(0.99),
             p999_us: h.value_at_quantile(0.999),
             max_us: h.max(),
+            percentiles: CHART_QUANTILES
+                .iter()
+                .map(|&q| Percentile {
+                    quantile: q,
+                    us: h.value_at_quantile(q),
+                })
+                .collect(),
         }
     }
 }
@@ -88,6 +109,8 @@ mod tests {
         assert_eq!(s.samples, 2000);
         assert!(s.p50_us >= 990 && s.p50_us <= 1010, "{s:?}");
         assert!(s.max_us >= 999_000, "{s:?}");
+        assert_eq!(s.percentiles.len(), CHART_QUANTILES.len());
+        assert!(s.percentiles.windows(2).all(|w| w[0].us <= w[1].us), "monotone");
         assert_eq!(decode("not base64!"), None);
     }
 }

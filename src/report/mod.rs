@@ -1,9 +1,12 @@
 //! Results and their renderers. Measuring and rendering are separate: the
 //! runner produces a [`RunResult`], renderers only read it.
 
+pub mod html;
 mod result;
+mod series;
 pub mod table;
 
+pub use series::Series;
 pub use result::{
     describe_fault, Drain, ExpectationResult, Latency, Promise, Recount, RunResult, Settings,
     TimelineEntry,
@@ -46,6 +49,8 @@ pub struct Inputs<'a> {
     pub notes: Vec<String>,
     /// The fault occurrences.
     pub faults: Vec<crate::runner::faults::FaultRecord>,
+    /// Throughput over time.
+    pub series: Series,
 }
 
 /// Assembles a [`RunResult`] and judges the plan's expectations.
@@ -99,6 +104,8 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         timeline: i.timeline,
         fault_timeline: i.faults,
         duration_s: secs,
+        steady_throughput_per_s: i.series.steady_rate(),
+        series: i.series,
         throughput_per_s: if secs > 0.0 {
             c.effects as f64 / secs
         } else {

@@ -4,6 +4,7 @@
 
 use crate::ledger::{Counts, Verdicts};
 use crate::metrics::LatencySummary;
+use super::Series;
 use crate::policy::Guarantee;
 use crate::runner::faults::FaultRecord;
 use crate::scenario::{Fault, Plan};
@@ -59,6 +60,10 @@ pub struct RunResult {
     pub duration_s: f64,
     /// Effects per second over `duration_s`.
     pub throughput_per_s: f64,
+    /// Effects per second over the steady part of the run (see `Series::steady_rate`).
+    pub steady_throughput_per_s: f64,
+    /// Sent, confirmed, effects and duplicates per 100 ms bucket.
+    pub series: Series,
     /// Latency percentiles.
     pub latency: Latency,
     /// The SQLite file holding every effect, so anyone can recount.

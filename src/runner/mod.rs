@@ -20,7 +20,7 @@ use crate::effects::{EffectStore, EffectStoreError, Row};
 use crate::ledger::{Event, Ledger};
 use crate::message_id;
 use crate::proxy::Proxy;
-use crate::report::{self, RunResult};
+use crate::report::{self, RunResult, Series};
 use crate::scenario::Plan;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -173,8 +173,10 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     let remaining = inspector.finish(ctx.keep_queue).await;
 
     let mut ledger = outcome.ledger;
+    let mut series = outcome.series;
     let store = EffectStore::open(&store_path)?;
-    read_effects(&store, &run_id, &mut ledger)?;
+    read_effects(&store, &run_id, &mut ledger, &mut series, outcome.start_wall_us)?;
+    series.finish();
     let (effect_rows, distinct_message_ids) = store.recount()?;
     Ok(report::build(report::Inputs {
         plan,
@@ -198,6 +200,7 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         effect_store: &store_path,
         notes: outcome.notes,
         faults: outcome.faults,
+        series,
     }))
 }
 
@@ -216,17 +219,24 @@ async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
         .ok_or_else(|| RunError::Unsupported(format!("cannot resolve the broker host {host}")))
 }
 
-/// Feeds every effect-store row into the ledger.
+/// Feeds every effect-store row into the ledger, and the effects into the
+/// throughput series (a message's second effect is a duplicate).
 fn read_effects(
     store: &EffectStore,
     run_id: &str,
     ledger: &mut Ledger,
+    series: &mut Series,
+    start_wall_us: i64,
 ) -> Result<(), EffectStoreError> {
-    store.scan(|id, row| match message_id::parse(run_id, id) {
-        Some(seq) => ledger.record(match row {
-            Row::Effect => Event::Effect(seq),
-            Row::Suppressed => Event::Suppressed(seq),
-        }),
+    store.scan(|id, row, at_us| match message_id::parse(run_id, id) {
+        Some(seq) => match row {
+            Row::Effect => {
+                let duplicate = ledger.get(seq).is_some_and(|r| r.effects > 0);
+                series.effect(((at_us - start_wall_us).max(0) / 1000) as u64, duplicate);
+                ledger.record(Event::Effect(seq));
+            }
+            Row::Suppressed => ledger.record(Event::Suppressed(seq)),
+        },
         None => ledger.record_unexpected(),
     })
 }

@@ -12,7 +12,7 @@ use super::workers::{self, Launch, Report, Running, Slot};
 use super::RunError;
 use crate::ledger::{Event, Ledger};
 use crate::metrics;
-use crate::report::TimelineEntry;
+use crate::report::{Series, TimelineEntry};
 use crate::scenario::Plan;
 use crate::worker::wire::WireEvent;
 use crate::worker::{Role, EXIT_CONNECTION_LOST};
@@ -55,6 +55,11 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Every occurrence of a runner-side fault.
     pub faults: Vec<FaultRecord>,
+    /// Sent and confirmed over time (effects are added from the store).
+    pub series: Series,
+    /// The wall clock at the start of the run (µs since the Unix epoch), to
+    /// place effect-store rows on the same time axis.
+    pub start_wall_us: i64,
 }
 
 #[derive(Default)]
@@ -85,6 +90,7 @@ struct Supervisor<'a> {
     last_handled: Option<Instant>,
     stopping: bool,
     tally: Tally,
+    series: Series,
 }
 
 impl Supervisor<'_> {
@@ -153,10 +159,12 @@ impl Supervisor<'_> {
             }
             WireEvent::Attempt(s) => {
                 self.tally.published += 1;
+                self.series.sent(self.start.elapsed().as_millis() as u64);
                 self.ledger.record(Event::Attempt(s))
             }
             WireEvent::Confirmed(s) => {
                 self.tally.confirmed += 1;
+                self.series.confirmed(self.start.elapsed().as_millis() as u64);
                 self.ledger.record(Event::Confirmed(s))
             }
             WireEvent::Nacked(s) => {
@@ -350,7 +358,11 @@ pub async fn supervise(
         last_handled: None,
         stopping: false,
         tally: Tally::default(),
+        series: Series::new(),
     };
+    let start_wall_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     for index in 0..plan.consumers {
         sv.spawn(Slot {
             role: Role::Consumer,
@@ -496,5 +508,7 @@ pub async fn supervise(
         end_to_end: sv.end_to_end,
         notes: sv.notes,
         faults: driver.records.clone(),
+        series: sv.series,
+        start_wall_us,
     })
 }
