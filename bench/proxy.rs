@@ -81,6 +81,7 @@ fn main() {
         keep_queue: false,
         node: None,
         always_proxy,
+        progress: false,
     };
     println!(
         "dlab bench proxy: {} messages of {} B, at-least-once, {ROUNDS} rounds each, best of each",

@@ -114,7 +114,10 @@ impl EffectStore {
     /// epoch), effects first, each table in the order the rows were written.
     pub fn scan(&self, mut f: impl FnMut(&str, Row, i64)) -> Result<(), EffectStoreError> {
         for (sql, row) in [
-            ("SELECT message_id, applied_at_us FROM effects ORDER BY id", Row::Effect),
+            (
+                "SELECT message_id, applied_at_us FROM effects ORDER BY id",
+                Row::Effect,
+            ),
             (
                 "SELECT message_id, at_us FROM suppressed ORDER BY id",
                 Row::Suppressed,

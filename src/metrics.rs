@@ -37,7 +37,7 @@ pub fn decode(text: &str) -> Option<Histogram<u64>> {
 }
 
 /// Percentiles of one latency, with the sample count they rest on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LatencySummary {
     /// How many samples.
     pub samples: u64,
@@ -56,7 +56,7 @@ pub struct LatencySummary {
 }
 
 /// The latency at one quantile.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Percentile {
     /// The quantile, 0 to 1.
     pub quantile: f64,
@@ -65,7 +65,9 @@ pub struct Percentile {
 }
 
 /// The quantiles charted: the median out to the maximum.
-pub const CHART_QUANTILES: [f64; 11] = [0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0];
+pub const CHART_QUANTILES: [f64; 11] = [
+    0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+];
 
 impl LatencySummary {
     /// Summarizes a histogram.
@@ -110,7 +112,10 @@ mod tests {
         assert!(s.p50_us >= 990 && s.p50_us <= 1010, "{s:?}");
         assert!(s.max_us >= 999_000, "{s:?}");
         assert_eq!(s.percentiles.len(), CHART_QUANTILES.len());
-        assert!(s.percentiles.windows(2).all(|w| w[0].us <= w[1].us), "monotone");
+        assert!(
+            s.percentiles.windows(2).all(|w| w[0].us <= w[1].us),
+            "monotone"
+        );
         assert_eq!(decode("not base64!"), None);
     }
 }

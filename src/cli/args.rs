@@ -45,6 +45,12 @@ pub enum Command {
         /// Also write the whole result as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write a self-contained HTML report with charts to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// No live progress on the terminal.
+        #[arg(long, short)]
+        quiet: bool,
         /// Keep the run's queue instead of deleting it.
         #[arg(long)]
         keep_queue: bool,
@@ -80,9 +86,24 @@ pub enum Command {
         /// Also write every cell's result as a JSON list to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also write a self-contained HTML report (grid and charts) to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// No live progress on the terminal.
+        #[arg(long, short)]
+        quiet: bool,
         /// The broker.
         #[command(flatten)]
         broker: BrokerArgs,
+    },
+    /// Print results written with --json side by side (and render them to HTML).
+    Report {
+        /// JSON files from `dlab run --json` or `dlab matrix --json`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write a self-contained HTML report to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Start a private RabbitMQ node under .dlab/ and print its URL.
     Up,
@@ -90,6 +111,8 @@ pub enum Command {
     Down,
     /// Show the node `dlab up` started.
     Status,
+    /// Print the JSON Schema of `--json` results.
+    Schema,
     /// A producer or consumer process (started by `dlab run`).
     #[command(hide = true)]
     Worker(WorkerArgs),

@@ -32,6 +32,8 @@ pub fn dispatch(command: Command) -> Result<i32> {
             file,
             set,
             json,
+            html,
+            quiet,
             keep_queue,
             broker,
         } => {
@@ -43,7 +45,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                     file.display()
                 ));
             }
-            let results = with_broker(&broker, |ctx| async move {
+            let results = with_broker(&broker, quiet, |ctx| async move {
                 let ctx = RunContext { keep_queue, ..ctx };
                 Ok(vec![runner::run(&plan, &ctx).await?])
             })?;
@@ -51,6 +53,12 @@ pub fn dispatch(command: Command) -> Result<i32> {
             table::write_run(&mut std::io::stdout().lock(), result)?;
             if let Some(path) = json {
                 report::write_json(&path, result)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if let Some(path) = html {
+                let page =
+                    report::html::render(&format!("dlab run: {}", result.scenario), &results, None);
+                std::fs::write(&path, page)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             Ok(if result.expectations_held {
@@ -64,6 +72,8 @@ pub fn dispatch(command: Command) -> Result<i32> {
             seed,
             rows,
             json,
+            html,
+            quiet,
             broker,
         } => {
             if messages < 20 {
@@ -87,7 +97,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 })
                 .collect();
             let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
-            let results = with_broker(&broker, |ctx| async move {
+            let results = with_broker(&broker, quiet, |ctx| async move {
                 let mut results = Vec::new();
                 for plan in &plans {
                     eprintln!("dlab matrix: running {}", plan.name);
@@ -96,6 +106,23 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 Ok(results)
             })?;
             print_matrix(&chosen, &cells, &results, messages)?;
+            if let Some(path) = html {
+                let grid = report::html::Grid {
+                    rows: chosen.iter().map(|r| r.label).collect(),
+                    columns: crate::policy::Guarantee::ALL
+                        .iter()
+                        .map(|g| g.name())
+                        .collect(),
+                    cells: cells
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.row.label, c.guarantee.name(), i))
+                        .collect(),
+                };
+                let page = report::html::render("dlab matrix", &results, Some(&grid));
+                std::fs::write(&path, page)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             if let Some(path) = json {
                 report::write_json(&path, &results)
                     .with_context(|| format!("cannot write {}", path.display()))?;
@@ -105,6 +132,35 @@ pub fn dispatch(command: Command) -> Result<i32> {
             } else {
                 EXIT_BROKEN
             })
+        }
+        Command::Report { files, html } => {
+            let mut results: Vec<RunResult> = Vec::new();
+            for f in &files {
+                let bytes =
+                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+                let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    anyhow!("{}:{}:{}: not JSON: {e}", f.display(), e.line(), e.column())
+                })?;
+                let list = if value.is_array() {
+                    value
+                } else {
+                    serde_json::Value::Array(vec![value])
+                };
+                let mut these: Vec<RunResult> = serde_json::from_value(list)
+                    .map_err(|e| anyhow!("{}: not a dlab result (from `dlab run --json` or `dlab matrix --json`): {e}", f.display()))?;
+                results.append(&mut these);
+            }
+            table::write_side_by_side(&mut std::io::stdout().lock(), &results)?;
+            if let Some(path) = html {
+                let page = report::html::render("dlab report", &results, None);
+                std::fs::write(&path, page)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Schema => {
+            println!("{}", report::json_schema());
+            Ok(EXIT_OK)
         }
         Command::Up => up(),
         Command::Down => down(),
@@ -131,7 +187,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Resolves the broker, runs `f` with a context for it, and stops any node
 /// started for this command, whatever `f` returned.
-fn with_broker<F, Fut>(args: &BrokerArgs, f: F) -> Result<Vec<RunResult>>
+fn with_broker<F, Fut>(args: &BrokerArgs, quiet: bool, f: F) -> Result<Vec<RunResult>>
 where
     F: FnOnce(RunContext) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunResult>>>,
@@ -143,6 +199,7 @@ where
             BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
         let ctx = RunContext {
             node: handle.node().cloned(),
+            progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             ..RunContext::new(handle.url(), &home)?
         };
         let out = f(ctx).await;

@@ -8,7 +8,7 @@ use super::Record;
 use serde::{Deserialize, Serialize};
 
 /// The counted outcome of a run. Field names are part of the JSON contract.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Counts {
     /// Messages the run meant to deliver.
     pub intended: u64,
@@ -49,7 +49,9 @@ pub struct Counts {
 }
 
 /// Whether each guarantee's promise held in this run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Verdicts {
     /// No message had two effects.
     pub at_most_once: bool,

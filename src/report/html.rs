@@ -23,14 +23,17 @@ pub struct Grid<'a> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:0.3em 0.6em;text-align:right}\
 th{background:#f0f0f0}td.label{text-align:left}.held{background:#c8f0c8}.broken{background:#f6c0c0}\
 section.run{border-top:2px solid #ddd;margin-top:2em;padding-top:1em}.charts{display:flex;flex-wrap:wrap;gap:1em}\
-svg.chart{border:1px solid #eee}#dlab-selfcheck{color:#888;font-size:small}";
+svg.chart{border:1px solid #eee}#dlab-selfcheck{color:#888;font-size:small;white-space:pre-wrap;word-break:break-all}";
 
 const SELFCHECK: &str = r#"(function(){var out={charts:[],errors:[]};
 window.addEventListener('error',function(e){out.errors.push(String(e.message));});
@@ -59,22 +62,35 @@ pub fn render(title: &str, results: &[RunResult], grid: Option<&Grid<'_>>) -> St
     for (i, r) in results.iter().enumerate() {
         h.push_str(&run_section(i, r));
     }
-    let _ = write!(h, "<pre id=\"dlab-selfcheck\"></pre><script>{SELFCHECK}</script></body></html>");
+    let _ = write!(
+        h,
+        "<pre id=\"dlab-selfcheck\"></pre><script>{SELFCHECK}</script></body></html>"
+    );
     h
 }
 
 fn promise_cell(r: &RunResult) -> (String, &'static str) {
     match &r.promise {
         Some(p) => (
-            format!("lost {} · dup {} · {}", r.counts.lost, r.counts.duplicates, if p.held { "held" } else { "BROKEN" }),
+            format!(
+                "lost {} · dup {} · {}",
+                r.counts.lost,
+                r.counts.duplicates,
+                if p.held { "held" } else { "BROKEN" }
+            ),
             if p.held { "held" } else { "broken" },
         ),
-        None => (format!("lost {} · dup {}", r.counts.lost, r.counts.duplicates), ""),
+        None => (
+            format!("lost {} · dup {}", r.counts.lost, r.counts.duplicates),
+            "",
+        ),
     }
 }
 
 fn grid_table(g: &Grid<'_>, results: &[RunResult]) -> String {
-    let mut h = String::from("<h2>Guarantee matrix</h2><table class=\"grid\"><tr><th>fault \\ guarantee</th>");
+    let mut h = String::from(
+        "<h2>Guarantee matrix</h2><table class=\"grid\"><tr><th>fault \\ guarantee</th>",
+    );
     for c in &g.columns {
         let _ = write!(h, "<th>{}</th>", esc(c));
     }
@@ -85,7 +101,11 @@ fn grid_table(g: &Grid<'_>, results: &[RunResult]) -> String {
             match g.cells.iter().find(|(r, c, _)| r == row && c == col) {
                 Some(&(_, _, i)) => {
                     let (text, class) = promise_cell(&results[i]);
-                    let _ = write!(h, "<td class=\"{class}\"><a href=\"#run-{i}\">{}</a></td>", esc(&text));
+                    let _ = write!(
+                        h,
+                        "<td class=\"{class}\"><a href=\"#run-{i}\">{}</a></td>",
+                        esc(&text)
+                    );
                 }
                 None => h.push_str("<td>not run</td>"),
             }
@@ -152,7 +172,13 @@ fn run_section(i: usize, r: &RunResult) -> String {
         c.intended, c.published, c.confirmed, c.in_doubt, c.deliveries, c.redelivered, c.effects, c.unique, c.duplicates, c.suppressed, c.lost, c.lost_after_confirm
     );
     let v = &r.verdicts;
-    let verdict = |name: &str, held: bool| format!("<td class=\"{}\">{name}: {}</td>", if held { "held" } else { "broken" }, if held { "held" } else { "broken" });
+    let verdict = |name: &str, held: bool| {
+        format!(
+            "<td class=\"{}\">{name}: {}</td>",
+            if held { "held" } else { "broken" },
+            if held { "held" } else { "broken" }
+        )
+    };
     let _ = write!(
         h,
         "<table><tr>{}{}{}</tr></table><p>steady throughput {:.0} effects/s; end-to-end p50 {} p99 {} ({} samples); drain {}</p>",
@@ -198,13 +224,20 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         let _ = root.fill(&WHITE);
         let chart = ChartBuilder::on(&root)
-            .caption("throughput (messages/s) with fault windows", ("sans-serif", 16))
+            .caption(
+                "throughput (messages/s) with fault windows",
+                ("sans-serif", 16),
+            )
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..x_max.max(0.1), 0f64..(y_max * 1.1).max(1.0));
         if let Ok(mut chart) = chart {
-            let _ = chart.configure_mesh().x_desc("seconds").y_desc("per second").draw();
+            let _ = chart
+                .configure_mesh()
+                .x_desc("seconds")
+                .y_desc("per second")
+                .draw();
             for f in &r.fault_timeline {
                 if let (Some(a), end) = (f.started_ms, f.ended_ms) {
                     let a = a as f64 / 1000.0;
@@ -217,7 +250,10 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
             }
             for t in r.timeline.iter().filter(|t| t.event.contains("aborted")) {
                 let x = t.at_ms as f64 / 1000.0;
-                let _ = chart.draw_series(LineSeries::new([(x, 0.0), (x, (y_max * 1.1).max(1.0))], RED.mix(0.6)));
+                let _ = chart.draw_series(LineSeries::new(
+                    [(x, 0.0), (x, (y_max * 1.1).max(1.0))],
+                    RED.mix(0.6),
+                ));
             }
             let series: [(&str, &Vec<u64>, RGBColor); 4] = [
                 ("sent", &s.sent, RGBColor(90, 90, 220)),
@@ -232,10 +268,16 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
                     .map(|(k, &c)| (k as f64 * s.bucket_ms as f64 / 1000.0, c as f64 * per_s))
                     .collect();
                 if let Ok(a) = chart.draw_series(LineSeries::new(points, color.stroke_width(2))) {
-                    a.label(name).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+                    a.label(name).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
                 }
             }
-            let _ = chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw();
+            let _ = chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw();
         }
         let _ = root.present();
     }
@@ -249,7 +291,11 @@ fn nines(q: f64) -> f64 {
 fn latency_svg(i: usize, r: &RunResult) -> String {
     let curves: [(&str, &LatencySummary, RGBColor); 2] = [
         ("end-to-end", &r.latency.end_to_end, RGBColor(40, 150, 60)),
-        ("publish-to-confirm", &r.latency.publish_to_confirm, RGBColor(40, 120, 200)),
+        (
+            "publish-to-confirm",
+            &r.latency.publish_to_confirm,
+            RGBColor(40, 120, 200),
+        ),
     ];
     let lo = curves
         .iter()
@@ -279,14 +325,23 @@ fn latency_svg(i: usize, r: &RunResult) -> String {
                 if l.samples == 0 {
                     continue;
                 }
-                let points: Vec<(f64, f64)> =
-                    l.percentiles.iter().map(|p| (nines(p.quantile), (p.us.max(1) as f64) / 1000.0)).collect();
+                let points: Vec<(f64, f64)> = l
+                    .percentiles
+                    .iter()
+                    .map(|p| (nines(p.quantile), (p.us.max(1) as f64) / 1000.0))
+                    .collect();
                 if let Ok(a) = chart.draw_series(LineSeries::new(points, color.stroke_width(2))) {
                     let label = format!("{name} ({} samples)", l.samples);
-                    a.label(label).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+                    a.label(label).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
                 }
             }
-            let _ = chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw();
+            let _ = chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw();
         }
         let _ = root.present();
     }
@@ -307,6 +362,9 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

@@ -2,15 +2,16 @@
 //! runner produces a [`RunResult`], renderers only read it.
 
 pub mod html;
+pub mod progress;
 mod result;
 mod series;
 pub mod table;
 
-pub use series::Series;
 pub use result::{
     describe_fault, Drain, ExpectationResult, Latency, Promise, Recount, RunResult, Settings,
     TimelineEntry,
 };
+pub use series::Series;
 
 use crate::ledger::Reconciliation;
 use crate::metrics::LatencySummary;
@@ -125,4 +126,11 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Resul
     let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
     std::fs::write(path, bytes)
+}
+
+/// The JSON Schema of a `--json` result (one run); `dlab matrix --json` writes
+/// a list of them. The committed copy is `schema/run-result.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(RunResult);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
 }

@@ -2,16 +2,16 @@
 //!
 //! Field names are a contract (`--json`): add fields, do not rename them.
 
+use super::Series;
 use crate::ledger::{Counts, Verdicts};
 use crate::metrics::LatencySummary;
-use super::Series;
 use crate::policy::Guarantee;
 use crate::runner::faults::FaultRecord;
 use crate::scenario::{Fault, Plan};
 use serde::{Deserialize, Serialize};
 
 /// One scenario run, reconciled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunResult {
     /// Scenario name.
     pub scenario: String,
@@ -73,7 +73,7 @@ pub struct RunResult {
 }
 
 /// The workload, as run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
     /// Intended messages.
     pub messages: u64,
@@ -121,7 +121,7 @@ pub fn describe_fault(f: &Fault) -> String {
 }
 
 /// A preset's promise and whether it held.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Promise {
     /// The preset.
     pub guarantee: String,
@@ -148,7 +148,7 @@ impl Promise {
 }
 
 /// One bound from `[expect]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExpectationResult {
     /// The key, e.g. `max_lost`.
     pub name: String,
@@ -161,7 +161,7 @@ pub struct ExpectationResult {
 }
 
 /// How the drain phase ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Drain {
     /// Whether the queue emptied and the consumers went idle before the timeout.
     pub completed: bool,
@@ -172,7 +172,7 @@ pub struct Drain {
 }
 
 /// Counts taken from the effect store with SQL, independently of the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Recount {
     /// `SELECT count(*) FROM effects`.
     pub effect_rows: u64,
@@ -181,7 +181,7 @@ pub struct Recount {
 }
 
 /// One moment of the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TimelineEntry {
     /// Milliseconds since the run started.
     pub at_ms: u64,
@@ -190,7 +190,7 @@ pub struct TimelineEntry {
 }
 
 /// Latency percentiles of a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
     /// Publish to broker confirm.
     pub publish_to_confirm: LatencySummary,

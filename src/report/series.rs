@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const BUCKET_MS: u64 = 100;
 
 /// Counts per bucket, from the start of the run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Series {
     /// Width of each bucket in milliseconds.
     pub bucket_ms: u64,
@@ -65,7 +65,12 @@ impl Series {
             .map(|v| v.len())
             .max()
             .unwrap_or(0);
-        for v in [&mut self.sent, &mut self.confirmed, &mut self.effects, &mut self.duplicates] {
+        for v in [
+            &mut self.sent,
+            &mut self.confirmed,
+            &mut self.effects,
+            &mut self.duplicates,
+        ] {
             v.resize(n, 0);
         }
     }
@@ -76,7 +81,9 @@ impl Series {
     pub fn steady_rate(&self) -> f64 {
         let first = self.effects.iter().position(|&n| n > 0);
         let last = self.effects.iter().rposition(|&n| n > 0);
-        let (Some(first), Some(last)) = (first, last) else { return 0.0 };
+        let (Some(first), Some(last)) = (first, last) else {
+            return 0.0;
+        };
         let span = last - first + 1;
         let (from, to) = if span < 10 {
             (first, last)
@@ -118,7 +125,11 @@ mod tests {
             }
         }
         s.finish();
-        assert!((s.steady_rate() - 500.0).abs() < 1e-9, "{}", s.steady_rate());
+        assert!(
+            (s.steady_rate() - 500.0).abs() < 1e-9,
+            "{}",
+            s.steady_rate()
+        );
         assert_eq!(Series::new().steady_rate(), 0.0);
     }
 }

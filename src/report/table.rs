@@ -137,8 +137,8 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "  speed     {:.0} effects/s over {:.2}s",
-        r.throughput_per_s, r.duration_s
+        "  speed     {:.0} effects/s over {:.2}s, {:.0} effects/s in the steady part",
+        r.throughput_per_s, r.duration_s, r.steady_throughput_per_s
     )?;
     writeln!(
         out,
@@ -231,5 +231,49 @@ pub fn write_matrix(
         }
         writeln!(out)?;
     }
+    Ok(())
+}
+
+/// Writes several runs side by side, one column each.
+pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Result<()> {
+    const KEY: usize = 26;
+    const COL: usize = 22;
+    let cut = |s: &str| s.chars().take(COL - 2).collect::<String>();
+    let row =
+        |out: &mut dyn Write, name: &str, f: &dyn Fn(&RunResult) -> String| -> io::Result<()> {
+            write!(out, "{name:<KEY$}")?;
+            for r in results {
+                write!(out, "{:<COL$}", cut(&f(r)))?;
+            }
+            writeln!(out)
+        };
+    row(out, "scenario", &|r| r.scenario.clone())?;
+    row(out, "transport", &|r| r.transport.clone())?;
+    row(out, "producer", &|r| r.producer.clone())?;
+    row(out, "consumer", &|r| r.consumer.clone())?;
+    row(out, "intended", &|r| r.counts.intended.to_string())?;
+    row(out, "published", &|r| r.counts.published.to_string())?;
+    row(out, "confirmed", &|r| r.counts.confirmed.to_string())?;
+    row(out, "in doubt", &|r| r.counts.in_doubt.to_string())?;
+    row(out, "effects", &|r| r.counts.effects.to_string())?;
+    row(out, "lost", &|r| r.counts.lost.to_string())?;
+    row(out, "duplicates", &|r| r.counts.duplicates.to_string())?;
+    row(out, "promise", &|r| {
+        r.promise
+            .as_ref()
+            .map_or("-".into(), |p| format!("{} {}", p.guarantee, held(p.held)))
+    })?;
+    row(out, "steady effects/s", &|r| {
+        format!("{:.0}", r.steady_throughput_per_s)
+    })?;
+    row(out, "end-to-end p50", &|r| ms(r.latency.end_to_end.p50_us))?;
+    row(out, "end-to-end p99", &|r| ms(r.latency.end_to_end.p99_us))?;
+    row(out, "end-to-end samples", &|r| {
+        r.latency.end_to_end.samples.to_string()
+    })?;
+    row(out, "confirm p99", &|r| {
+        ms(r.latency.publish_to_confirm.p99_us)
+    })?;
+    row(out, "faults", &|r| r.faults.len().to_string())?;
     Ok(())
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// Running totals of what workers reported, to show what a fault changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Tally {
     /// Publish attempts.
     pub published: u64,
@@ -48,7 +50,7 @@ impl Tally {
 }
 
 /// One occurrence of a fault in the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FaultRecord {
     /// Index of the fault in the scenario.
     pub fault: usize,
@@ -240,6 +242,16 @@ impl Driver {
                 _ => None,
             })
             .min()
+    }
+
+    /// What is active now, in words (for live progress).
+    pub fn active_names(&self) -> Vec<String> {
+        self.faults
+            .iter()
+            .zip(&self.active)
+            .filter(|(_, a)| a.is_some())
+            .map(|((_, f), _)| f.describe())
+            .collect()
     }
 
     /// Whether any fault is still active.

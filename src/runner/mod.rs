@@ -74,6 +74,8 @@ pub struct RunContext {
     /// Put the fault proxies in place even when no network fault is scheduled
     /// (to measure what the proxy costs).
     pub always_proxy: bool,
+    /// Show live progress on the terminal (stderr).
+    pub progress: bool,
 }
 
 impl RunContext {
@@ -90,6 +92,7 @@ impl RunContext {
             keep_queue: false,
             node: None,
             always_proxy: false,
+            progress: false,
         })
     }
 }
@@ -167,7 +170,8 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         ctx.node.clone(),
         std::time::Instant::now(),
     );
-    let outcome = supervise::supervise(plan, &launch, &mut inspector, &mut driver).await?;
+    let outcome =
+        supervise::supervise(plan, &launch, &mut inspector, &mut driver, ctx.progress).await?;
     drop(driver);
 
     let remaining = inspector.finish(ctx.keep_queue).await;
@@ -175,7 +179,13 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     let mut ledger = outcome.ledger;
     let mut series = outcome.series;
     let store = EffectStore::open(&store_path)?;
-    read_effects(&store, &run_id, &mut ledger, &mut series, outcome.start_wall_us)?;
+    read_effects(
+        &store,
+        &run_id,
+        &mut ledger,
+        &mut series,
+        outcome.start_wall_us,
+    )?;
     series.finish();
     let (effect_rows, distinct_message_ids) = store.recount()?;
     Ok(report::build(report::Inputs {

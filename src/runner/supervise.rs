@@ -12,6 +12,7 @@ use super::workers::{self, Launch, Report, Running, Slot};
 use super::RunError;
 use crate::ledger::{Event, Ledger};
 use crate::metrics;
+use crate::report::progress::Progress;
 use crate::report::{Series, TimelineEntry};
 use crate::scenario::Plan;
 use crate::worker::wire::WireEvent;
@@ -164,7 +165,8 @@ impl Supervisor<'_> {
             }
             WireEvent::Confirmed(s) => {
                 self.tally.confirmed += 1;
-                self.series.confirmed(self.start.elapsed().as_millis() as u64);
+                self.series
+                    .confirmed(self.start.elapsed().as_millis() as u64);
                 self.ledger.record(Event::Confirmed(s))
             }
             WireEvent::Nacked(s) => {
@@ -340,7 +342,9 @@ pub async fn supervise(
     launch: &Launch,
     inspector: &mut Inspector,
     driver: &mut Driver,
+    progress: bool,
 ) -> Result<Outcome, RunError> {
+    let bar = progress.then(|| Progress::new(&plan.name));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut sv = Supervisor {
         plan,
@@ -420,6 +424,9 @@ pub async fn supervise(
             }
             _ = tick.tick() => {
                 sv.restart_due()?;
+                if let Some(b) = &bar {
+                    b.update(&sv.tally, publish_start.elapsed(), driver.active_names());
+                }
                 let producing = !sv.producers_finished();
                 if producing && !watchdog_fired && Instant::now() >= produce_deadline {
                     watchdog_fired = true;
@@ -498,6 +505,9 @@ pub async fn supervise(
         t.saturating_duration_since(publish_start)
     });
     driver.finish(sv.tally).await;
+    if let Some(b) = bar {
+        b.finish();
+    }
     Ok(Outcome {
         ledger: sv.ledger,
         drained,

@@ -6,5 +6,6 @@ mod cli;
 mod faults;
 mod guarantees;
 mod node;
+mod report;
 mod smtp_proxy;
 mod support;

@@ -93,6 +93,7 @@ pub fn run(plan: &Plan) -> RunResult {
         keep_queue: false,
         node,
         always_proxy: false,
+        progress: false,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
