@@ -5,14 +5,16 @@
 //! and raw TCP bulk transfer to a local sink, direct and through the proxy.
 //! Prints throughputs and the ratios (target: at least 0.95). Nothing here is
 //! asserted; `cargo bench --bench proxy` runs it.
-//!
-//! The broker is `DLAB_AMQP_URL`, or a private node started for the benchmark.
 
+#[path = "common.rs"]
+mod common;
+
+use common::Bench;
 use dlab::proxy::Proxy;
-use dlab::runner::{self, RunContext};
+use dlab::runner;
 use dlab::scenario::{self, Override};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -61,28 +63,9 @@ fn main() {
         .build()
         .unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let home = std::env::temp_dir().join(format!("dlab-bench-{}", std::process::id()));
-    let (url, node) = match std::env::var("DLAB_AMQP_URL") {
-        Ok(u) => (u, None),
-        Err(_) => {
-            let state = rt
-                .block_on(dlab::broker::node::start(&home.join("node")))
-                .expect("a private node starts");
-            (state.url(), Some(state))
-        }
-    };
-    let messages = std::env::var("DLAB_BENCH_MESSAGES").unwrap_or_else(|_| "20000".into());
-    let overrides = [Override::parse(&format!("messages={messages}")).unwrap()];
+    let bench = Bench::start(&rt, "proxy");
+    let overrides = [Override::parse(&format!("messages={}", Bench::messages())).unwrap()];
     let plan = scenario::load(&root.join("scenarios/at-least-once.toml"), &overrides).unwrap();
-    let ctx = |always_proxy| RunContext {
-        amqp_url: url.clone(),
-        home: home.clone(),
-        worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
-        keep_queue: false,
-        node: None,
-        always_proxy,
-        progress: false,
-    };
     println!(
         "dlab bench proxy: {} messages of {} B, at-least-once, {ROUNDS} rounds each, best of each",
         plan.messages, plan.payload_bytes
@@ -91,18 +74,17 @@ fn main() {
     for _ in 0..ROUNDS {
         for (always, best) in [(false, &mut direct), (true, &mut proxied)] {
             let r = rt
-                .block_on(runner::run(&plan, &ctx(always)))
+                .block_on(runner::run(&plan, &bench.context(always)))
                 .expect("the run completes");
-            assert_eq!(r.counts.lost, 0);
-            *best = best.max(r.throughput_per_s);
+            assert_eq!(r.counts.lost, 0, "a benchmark run lost messages");
+            *best = best.max(r.steady_throughput_per_s);
         }
     }
-    println!("  AMQP end to end, direct        {direct:>10.0} msg/s");
+    println!("  AMQP end to end, direct        {direct:>10.0} msg/s (steady)");
     println!(
         "  AMQP end to end, via proxy     {proxied:>10.0} msg/s   ratio {:.3} (target >= 0.95)",
         proxied / direct
     );
-
     let (tcp_direct, tcp_proxied) = rt.block_on(async {
         let target = sink().await;
         let proxy = Proxy::start(target, 1).await.unwrap();
@@ -119,8 +101,4 @@ fn main() {
         "  TCP bulk, via proxy            {tcp_proxied:>10.0} MB/s   ratio {:.3}",
         tcp_proxied / tcp_direct
     );
-    if let Some(state) = node {
-        dlab::broker::node::stop(&state, Duration::from_secs(30));
-    }
-    let _ = std::fs::remove_dir_all(&home);
 }
