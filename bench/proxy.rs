@@ -10,7 +10,7 @@
 mod common;
 
 use common::Bench;
-use dlab::proxy::Proxy;
+use dlab::proxy::{Protocol, Proxy};
 use dlab::runner;
 use dlab::scenario::{self, Override};
 use std::path::Path;
@@ -87,7 +87,7 @@ fn main() {
     );
     let (tcp_direct, tcp_proxied) = rt.block_on(async {
         let target = sink().await;
-        let proxy = Proxy::start(target, 1).await.unwrap();
+        let proxy = Proxy::start(target, Protocol::Amqp, 1).await.unwrap();
         let bytes = 512 * 1024 * 1024;
         let (mut d, mut p) = (0f64, 0f64);
         for _ in 0..ROUNDS {

@@ -14,7 +14,7 @@ pub mod smtp_lines;
 mod stats;
 
 pub use pump::End;
-pub use settings::{Direction, DirectionFaults, LinkFaults};
+pub use settings::{Direction, DirectionFaults, LinkFaults, Protocol};
 pub use stats::{Stats, StatsSnapshot};
 
 use pump::PumpCtx;
@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 struct Shared {
     upstream: SocketAddr,
+    protocol: Protocol,
     faults: watch::Sender<LinkFaults>,
     confirm_armed: Arc<AtomicBool>,
     reply_lost_armed: Arc<AtomicBool>,
@@ -69,13 +70,19 @@ fn set_linger_zero(stream: &TcpStream) {
 }
 
 impl Proxy {
-    /// Listens on a free 127.0.0.1 port and forwards every connection to `upstream`.
-    pub async fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<Proxy> {
+    /// Listens on a free 127.0.0.1 port and forwards every connection to
+    /// `upstream`, which speaks `protocol`.
+    pub async fn start(
+        upstream: SocketAddr,
+        protocol: Protocol,
+        seed: u64,
+    ) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (faults, _) = watch::channel(LinkFaults::default());
         let shared = Arc::new(Shared {
             upstream,
+            protocol,
             faults,
             confirm_armed: Arc::new(AtomicBool::new(false)),
             reply_lost_armed: Arc::new(AtomicBool::new(false)),
@@ -167,6 +174,7 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
         .insert(id, cut_tx.clone());
     let ctx = |direction| PumpCtx {
         direction,
+        protocol: shared.protocol,
         faults: shared.faults.subscribe(),
         confirm_armed: shared.confirm_armed.clone(),
         reply_lost_armed: shared.reply_lost_armed.clone(),
@@ -223,7 +231,9 @@ mod tests {
 
     #[tokio::test]
     async fn forwards_byte_for_byte_over_real_sockets() {
-        let proxy = Proxy::start(echo_server().await, 1).await.unwrap();
+        let proxy = Proxy::start(echo_server().await, Protocol::Amqp, 1)
+            .await
+            .unwrap();
         let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let (mut r, mut w) = c.split();
@@ -240,7 +250,9 @@ mod tests {
 
     #[tokio::test]
     async fn down_refuses_and_cut_resets() {
-        let proxy = Proxy::start(echo_server().await, 1).await.unwrap();
+        let proxy = Proxy::start(echo_server().await, Protocol::Amqp, 1)
+            .await
+            .unwrap();
         let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
         c.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];

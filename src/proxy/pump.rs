@@ -8,7 +8,7 @@
 //! fault active a chunk is written as soon as it is read.
 
 use super::amqp_frames::{FrameScanner, CLASS_BASIC, METHOD_ACK};
-use super::settings::{Direction, DirectionFaults, LinkFaults};
+use super::settings::{Direction, DirectionFaults, LinkFaults, Protocol};
 use super::smtp_lines::DotScanner;
 use super::stats::Stats;
 use std::collections::VecDeque;
@@ -34,6 +34,8 @@ pub enum End {
 pub struct PumpCtx {
     /// Which way this pump moves bytes.
     pub direction: Direction,
+    /// What the link speaks.
+    pub protocol: Protocol,
     /// The link's fault settings.
     pub faults: watch::Receiver<LinkFaults>,
     /// Set by the link when a confirm-lost fault is armed; taken by the first pump that sees an ack.
@@ -52,7 +54,7 @@ pub struct PumpCtx {
     pub seed: u64,
 }
 
-const CHUNK: usize = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
 const MAX_QUEUED: usize = 64;
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -92,12 +94,19 @@ impl Pump<'_> {
         let mut data = chunk;
         let mut end = None;
         let mut dot_passes = false;
-        if self.ctx.direction == Direction::ToClient && self.ctx.dot_passed.load(Ordering::SeqCst) {
+        let (smtp, amqp) = (
+            self.ctx.protocol == Protocol::Smtp,
+            self.ctx.protocol == Protocol::Amqp,
+        );
+        if smtp
+            && self.ctx.direction == Direction::ToClient
+            && self.ctx.dot_passed.load(Ordering::SeqCst)
+        {
             // The server's reply to the final ".": it never reaches the client.
             Stats::add(&self.ctx.stats.frames_dropped, 1);
             return Err(End::CloseRst);
         }
-        if self.ctx.direction == Direction::ToServer {
+        if smtp && self.ctx.direction == Direction::ToServer {
             if let Some(&dot_end) = self.dots.scan(data).first() {
                 if self.ctx.reply_lost_armed.swap(false, Ordering::SeqCst) {
                     data = &data[..dot_end];
@@ -105,7 +114,7 @@ impl Pump<'_> {
                 }
             }
         }
-        if self.ctx.direction == Direction::ToClient {
+        if amqp && self.ctx.direction == Direction::ToClient {
             let frames = self.scanner.scan(data);
             if let Some(ack) = frames
                 .iter()
@@ -235,6 +244,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let ctx = PumpCtx {
             direction,
+            protocol: Protocol::Amqp,
             faults: frx,
             reply_lost_armed: Arc::new(AtomicBool::new(false)),
             dot_passed: Arc::new(AtomicBool::new(false)),

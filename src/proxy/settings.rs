@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+/// The protocol a link speaks, which decides the protocol points the proxy
+/// watches for (nothing else is parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// AMQP 0-9-1: the broker's frames are followed for confirm-lost.
+    Amqp,
+    /// SMTP: the client's lines are followed for reply-lost-after-dot.
+    Smtp,
+}
+
 /// Which way bytes flow through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {

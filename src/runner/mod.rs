@@ -19,7 +19,7 @@ use crate::broker::Node;
 use crate::effects::{EffectStore, EffectStoreError, Row};
 use crate::ledger::{Event, Ledger};
 use crate::message_id;
-use crate::proxy::Proxy;
+use crate::proxy::{Protocol, Proxy};
 use crate::report::{self, RunResult, Series};
 use crate::scenario::Plan;
 use std::path::PathBuf;
@@ -136,10 +136,10 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     }
     let (producer_url, consumer_url, links) = if plan.needs_proxy() || ctx.always_proxy {
         let upstream = broker_addr(&ctx.amqp_url).await?;
-        let producers = Proxy::start(upstream, plan.seed)
+        let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
             .await
             .map_err(RunError::io("cannot start the fault proxy"))?;
-        let consumers = Proxy::start(upstream, plan.seed ^ 1)
+        let consumers = Proxy::start(upstream, Protocol::Amqp, plan.seed ^ 1)
             .await
             .map_err(RunError::io("cannot start the fault proxy"))?;
         (

@@ -4,7 +4,7 @@
 //! know it.
 
 use crate::support::temp_dir;
-use dlab::proxy::Proxy;
+use dlab::proxy::{Protocol, Proxy};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,7 +34,9 @@ fn reply_lost_after_dot_leaves_the_message_with_the_server_and_the_client_in_dou
         assert!(Instant::now() < deadline, "smtp-sink listens");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let proxy = rt.block_on(Proxy::start(upstream, 1)).unwrap();
+    let proxy = rt
+        .block_on(Proxy::start(upstream, Protocol::Smtp, 1))
+        .unwrap();
     let _guard = rt.enter();
     let source = |messages: &str| {
         Command::new("/usr/sbin/smtp-source")
