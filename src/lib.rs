@@ -18,6 +18,7 @@ pub mod message_id;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod relay;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -6,6 +6,7 @@ mod cli;
 mod faults;
 mod guarantees;
 mod node;
+mod relay;
 mod report;
 mod smtp_proxy;
 mod support;

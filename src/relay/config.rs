@@ -1,0 +1,188 @@
+//! The private relay's Postfix configuration: `main.cf` and `master.cf` in
+//! its own `etc/`, and its entry in the system `main.cf`.
+
+use super::RelayError;
+use std::net::SocketAddr;
+use std::os::unix::fs::chown;
+use std::path::Path;
+
+fn write_file(path: &Path, text: &str) -> Result<(), RelayError> {
+    std::fs::write(path, text).map_err(|source| RelayError::Io {
+        what: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), RelayError> {
+    std::fs::create_dir_all(path).map_err(|source| RelayError::Io {
+        what: "cannot create",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn postfix_ids() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postfix:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+/// Writes `etc/main.cf` and `etc/master.cf` under `dir`, and the queue, data
+/// and log directories (data owned by `postfix`, as Postfix requires).
+pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayError> {
+    for sub in ["etc", "spool", "data", "log"] {
+        mkdir(&dir.join(sub))?;
+    }
+    if let Some((uid, gid)) = postfix_ids() {
+        let data = dir.join("data");
+        chown(&data, Some(uid), Some(gid)).map_err(|source| RelayError::Io {
+            what: "cannot chown",
+            path: data,
+            source,
+        })?;
+    }
+    let d = dir.display();
+    write_file(
+        &dir.join("etc").join("main.cf"),
+        &format!(
+            "# dlab: a private store-and-forward relay to {next_hop}\n\
+             compatibility_level = 3.6\n\
+             queue_directory = {d}/spool\n\
+             data_directory = {d}/data\n\
+             command_directory = /usr/sbin\n\
+             daemon_directory = /usr/lib/postfix/sbin\n\
+             meta_directory = /etc/postfix\n\
+             shlib_directory = /usr/lib/postfix\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             myhostname = relay.dlab.invalid\n\
+             mydomain = dlab.invalid\n\
+             mydestination =\n\
+             local_recipient_maps =\n\
+             alias_maps =\n\
+             alias_database =\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             mynetworks = 127.0.0.0/8\n\
+             relay_domains =\n\
+             relayhost = [{ip}]:{port}\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject\n\
+             smtputf8_enable = yes\n\
+             queue_run_delay = 1s\n\
+             minimal_backoff_time = 1s\n\
+             maximal_backoff_time = 4s\n\
+             smtp_connect_timeout = 5s\n\
+             maillog_file = {d}/log/postfix.log\n\
+             maillog_file_prefixes = {d}/log\n\
+             biff = no\n",
+            ip = next_hop.ip(),
+            port = next_hop.port(),
+        ),
+    )?;
+    write_file(
+        &dir.join("etc").join("master.cf"),
+        &format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n\
+             pickup unix n - n 60 1 pickup\n\
+             cleanup unix n - n - 0 cleanup\n\
+             qmgr unix n - n 300 1 qmgr\n\
+             rewrite unix - - n - - trivial-rewrite\n\
+             bounce unix - - n - 0 bounce\n\
+             defer unix - - n - 0 bounce\n\
+             trace unix - - n - 0 bounce\n\
+             verify unix - - n - 1 verify\n\
+             flush unix n - n 1000? 0 flush\n\
+             proxymap unix - - n - - proxymap\n\
+             smtp unix - - n - - smtp\n\
+             relay unix - - n - - smtp\n\
+             showq unix n - n - - showq\n\
+             error unix - - n - - error\n\
+             retry unix - - n - - error\n\
+             discard unix - - n - - discard\n\
+             anvil unix - - n - 1 anvil\n\
+             scache unix - - n - 1 scache\n\
+             postlog unix-dgram n - n - 1 postlogd\n"
+        ),
+    )
+}
+
+/// Adds `etc` to `alternate_config_directories` in the system `main.cf`
+/// (creating it if the package left none), keeping every other line.
+pub fn list_in_system_main_cf(main_cf: &Path, etc: &Path) -> Result<(), RelayError> {
+    edit_alternate_dirs(main_cf, etc, true)
+}
+
+/// Takes `etc` out of `alternate_config_directories` again.
+pub fn unlist_from_system_main_cf(main_cf: &Path, etc: &Path) -> Result<(), RelayError> {
+    edit_alternate_dirs(main_cf, etc, false)
+}
+
+fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<(), RelayError> {
+    let text = std::fs::read_to_string(main_cf).unwrap_or_default();
+    let entry = etc.display().to_string();
+    let mut found = false;
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("alternate_config_directories") {
+            found = true;
+            let list = rest.trim_start().strip_prefix('=').unwrap_or("").trim();
+            let mut dirs: Vec<&str> = list.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+            dirs.retain(|d| *d != entry.as_str());
+            if add {
+                dirs.push(&entry);
+            }
+            if !dirs.is_empty() {
+                lines.push(format!(
+                    "alternate_config_directories = {}",
+                    dirs.join(", ")
+                ));
+            }
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    if !found && add {
+        lines.push(format!("alternate_config_directories = {entry}"));
+    }
+    let new = lines.join("\n") + "\n";
+    if new != text {
+        write_file(main_cf, &new)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_main_cf_gains_the_directory_once_and_keeps_the_rest() {
+        let dir =
+            std::env::temp_dir().join(format!("dlab-maincf-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let main_cf = dir.join("main.cf");
+        std::fs::write(
+            &main_cf,
+            "myhostname = x\nalternate_config_directories = /a\n",
+        )
+        .unwrap();
+        list_in_system_main_cf(&main_cf, Path::new("/b/etc")).unwrap();
+        list_in_system_main_cf(&main_cf, Path::new("/b/etc")).unwrap();
+        let text = std::fs::read_to_string(&main_cf).unwrap();
+        assert_eq!(
+            text,
+            "myhostname = x\nalternate_config_directories = /a, /b/etc\n"
+        );
+        std::fs::remove_file(&main_cf).unwrap();
+        list_in_system_main_cf(&main_cf, Path::new("/c")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&main_cf).unwrap(),
+            "alternate_config_directories = /c\n"
+        );
+        unlist_from_system_main_cf(&main_cf, Path::new("/c")).unwrap();
+        assert_eq!(std::fs::read_to_string(&main_cf).unwrap(), "\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,190 @@
+//! The SMTP relay: a private Postfix instance that stores and forwards.
+//!
+//! Its own configuration, queue, data and log directories live under one
+//! directory of `.dlab/`; it listens on a free 127.0.0.1 port and relays every
+//! message to one next hop (the inbox) with retry times of seconds, so
+//! store-and-forward is visible in a run. Starting it needs root and Debian's
+//! `postfix` package (`scripts/install-deps`), and the directory listed in
+//! `alternate_config_directories` of `/etc/postfix/main.cf`, which
+//! [`Relay::start`] adds.
+//!
+//! Architecture invariant: dlab owns the relay's processes (`postfix -c DIR`
+//! start/stop, the master's pid for a kill) and reads its queue from disk.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The `postfix` command.
+pub const POSTFIX: &str = "/usr/sbin/postfix";
+/// The system main.cf that must list private configuration directories.
+pub const SYSTEM_MAIN_CF: &str = "/etc/postfix/main.cf";
+
+/// Why the relay could not be started or used.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Postfix is not installed.
+    #[error("Postfix is not installed ({POSTFIX} is missing). Try: `scripts/install-deps` (installs Debian's postfix package), or name a relay with --smtp-url")]
+    NotInstalled,
+    /// Not root.
+    #[error("the private Postfix relay needs root (it runs `postfix -c DIR start` and edits {SYSTEM_MAIN_CF}); run as root, or name a relay with --smtp-url")]
+    NotRoot,
+    /// A file could not be written.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What dlab was doing.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Postfix refused to start or did not listen.
+    #[error("the private Postfix relay in {dir} did not start: {detail} (log: {log})")]
+    Start {
+        /// Its directory.
+        dir: PathBuf,
+        /// What went wrong.
+        detail: String,
+        /// Its log file.
+        log: PathBuf,
+    },
+}
+
+/// A private Postfix relay.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    dir: PathBuf,
+    port: u16,
+    next_hop: SocketAddr,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RelayError {
+    let path = path.to_path_buf();
+    move |source| RelayError::Io { what, path, source }
+}
+
+impl Relay {
+    /// Starts a relay in `dir` (created if needed) that forwards everything to
+    /// `next_hop`, and waits until it accepts SMTP.
+    pub fn start(dir: &Path, next_hop: SocketAddr) -> Result<Relay, RelayError> {
+        if !Path::new(POSTFIX).exists() {
+            return Err(RelayError::NotInstalled);
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(RelayError::NotRoot);
+        }
+        let dir = std::path::absolute(dir).map_err(io("cannot resolve", dir))?;
+        let relay = Relay {
+            port: crate::broker::free_port(),
+            next_hop,
+            dir,
+        };
+        config::write(&relay.dir, relay.port, next_hop)?;
+        config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;
+        let out = Command::new(POSTFIX)
+            .arg("-c")
+            .arg(relay.etc())
+            .arg("start")
+            .output()
+            .map_err(io("cannot run", Path::new(POSTFIX)))?;
+        if !out.status.success() {
+            return Err(relay.start_error(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(relay.addr()).is_err() {
+            if Instant::now() >= deadline {
+                return Err(
+                    relay.start_error(format!("nothing listens on {} after 30s", relay.addr()))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(relay)
+    }
+
+    fn start_error(&self, detail: String) -> RelayError {
+        RelayError::Start {
+            dir: self.dir.clone(),
+            detail,
+            log: self.log(),
+        }
+    }
+
+    fn etc(&self) -> PathBuf {
+        self.dir.join("etc")
+    }
+
+    /// Where the relay accepts SMTP.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Where it forwards to.
+    pub fn next_hop(&self) -> SocketAddr {
+        self.next_hop
+    }
+
+    /// Its log file (`maillog_file`).
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("log").join("postfix.log")
+    }
+
+    /// Messages in its queue now (incoming, active, deferred, hold), read from disk.
+    pub fn queue_depth(&self) -> u64 {
+        ["incoming", "active", "deferred", "hold", "maildrop"]
+            .iter()
+            .map(|q| count_files(&self.dir.join("spool").join(q)))
+            .sum()
+    }
+
+    /// The pid of the Postfix master process, if it runs.
+    pub fn master_pid(&self) -> Option<u32> {
+        let text =
+            std::fs::read_to_string(self.dir.join("spool").join("pid").join("master.pid")).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        crate::broker::node::pid_alive(pid).then_some(pid)
+    }
+
+    /// Stops it gracefully (`postfix stop`); its queue stays on disk.
+    pub fn stop(&self) {
+        let _ = Command::new(POSTFIX)
+            .arg("-c")
+            .arg(self.etc())
+            .arg("stop")
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.master_pid().is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Relay {
+    /// Stops it, takes its directory out of the system `main.cf` and removes
+    /// its directory (queue included).
+    pub fn remove(self) {
+        self.stop();
+        let _ = config::unlist_from_system_main_cf(Path::new(SYSTEM_MAIN_CF), &self.etc());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn count_files(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            Ok(_) => 1,
+            Err(_) => 0,
+        })
+        .sum()
+}
