@@ -3,30 +3,9 @@
 //! while the next hop is down wait in the relay's queue and are all delivered
 //! once it is back.
 
-use crate::support::temp_dir;
+use crate::support::{files, smtp_sink, temp_dir, wait_for};
 use dlab::relay::Relay;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn sink(dumps: &Path, port: u16) -> Child {
-    let child = Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "nobody", "-d"])
-        .arg(format!("{}/", dumps.display()))
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("50")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Postfix's smtp-sink runs");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink listens");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
+use std::process::Command;
 
 fn send(relay: &Relay, messages: u32) {
     let out = Command::new("/usr/sbin/smtp-source")
@@ -47,24 +26,11 @@ fn send(relay: &Relay, messages: u32) {
     );
 }
 
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
 #[test]
 fn the_relay_keeps_what_it_accepted_while_the_next_hop_is_down_and_delivers_it_after() {
     let dumps = temp_dir("relay-sink");
-    std::fs::set_permissions(&dumps, std::fs::Permissions::from_mode(0o777)).unwrap();
     let port = dlab::broker::free_port();
-    let mut next_hop = sink(&dumps, port);
+    let mut next_hop = smtp_sink(&dumps, port);
     let relay = Relay::start(&temp_dir("relay"), ([127, 0, 0, 1], port).into())
         .expect("the private Postfix relay starts");
 
@@ -82,7 +48,7 @@ fn the_relay_keeps_what_it_accepted_while_the_next_hop_is_down_and_delivers_it_a
         "nothing reached the next hop while it was down"
     );
 
-    let mut next_hop = sink(&dumps, port);
+    let mut next_hop = smtp_sink(&dumps, port);
     wait_for("all 30 delivered and the queue empty", 60, || {
         files(&dumps) == 30 && relay.queue_depth() == 0
     });

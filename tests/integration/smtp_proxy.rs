@@ -3,37 +3,17 @@
 //! final "." is lost (RFC 1047): the sink has the message, the sender does not
 //! know it.
 
-use crate::support::temp_dir;
+use crate::support::{files, smtp_sink, temp_dir, wait_for};
 use dlab::proxy::{Protocol, Proxy};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
+use std::process::Command;
 
 #[test]
 fn reply_lost_after_dot_leaves_the_message_with_the_server_and_the_client_in_doubt() {
     let dumps = temp_dir("sink");
-    std::fs::set_permissions(&dumps, std::fs::Permissions::from_mode(0o777)).unwrap();
     let port = dlab::broker::free_port();
-    let mut sink = Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "nobody", "-d"])
-        .arg(format!("{}/", dumps.display()))
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("10")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Postfix's smtp-sink runs (scripts/install-deps installs postfix)");
+    let mut sink = smtp_sink(&dumps, port);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let upstream = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(upstream).is_err() {
-        assert!(Instant::now() < deadline, "smtp-sink listens");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let proxy = rt
         .block_on(Proxy::start(upstream, Protocol::Smtp, 1))
         .unwrap();
@@ -53,11 +33,7 @@ fn reply_lost_after_dot_leaves_the_message_with_the_server_and_the_client_in_dou
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while files(&dumps) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(files(&dumps), 2);
+    wait_for("two messages at the sink", 10, || files(&dumps) == 2);
 
     proxy.arm_reply_lost(true);
     let out = source("1");
@@ -66,11 +42,7 @@ fn reply_lost_after_dot_leaves_the_message_with_the_server_and_the_client_in_dou
         !out.status.success() || stderr.contains("lost"),
         "the sender saw its connection end without a reply: {stderr}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while files(&dumps) < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(files(&dumps), 3, "the server has the message");
+    wait_for("the server to have the message", 10, || files(&dumps) == 3);
     assert_eq!(
         proxy.stats().frames_dropped,
         1,

@@ -147,3 +147,46 @@ pub fn assert_agrees_with_effect_store(r: &RunResult) {
 pub fn crashed(r: &RunResult) -> bool {
     r.timeline.iter().any(|t| t.event.contains("aborted"))
 }
+
+/// Postfix's `smtp-sink` on 127.0.0.1:`port`, dumping every message it
+/// accepts into `dumps` (one file each); returns once it listens.
+pub fn smtp_sink(dumps: &Path, port: u16) -> std::process::Child {
+    use std::os::unix::fs::PermissionsExt;
+    // smtp-sink drops to `nobody`, which must be able to write the dumps.
+    std::fs::set_permissions(dumps, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let child = std::process::Command::new("/usr/sbin/smtp-sink")
+        .args(["-u", "nobody", "-d"])
+        .arg(format!("{}/", dumps.display()))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("50")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("Postfix's smtp-sink runs (scripts/install-deps installs postfix)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "smtp-sink listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// How many files a directory holds (messages smtp-sink dumped).
+pub fn files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Waits up to `secs` for `cond`, failing the test with `what` after that.
+pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
