@@ -23,4 +23,5 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod schedule;
+pub mod smtp;
 pub mod worker;

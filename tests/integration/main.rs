@@ -5,6 +5,7 @@
 mod cli;
 mod faults;
 mod guarantees;
+mod inbox;
 mod node;
 mod relay;
 mod report;

@@ -1,0 +1,326 @@
+//! The inbox: dlab's own SMTP server, playing the recipient's phone. Every
+//! message it accepts becomes an effect in the effect store, keyed by its
+//! Message-ID, before the 250 reply that tells the client (the relay) it may
+//! forget the message; with `idempotent`, a Message-ID already seen is
+//! accepted again with no second effect, in the same transaction.
+//!
+//! It advertises PIPELINING, 8BITMIME, SMTPUTF8 and SIZE after EHLO and
+//! records whether each message's text was valid UTF-8 and whether it was
+//! 7-bit. Lines are read one at a time (PIPELINING needs nothing more).
+
+use crate::effects::EffectStore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The largest message accepted (advertised as SIZE).
+pub const MAX_SIZE: usize = 10 * 1024 * 1024;
+const MAX_LINE: usize = 4096;
+
+/// Counters of what the inbox did.
+#[derive(Debug, Default)]
+pub struct InboxStats {
+    /// Connections accepted.
+    pub sessions: AtomicU64,
+    /// Messages accepted with a 250.
+    pub accepted: AtomicU64,
+    /// Messages whose Message-ID was seen before (idempotent mode: no effect).
+    pub suppressed: AtomicU64,
+    /// Messages without a Message-ID header.
+    pub without_id: AtomicU64,
+    /// Messages whose text was not valid UTF-8.
+    pub not_utf8: AtomicU64,
+    /// Messages with bytes above 127 (8-bit or UTF-8 text).
+    pub eight_bit: AtomicU64,
+}
+
+/// A running inbox.
+pub struct Inbox {
+    addr: SocketAddr,
+    stats: Arc<InboxStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Shared {
+    store: Mutex<EffectStore>,
+    idempotent: bool,
+    consumer: u32,
+    stats: Arc<InboxStats>,
+}
+
+impl Inbox {
+    /// Listens on `addr` (port 0: a free one) and records effects in the
+    /// effect store at `store`.
+    pub async fn start(
+        addr: SocketAddr,
+        store: &Path,
+        idempotent: bool,
+        consumer: u32,
+    ) -> std::io::Result<Inbox> {
+        let store = EffectStore::open(store).map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(InboxStats::default());
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            idempotent,
+            consumer,
+            stats: stats.clone(),
+        });
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(session(stream, shared.clone()));
+            }
+        });
+        Ok(Inbox { addr, stats, task })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &InboxStats {
+        &self.stats
+    }
+}
+
+/// The Message-ID of a message's header section, without angle brackets.
+pub fn message_id(message: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(message);
+    let mut lines = text.split("\r\n").peekable();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            return None;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("message-id") {
+            let mut value = value.trim().to_string();
+            while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+                value.push_str(next.trim());
+                lines.next();
+            }
+            let id = value
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
+            return (!id.is_empty()).then_some(id);
+        }
+    }
+    None
+}
+
+enum Step {
+    Reply(&'static str),
+    Data,
+    Quit,
+}
+
+fn command(line: &str, mail: &mut bool, rcpt: &mut bool) -> Step {
+    let verb = line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    match verb.as_str() {
+        "EHLO" => Step::Reply("250-inbox.dlab.invalid\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"),
+        "HELO" => Step::Reply("250 inbox.dlab.invalid\r\n"),
+        "MAIL" => {
+            *mail = true;
+            *rcpt = false;
+            Step::Reply("250 2.1.0 Ok\r\n")
+        }
+        "RCPT" if *mail => {
+            *rcpt = true;
+            Step::Reply("250 2.1.5 Ok\r\n")
+        }
+        "RCPT" => Step::Reply("503 5.5.1 Error: need MAIL command\r\n"),
+        "DATA" if *rcpt => Step::Data,
+        "DATA" => Step::Reply("503 5.5.1 Error: need RCPT command\r\n"),
+        "RSET" => {
+            *mail = false;
+            *rcpt = false;
+            Step::Reply("250 2.0.0 Ok\r\n")
+        }
+        "NOOP" => Step::Reply("250 2.0.0 Ok\r\n"),
+        "QUIT" => Step::Quit,
+        _ => Step::Reply("502 5.5.2 Error: command not recognized\r\n"),
+    }
+}
+
+async fn session(stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    if w.write_all(b"220 inbox.dlab.invalid ESMTP dlab inbox\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (mut mail, mut rcpt) = (false, false);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let reply = match command(text.trim_end(), &mut mail, &mut rcpt) {
+            Step::Reply(r) => r.to_string(),
+            Step::Quit => {
+                let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+                return;
+            }
+            Step::Data => {
+                if w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let Some(message) = read_data(&mut r).await else {
+                    return;
+                };
+                mail = false;
+                rcpt = false;
+                match accept(&shared, message).await {
+                    Ok(n) => format!("250 2.0.0 Ok: queued as {n}\r\n"),
+                    Err(e) => format!("451 4.3.0 Error: {e}\r\n"),
+                }
+            }
+        };
+        if w.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads message lines up to the final "." line, undoing dot-stuffing.
+async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).await.ok()? == 0 {
+            return None;
+        }
+        if line == b".\r\n" || line == b".\n" {
+            return Some(message);
+        }
+        let body = line.strip_prefix(b".").unwrap_or(&line);
+        if message.len() + body.len() <= MAX_SIZE {
+            message.extend_from_slice(body);
+        }
+    }
+}
+
+/// Applies the message's effect (one transaction) and returns a queue number.
+async fn accept(shared: &Arc<Shared>, message: Vec<u8>) -> Result<u64, String> {
+    let stats = &shared.stats;
+    if message.iter().any(|b| *b > 127) {
+        stats.eight_bit.fetch_add(1, Ordering::Relaxed);
+    }
+    if std::str::from_utf8(&message).is_err() {
+        stats.not_utf8.fetch_add(1, Ordering::Relaxed);
+    }
+    let id = message_id(&message).unwrap_or_else(|| {
+        stats.without_id.fetch_add(1, Ordering::Relaxed);
+        String::new()
+    });
+    let s = shared.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut store = s
+            .store
+            .lock()
+            .map_err(|_| "the effect store lock is poisoned".to_string())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut batch = store.batch(s.consumer).map_err(|e| e.to_string())?;
+        let applied = if s.idempotent {
+            batch.apply_once(&id, now)
+        } else {
+            batch.apply(&id, now).map(|_| true)
+        }
+        .map_err(|e| e.to_string())?;
+        batch.commit().map_err(|e| e.to_string())?;
+        Ok::<bool, String>(applied)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    if !applied {
+        stats.suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(stats.accepted.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// The default place for an inbox's effect store in a directory.
+pub fn store_in(dir: &Path) -> PathBuf {
+    dir.join("effects.sqlite")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_found_in_the_header_only() {
+        let m = b"From: a\r\nMessage-Id: <abc-1@x>\r\nSubject: s\r\n\r\nMessage-ID: <not-this>\r\n";
+        assert_eq!(message_id(m).as_deref(), Some("abc-1@x"));
+        let folded = b"message-id:\r\n <folded@x>\r\n\r\nbody\r\n";
+        assert_eq!(message_id(folded).as_deref(), Some("folded@x"));
+        assert_eq!(
+            message_id(b"Subject: none\r\n\r\nMessage-Id: <x>\r\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn commands_keep_the_transaction_order() {
+        let (mut mail, mut rcpt) = (false, false);
+        assert!(
+            matches!(command("DATA", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("503"))
+        );
+        assert!(
+            matches!(command("RCPT TO:<a@b>", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("503"))
+        );
+        assert!(
+            matches!(command("MAIL FROM:<a@b>", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("250"))
+        );
+        assert!(
+            matches!(command("rcpt to:<a@b>", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("250"))
+        );
+        assert!(matches!(command("DATA", &mut mail, &mut rcpt), Step::Data));
+        assert!(
+            matches!(command("EHLO x", &mut mail, &mut rcpt), Step::Reply(r) if r.contains("PIPELINING") && r.contains("SMTPUTF8"))
+        );
+        assert!(matches!(command("QUIT", &mut mail, &mut rcpt), Step::Quit));
+    }
+
+    #[tokio::test]
+    async fn dot_stuffing_is_undone_and_the_final_dot_ends_the_message() {
+        let data = b"a\r\n..b\r\n.\r\nMAIL";
+        let mut r = BufReader::new(&data[..]);
+        assert_eq!(read_data(&mut r).await.unwrap(), b"a\r\n.b\r\n");
+    }
+}

@@ -1,0 +1,155 @@
+//! dlab's inbox as a real SMTP peer: Postfix's `smtp-source` sends to it
+//! directly and through the private Postfix relay, and every accepted message
+//! is one effect in the effect store; the idempotent inbox suppresses a
+//! Message-ID it has seen.
+
+use crate::support::{temp_dir, wait_for};
+use dlab::effects::EffectStore;
+use dlab::relay::Relay;
+use dlab::smtp::inbox::Inbox;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn source(to: SocketAddr, messages: u32) {
+    let out = Command::new("/usr/sbin/smtp-source")
+        .args([
+            "-m",
+            &messages.to_string(),
+            "-s",
+            "2",
+            "-t",
+            "phone@dlab.invalid",
+            "-c",
+        ])
+        .arg(to.to_string())
+        .output()
+        .expect("Postfix's smtp-source runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rows(store: &Path) -> (u64, u64) {
+    EffectStore::open(store).unwrap().recount().unwrap()
+}
+
+fn new_store(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("effects.sqlite");
+    EffectStore::create(&path).unwrap();
+    path
+}
+
+#[test]
+fn every_message_smtp_source_sends_is_one_effect() {
+    let dir = temp_dir("inbox");
+    let store = new_store(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inbox = rt
+        .block_on(Inbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            &store,
+            false,
+            0,
+        ))
+        .unwrap();
+    source(inbox.addr(), 50);
+    assert_eq!(inbox.stats().accepted.load(Ordering::Relaxed), 50);
+    assert_eq!(
+        inbox.stats().without_id.load(Ordering::Relaxed),
+        0,
+        "smtp-source sends a Message-Id"
+    );
+    assert_eq!(rows(&store), (50, 50));
+}
+
+#[test]
+fn through_the_relay_a_downed_inbox_misses_nothing() {
+    let dir = temp_dir("inbox-relay");
+    let store = new_store(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = dlab::broker::free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let inbox = rt.block_on(Inbox::start(addr, &store, true, 0)).unwrap();
+    let relay = Relay::start(&dir.join("relay"), addr).expect("the private Postfix relay starts");
+    source(relay.addr(), 20);
+    wait_for("20 effects", 30, || rows(&store).0 == 20);
+
+    drop(inbox);
+    source(relay.addr(), 10);
+    wait_for("the relay to hold them", 15, || relay.queue_depth() >= 1);
+    assert_eq!(
+        rows(&store).0,
+        20,
+        "nothing is shown while the phone is off"
+    );
+
+    let _inbox = rt.block_on(Inbox::start(addr, &store, true, 0)).unwrap();
+    wait_for("all 30 shown and the relay's queue empty", 60, || {
+        rows(&store) == (30, 30) && relay.queue_depth() == 0
+    });
+    let log = std::fs::read_to_string(relay.log()).unwrap();
+    assert_eq!(
+        log.matches("status=sent").count(),
+        30,
+        "Postfix's log agrees"
+    );
+    relay.remove();
+}
+
+async fn send_raw(addr: SocketAddr, message_id: &str) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r).lines();
+    let mut last = String::new();
+    r.next_line().await.unwrap();
+    for cmd in [
+        "EHLO t\r\n",
+        "MAIL FROM:<a@t>\r\n",
+        "RCPT TO:<b@t>\r\n",
+        "DATA\r\n",
+    ] {
+        w.write_all(cmd.as_bytes()).await.unwrap();
+        loop {
+            last = r.next_line().await.unwrap().unwrap();
+            if last.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+    }
+    assert!(last.starts_with("354"), "{last}");
+    let body = format!("Message-ID: <{message_id}>\r\nSubject: café\r\n\r\nBonjour, ça va ?\r\n..\r\n.\r\nQUIT\r\n");
+    w.write_all(body.as_bytes()).await.unwrap();
+    r.next_line().await.unwrap().unwrap()
+}
+
+#[test]
+fn the_idempotent_inbox_shows_a_message_id_once_and_takes_utf8() {
+    let dir = temp_dir("inbox-once");
+    let store = new_store(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inbox = rt
+        .block_on(Inbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            &store,
+            true,
+            0,
+        ))
+        .unwrap();
+    for _ in 0..2 {
+        let reply = rt.block_on(send_raw(inbox.addr(), "run-7@dlab"));
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    assert_eq!(rows(&store), (1, 1));
+    assert_eq!(inbox.stats().suppressed.load(Ordering::Relaxed), 1);
+    assert_eq!(inbox.stats().eight_bit.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        inbox.stats().not_utf8.load(Ordering::Relaxed),
+        0,
+        "the text arrived intact"
+    );
+}
