@@ -42,19 +42,81 @@ pub struct Inbox {
     addr: SocketAddr,
     stats: Arc<InboxStats>,
     task: tokio::task::JoinHandle<()>,
+    sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
+/// Dropping the inbox takes it down whole: the listener and every open
+/// session (a relay's cached connection must not outlive the phone).
 impl Drop for Inbox {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(sessions) = self.sessions.lock() {
+            for s in sessions.iter() {
+                s.abort();
+            }
+        }
     }
 }
 
+type Reply = tokio::sync::oneshot::Sender<Result<bool, String>>;
+
 struct Shared {
-    store: Mutex<EffectStore>,
+    writer: Mutex<std::sync::mpsc::Sender<(String, Reply)>>,
+    stats: Arc<InboxStats>,
+}
+
+/// The one thread that writes effects: it takes every message waiting and
+/// commits them in one transaction (group commit), then answers each, so
+/// every 250 still follows the commit that covers its message.
+fn writer(
+    mut store: EffectStore,
     idempotent: bool,
     consumer: u32,
-    stats: Arc<InboxStats>,
+) -> std::sync::mpsc::Sender<(String, Reply)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Reply)>();
+    std::thread::spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut pending = vec![first];
+            while pending.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(next) => pending.push(next),
+                    Err(_) => break,
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            let outcome = (|| {
+                let mut batch = store.batch(consumer).map_err(|e| e.to_string())?;
+                let mut applied = Vec::with_capacity(pending.len());
+                for (id, _) in &pending {
+                    applied.push(
+                        if idempotent {
+                            batch.apply_once(id, now)
+                        } else {
+                            batch.apply(id, now).map(|_| true)
+                        }
+                        .map_err(|e| e.to_string())?,
+                    );
+                }
+                batch.commit().map_err(|e| e.to_string())?;
+                Ok::<Vec<bool>, String>(applied)
+            })();
+            match outcome {
+                Ok(applied) => {
+                    for ((_, reply), a) in pending.into_iter().zip(applied) {
+                        let _ = reply.send(Ok(a));
+                    }
+                }
+                Err(e) => {
+                    for (_, reply) in pending {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    });
+    tx
 }
 
 impl Inbox {
@@ -71,18 +133,27 @@ impl Inbox {
         let addr = listener.local_addr()?;
         let stats = Arc::new(InboxStats::default());
         let shared = Arc::new(Shared {
-            store: Mutex::new(store),
-            idempotent,
-            consumer,
+            writer: Mutex::new(writer(store, idempotent, consumer)),
             stats: stats.clone(),
         });
+        let sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let open = sessions.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(session(stream, shared.clone()));
+                let handle = tokio::spawn(session(stream, shared.clone())).abort_handle();
+                if let Ok(mut open) = open.lock() {
+                    open.retain(|h| !h.is_finished());
+                    open.push(handle);
+                }
             }
         });
-        Ok(Inbox { addr, stats, task })
+        Ok(Inbox {
+            addr,
+            stats,
+            task,
+            sessions,
+        })
     }
 
     /// Where it listens.
@@ -164,17 +235,21 @@ fn command(line: &str, mail: &mut bool, rcpt: &mut bool) -> Step {
 
 async fn session(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
+    let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
-    if w.write_all(b"220 inbox.dlab.invalid ESMTP dlab inbox\r\n")
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let (mut mail, mut rcpt) = (false, false);
+    // Replies are written together while pipelined commands are waiting, and
+    // flushed when the client has nothing more in flight (PIPELINING).
+    let mut w = tokio::io::BufWriter::new(w);
     let mut line = Vec::new();
+    let (mut mail, mut rcpt) = (false, false);
+    let mut reply = String::from("220 inbox.dlab.invalid ESMTP dlab inbox\r\n");
     loop {
+        if w.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+        if r.buffer().is_empty() && w.flush().await.is_err() {
+            return;
+        }
         line.clear();
         match (&mut r)
             .take(MAX_LINE as u64)
@@ -185,16 +260,18 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
-        let reply = match command(text.trim_end(), &mut mail, &mut rcpt) {
+        reply = match command(text.trim_end(), &mut mail, &mut rcpt) {
             Step::Reply(r) => r.to_string(),
             Step::Quit => {
                 let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+                let _ = w.flush().await;
                 return;
             }
             Step::Data => {
                 if w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await
                     .is_err()
+                    || w.flush().await.is_err()
                 {
                     return;
                 }
@@ -209,9 +286,6 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                 }
             }
         };
-        if w.write_all(reply.as_bytes()).await.is_err() {
-            return;
-        }
     }
 }
 
@@ -234,7 +308,8 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<Vec<
     }
 }
 
-/// Applies the message's effect (one transaction) and returns a queue number.
+/// Applies the message's effect (committed with whatever else is waiting)
+/// and returns a queue number.
 async fn accept(shared: &Arc<Shared>, message: Vec<u8>) -> Result<u64, String> {
     let stats = &shared.stats;
     if message.iter().any(|b| *b > 127) {
@@ -247,27 +322,16 @@ async fn accept(shared: &Arc<Shared>, message: Vec<u8>) -> Result<u64, String> {
         stats.without_id.fetch_add(1, Ordering::Relaxed);
         String::new()
     });
-    let s = shared.clone();
-    let applied = tokio::task::spawn_blocking(move || {
-        let mut store = s
-            .store
-            .lock()
-            .map_err(|_| "the effect store lock is poisoned".to_string())?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
-        let mut batch = store.batch(s.consumer).map_err(|e| e.to_string())?;
-        let applied = if s.idempotent {
-            batch.apply_once(&id, now)
-        } else {
-            batch.apply(&id, now).map(|_| true)
-        }
-        .map_err(|e| e.to_string())?;
-        batch.commit().map_err(|e| e.to_string())?;
-        Ok::<bool, String>(applied)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shared
+        .writer
+        .lock()
+        .map_err(|_| "the effect writer is gone".to_string())?
+        .send((id, tx))
+        .map_err(|_| "the effect writer is gone".to_string())?;
+    let applied = rx
+        .await
+        .map_err(|_| "the effect writer is gone".to_string())??;
     if !applied {
         stats.suppressed.fetch_add(1, Ordering::Relaxed);
     }
