@@ -43,6 +43,7 @@ impl Bench {
             node: None,
             always_proxy,
             progress: false,
+            relay: dlab::runner::smtp::RelayTarget::Private,
         }
     }
 

@@ -5,12 +5,14 @@
 //! dlab's inbox (which commits an effect per message before its 250),
 //! alternated, best of each (target: inbox >= 1.0 of smtp-sink); then
 //! `smtp-source` into the private relay with dlab's inbox as the next hop,
-//! timed until every message is an effect. Nothing is asserted;
+//! timed until every message is an effect; and dlab's sender (mail-send, the
+//! same 4 sessions) into `smtp-sink` against `smtp-source` (target >= 0.8). Nothing is asserted;
 //! `cargo bench --bench smtp` runs it (as root, with Postfix installed).
 
 use dlab::effects::EffectStore;
 use dlab::relay::Relay;
 use dlab::smtp::inbox::Inbox;
+use dlab::smtp::sender::{send_all, SendPolicy};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,7 +84,23 @@ fn main() {
         to_sink = to_sink.max(source(sink_addr, messages));
         to_inbox = to_inbox.max(source(inbox.addr(), messages));
     }
+    let sessions: usize = SESSIONS.parse().unwrap();
+    let mut sender = 0f64;
+    for round in 0..ROUNDS {
+        let run = format!("bench{round}");
+        let start = Instant::now();
+        let r = rt.block_on(send_all(
+            sink_addr,
+            &run,
+            (0..messages).collect(),
+            sessions,
+            SendPolicy::SendOnce,
+        ));
+        assert_eq!(r.accepted, messages, "{r:?}");
+        sender = sender.max(messages as f64 / start.elapsed().as_secs_f64());
+    }
     println!("  smtp-source -> smtp-sink       {to_sink:>10.0} msg/s");
+    println!("  dlab sender -> smtp-sink       {sender:>10.0} msg/s   ratio to smtp-source {:.3} (target >= 0.8)", sender / to_sink);
     println!(
         "  smtp-source -> dlab inbox      {to_inbox:>10.0} msg/s   ratio {:.3} (target >= 1.0)",
         to_inbox / to_sink

@@ -16,6 +16,10 @@ pub enum ProducerPolicy {
     /// Publisher confirms with a bounded window in flight; republish on nack,
     /// confirm timeout or lost connection.
     ConfirmRetry,
+    /// SMTP: one attempt per message; a refusal or a lost reply is given up.
+    SendOnce,
+    /// SMTP: send again until a 2xx reply, also after a lost reply (RFC 1047).
+    Retry,
 }
 
 /// When a consumer acknowledges relative to the effect it applies.
@@ -64,11 +68,23 @@ impl Guarantee {
         }
     }
 
-    /// The preset whose policies are exactly these, if any.
+    /// The policies this preset stands for on the SMTP transport: the sender
+    /// sends once or retries, the inbox commits its effect before its 250
+    /// (ack-after-effect) or deduplicates by Message-ID (idempotent). The
+    /// relay in between always retries: SMTP has no auto-ack.
+    pub fn smtp_policies(self) -> (ProducerPolicy, ConsumerPolicy) {
+        match self {
+            Guarantee::AtMostOnce => (ProducerPolicy::SendOnce, ConsumerPolicy::AckAfterEffect),
+            Guarantee::AtLeastOnce => (ProducerPolicy::Retry, ConsumerPolicy::AckAfterEffect),
+            Guarantee::ExactlyOnce => (ProducerPolicy::Retry, ConsumerPolicy::Idempotent),
+        }
+    }
+
+    /// The preset whose policies are exactly these, if any (either transport).
     pub fn from_policies(producer: ProducerPolicy, consumer: ConsumerPolicy) -> Option<Guarantee> {
-        Guarantee::ALL
-            .into_iter()
-            .find(|g| g.policies() == (producer, consumer))
+        Guarantee::ALL.into_iter().find(|g| {
+            g.policies() == (producer, consumer) || g.smtp_policies() == (producer, consumer)
+        })
     }
 
     /// The kebab-case name used in scenario files and reports.
@@ -93,7 +109,14 @@ impl ProducerPolicy {
         match self {
             ProducerPolicy::FireAndForget => "fire-and-forget",
             ProducerPolicy::ConfirmRetry => "confirm-retry",
+            ProducerPolicy::SendOnce => "send-once",
+            ProducerPolicy::Retry => "retry",
         }
+    }
+
+    /// Whether this is an SMTP sender policy.
+    pub fn is_smtp(self) -> bool {
+        matches!(self, ProducerPolicy::SendOnce | ProducerPolicy::Retry)
     }
 }
 
@@ -130,6 +153,8 @@ mod tests {
     fn presets_round_trip_through_their_policies() {
         for g in Guarantee::ALL {
             let (p, c) = g.policies();
+            assert_eq!(Guarantee::from_policies(p, c), Some(g));
+            let (p, c) = g.smtp_policies();
             assert_eq!(Guarantee::from_policies(p, c), Some(g));
         }
         assert_eq!(

@@ -252,8 +252,10 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
     // What an earlier process of this producer settled is not published again:
     // confirmed messages under confirm-retry, sent ones under fire-and-forget.
     let done = match plan.producer {
-        ProducerPolicy::FireAndForget => recovered.sent,
-        ProducerPolicy::ConfirmRetry => recovered.confirmed,
+        // (The SMTP policies never reach an AMQP producer: the plan rejects
+        // them; they are matched by what they share with the AMQP ones.)
+        ProducerPolicy::FireAndForget | ProducerPolicy::SendOnce => recovered.sent,
+        ProducerPolicy::ConfirmRetry | ProducerPolicy::Retry => recovered.confirmed,
     };
     if !done.is_empty() {
         emit.push(WireEvent::Note(format!(
@@ -270,10 +272,10 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
     let payload = payload(plan);
     let schedule = Schedule::new(plan, args.index, done);
     let code = match plan.producer {
-        ProducerPolicy::FireAndForget => {
+        ProducerPolicy::FireAndForget | ProducerPolicy::SendOnce => {
             fire_and_forget(args, plan, &payload, &mut out, schedule, stop).await
         }
-        ProducerPolicy::ConfirmRetry => {
+        ProducerPolicy::ConfirmRetry | ProducerPolicy::Retry => {
             confirm_retry(args, plan, &payload, &mut out, schedule, stop).await
         }
     };

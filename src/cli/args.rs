@@ -21,6 +21,13 @@ pub struct BrokerArgs {
     /// `dlab up` or starts a private node for this command.
     #[arg(long, env = "DLAB_AMQP_URL")]
     pub amqp_url: Option<String>,
+    /// SMTP runs: `smtp://HOST:PORT` of an existing relay that forwards to
+    /// dlab's inbox at --inbox-addr; without it dlab starts a private Postfix.
+    #[arg(long, env = "DLAB_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// With --smtp-url: where dlab's inbox listens (the relay's next hop).
+    #[arg(long, env = "DLAB_INBOX_ADDR", default_value = "127.0.0.1:2525")]
+    pub inbox_addr: std::net::SocketAddr,
 }
 
 /// Which rows of the matrix to run.

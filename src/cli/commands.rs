@@ -5,8 +5,9 @@ use super::{EXIT_BROKEN, EXIT_OK};
 use crate::broker::{self, BrokerHandle, NodeState};
 use crate::matrix;
 use crate::report::{self, table, RunResult};
+use crate::runner::smtp::RelayTarget;
 use crate::runner::{self, RunContext};
-use crate::scenario::{self, Override, Plan};
+use crate::scenario::{self, Override, Plan, Transport};
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
 
@@ -45,7 +46,8 @@ pub fn dispatch(command: Command) -> Result<i32> {
                     file.display()
                 ));
             }
-            let results = with_broker(&broker, quiet, |ctx| async move {
+            let amqp = plan.transport == Transport::Amqp;
+            let results = with_broker(&broker, quiet, amqp, |ctx| async move {
                 let ctx = RunContext { keep_queue, ..ctx };
                 Ok(vec![runner::run(&plan, &ctx).await?])
             })?;
@@ -97,7 +99,8 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 })
                 .collect();
             let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
-            let results = with_broker(&broker, quiet, |ctx| async move {
+            let amqp = plans.iter().any(|p| p.transport == Transport::Amqp);
+            let results = with_broker(&broker, quiet, amqp, |ctx| async move {
                 let mut results = Vec::new();
                 for plan in &plans {
                     eprintln!("dlab matrix: running {}", plan.name);
@@ -185,27 +188,60 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Resolves the broker, runs `f` with a context for it, and stops any node
-/// started for this command, whatever `f` returned.
-fn with_broker<F, Fut>(args: &BrokerArgs, quiet: bool, f: F) -> Result<Vec<RunResult>>
+/// Resolves the broker (when `amqp` runs need one) and the SMTP relay, runs
+/// `f` with a context for them, and stops any node started for this
+/// command, whatever `f` returned.
+fn with_broker<F, Fut>(args: &BrokerArgs, quiet: bool, amqp: bool, f: F) -> Result<Vec<RunResult>>
 where
     F: FnOnce(RunContext) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunResult>>>,
 {
+    let relay = match &args.smtp_url {
+        None => RelayTarget::Private,
+        Some(url) => RelayTarget::External {
+            relay: smtp_addr(url)?,
+            inbox: args.inbox_addr,
+        },
+    };
     let rt = runtime()?;
     rt.block_on(async {
         let home = broker::home();
+        let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if !amqp {
+            let ctx = RunContext {
+                progress,
+                relay,
+                ..RunContext::new("", &home)?
+            };
+            return f(ctx).await;
+        }
         let handle =
             BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
         let ctx = RunContext {
             node: handle.node().cloned(),
-            progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            progress,
+            relay,
             ..RunContext::new(handle.url(), &home)?
         };
         let out = f(ctx).await;
         handle.shutdown();
         out
     })
+}
+
+/// The socket address of `smtp://HOST:PORT`.
+fn smtp_addr(url: &str) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.strip_prefix("smtp://").ok_or_else(|| {
+        anyhow!("--smtp-url {url}: expected smtp://HOST:PORT, e.g. smtp://127.0.0.1:25")
+    })?;
+    rest.trim_end_matches('/')
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            anyhow!("--smtp-url {url}: cannot resolve {rest}; expected smtp://HOST:PORT")
+        })
 }
 
 fn print_matrix(

@@ -74,6 +74,7 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
              minimal_backoff_time = 1s\n\
              maximal_backoff_time = 4s\n\
              smtp_connect_timeout = 5s\n\
+             smtp_data_done_timeout = 3s\n\
              maillog_file = {d}/log/postfix.log\n\
              maillog_file_prefixes = {d}/log\n\
              biff = no\n",

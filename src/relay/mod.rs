@@ -12,6 +12,7 @@
 //! start/stop, the master's pid for a kill) and reads its queue from disk.
 
 mod config;
+pub mod log;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,13 @@ impl Relay {
         };
         config::write(&relay.dir, relay.port, next_hop)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;
+        relay.launch()?;
+        Ok(relay)
+    }
+
+    /// `postfix start` on the written configuration; waits until it listens.
+    fn launch(&self) -> Result<(), RelayError> {
+        let relay = self;
         let out = Command::new(POSTFIX)
             .arg("-c")
             .arg(relay.etc())
@@ -105,7 +113,47 @@ impl Relay {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(relay)
+        Ok(())
+    }
+
+    /// SIGKILL to the master and every process of its group (smtpd, qmgr,
+    /// smtp...): no cleanup, as in a crash. The queue stays on disk.
+    pub fn kill(&self) {
+        if let Some(pid) = self.master_pid() {
+            // SAFETY: killpg has no memory preconditions; the master leads
+            // its own process group (it calls setsid).
+            unsafe {
+                libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.master_pid().is_some() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Starts the relay again on its configuration and queue (after
+    /// [`Relay::kill`] or [`Relay::stop`]).
+    pub fn relaunch(&self) -> Result<(), RelayError> {
+        self.launch()
+    }
+
+    /// Messages in its queue as `postqueue -j` lists them, or `None` when
+    /// Postfix cannot answer (not running).
+    pub fn postqueue_depth(&self) -> Option<u64> {
+        let out = Command::new("/usr/sbin/postqueue")
+            .arg("-c")
+            .arg(self.etc())
+            .arg("-j")
+            .output()
+            .ok()?;
+        out.status.success().then(|| {
+            out.stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| l.starts_with(b"{"))
+                .count() as u64
+        })
     }
 
     fn start_error(&self, detail: String) -> RelayError {
@@ -166,6 +214,18 @@ impl Relay {
 }
 
 impl Relay {
+    /// Its directory (configuration, queue, data, log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops it and takes its directory out of the system `main.cf`, keeping
+    /// its files (the log stays for anyone to recount).
+    pub fn retire(&self) {
+        self.stop();
+        let _ = config::unlist_from_system_main_cf(Path::new(SYSTEM_MAIN_CF), &self.etc());
+    }
+
     /// Stops it, takes its directory out of the system `main.cf` and removes
     /// its directory (queue included).
     pub fn remove(self) {

@@ -5,6 +5,8 @@ pub mod html;
 pub mod progress;
 mod result;
 mod series;
+mod smtp;
+mod smtp_text;
 pub mod table;
 
 pub use result::{
@@ -12,6 +14,7 @@ pub use result::{
     TimelineEntry,
 };
 pub use series::Series;
+pub use smtp::{QueueSample, RelayLogCount, SenderCounts, SmtpReport, TextCheck};
 
 use crate::ledger::Reconciliation;
 use crate::metrics::LatencySummary;
@@ -82,7 +85,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
     RunResult {
         scenario: i.plan.name.clone(),
         description: i.plan.description.clone(),
-        transport: "amqp".into(),
+        transport: i.plan.transport.name().into(),
         guarantee: i.plan.guarantee.map(|g| g.name().to_string()),
         producer: i.plan.producer.name().to_string(),
         consumer: i.plan.consumer.name().to_string(),
@@ -118,6 +121,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         },
         effect_store: i.effect_store.display().to_string(),
         notes: i.notes,
+        smtp: None,
     }
 }
 

@@ -17,7 +17,7 @@ pub struct RunResult {
     pub scenario: String,
     /// What it teaches.
     pub description: String,
-    /// `amqp`.
+    /// `amqp` or `smtp`.
     pub transport: String,
     /// The preset the policies form, if any.
     pub guarantee: Option<String>,
@@ -70,6 +70,10 @@ pub struct RunResult {
     pub effect_store: String,
     /// Notes the workers sent (lost connections, retries), first ones only.
     pub notes: Vec<String>,
+    /// SMTP runs: the relay, ESMTP, the relay's queue over time, the relay
+    /// log's own count, whether the text arrived intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<super::SmtpReport>,
 }
 
 /// The workload, as run.

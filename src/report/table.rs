@@ -58,7 +58,14 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         "  {} + {}{preset} over {}, broker {}",
         r.producer, r.consumer, r.transport, r.broker
     )?;
-    writeln!(
+    if r.smtp.is_some() {
+        writeln!(
+            out,
+            "  {} messages of {} B, {} sender session(s), one inbox",
+            s.messages, s.payload_bytes, s.producers
+        )?;
+    } else {
+        writeln!(
         out,
         "  {} messages of {} B, {} producer(s), {} consumer(s), prefetch {}, {} {} queue, {} messages",
         s.messages,
@@ -70,6 +77,7 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         s.queue_type,
         if s.persistent { "persistent" } else { "transient" },
     )?;
+    }
     for f in &r.faults {
         writeln!(out, "  fault: {f}")?;
     }
@@ -150,6 +158,9 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         "            {}",
         latency("publish-to-confirm", &r.latency.publish_to_confirm)
     )?;
+    if let Some(smtp) = &r.smtp {
+        super::smtp_text::write(out, smtp, r.counts.duplicates)?;
+    }
     for t in &r.timeline {
         writeln!(out, "  {:>7}ms  {}", t.at_ms, t.event)?;
     }

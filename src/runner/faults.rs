@@ -1,14 +1,17 @@
 //! The fault driver: starts and ends each scheduled occurrence of the
 //! runner-side faults (network faults through the proxies, broker process
-//! faults through the node) and records what each did.
+//! faults through the node, inbox and relay faults on an SMTP run) and
+//! records what each did.
 //!
 //! Crashes are not driven here: a crashing worker is told its crash point on
 //! its command line and aborts by itself.
 
 use crate::broker::Node;
 use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
-use crate::scenario::{Action, DirectionSpec, Fault, LinkSpec, NetEffect, Trigger};
+use crate::relay::Relay;
+use crate::scenario::{Action, DirectionSpec, Fault, InboxFault, LinkSpec, NetEffect, Trigger};
 use crate::schedule;
+use crate::smtp::inbox::{Inbox, Misbehaviour};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +109,14 @@ impl Links {
     }
 }
 
+/// What SMTP faults act on: the inbox, and the relay when dlab started it.
+pub struct SmtpTargets {
+    /// dlab's inbox.
+    pub inbox: Arc<Inbox>,
+    /// The private relay (None with an external one).
+    pub relay: Option<Arc<Relay>>,
+}
+
 struct Active {
     record: usize,
     until: Instant,
@@ -122,6 +133,7 @@ pub struct Driver {
     active: Vec<Option<Active>>,
     links: Option<Links>,
     node: Option<Arc<Node>>,
+    smtp: Option<SmtpTargets>,
     start: Instant,
     /// Every occurrence so far.
     pub records: Vec<FaultRecord>,
@@ -173,8 +185,13 @@ fn set_net(f: &mut LinkFaults, effect: NetEffect, on: bool) {
             }
         }
         NetEffect::Down => f.down = on,
-        NetEffect::Cut { .. } | NetEffect::ConfirmLost => {}
+        NetEffect::Cut { .. } | NetEffect::ConfirmLost | NetEffect::ReplyLostAfterDot => {}
     }
+}
+
+fn misbehave(inbox: &Inbox, how: Misbehaviour) -> Option<String> {
+    inbox.misbehave(Some(how));
+    None
 }
 
 impl Driver {
@@ -204,9 +221,16 @@ impl Driver {
             seed,
             links,
             node,
+            smtp: None,
             start,
             records: Vec::new(),
         }
+    }
+
+    /// The same driver acting on an SMTP run's inbox and relay.
+    pub fn with_smtp(mut self, targets: SmtpTargets) -> Driver {
+        self.smtp = Some(targets);
+        self
     }
 
     fn ms(&self, t: Instant) -> u64 {
@@ -217,7 +241,8 @@ impl Driver {
         self.links.as_ref().map(Links::stats).unwrap_or_default()
     }
 
-    /// Whether fault `i` is a confirm-lost that has done its cut (it ends then).
+    /// Whether fault `i` is a confirm-lost or reply-lost-after-dot that has
+    /// done its cut (it ends then).
     fn confirm_taken(&self, i: usize) -> bool {
         match (&self.faults[i].1.action, &self.links) {
             (
@@ -227,6 +252,13 @@ impl Driver {
                 },
                 Some(links),
             ) => links.of(*link).iter().all(|p| !p.confirm_lost_armed()),
+            (
+                Action::Net {
+                    link,
+                    effect: NetEffect::ReplyLostAfterDot,
+                },
+                Some(links),
+            ) => links.of(*link).iter().all(|p| !p.reply_lost_armed()),
             _ => false,
         }
     }
@@ -340,6 +372,7 @@ impl Driver {
                             p.cut_all(if rst { End::CloseRst } else { End::CloseFin });
                         }
                         NetEffect::ConfirmLost => p.arm_confirm_lost(true),
+                        NetEffect::ReplyLostAfterDot => p.arm_reply_lost(true),
                         e => p.set(|f| set_net(f, e, true)),
                     }
                 }
@@ -398,6 +431,43 @@ impl Driver {
                 ),
                 None => (Duration::ZERO, None, Some("no dlab-started node".into())),
             },
+            Action::Inbox { fault: how } => match &self.smtp {
+                Some(t) => {
+                    let note = match how {
+                        InboxFault::Down => {
+                            t.inbox.set_down(true).await.err().map(|e| e.to_string())
+                        }
+                        InboxFault::Tempfail => misbehave(&t.inbox, Misbehaviour::Tempfail),
+                        InboxFault::Slow => misbehave(&t.inbox, Misbehaviour::Slow),
+                        InboxFault::Hangup => misbehave(&t.inbox, Misbehaviour::Hangup),
+                    };
+                    (fault.duration, None, note)
+                }
+                None => (Duration::ZERO, None, Some("no inbox on this run".into())),
+            },
+            Action::RelayKill { restart_after } => {
+                match self.smtp.as_ref().and_then(|t| t.relay.clone()) {
+                    Some(relay) => {
+                        let task = tokio::spawn(async move {
+                            let r = relay.clone();
+                            tokio::task::spawn_blocking(move || r.kill())
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            tokio::time::sleep(restart_after).await;
+                            tokio::task::spawn_blocking(move || relay.relaunch())
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .map_err(|e| e.to_string())
+                        });
+                        (restart_after, Some(task), None)
+                    }
+                    None => (
+                        Duration::ZERO,
+                        None,
+                        Some("no dlab-started relay to kill".into()),
+                    ),
+                }
+            }
             Action::ConsumerCrash { .. } | Action::ProducerCrash { .. } => {
                 (Duration::ZERO, None, None)
             }
@@ -416,6 +486,7 @@ impl Driver {
                     for p in links.of(link) {
                         match effect {
                             NetEffect::ConfirmLost => p.arm_confirm_lost(false),
+                            NetEffect::ReplyLostAfterDot => p.arm_reply_lost(false),
                             NetEffect::Cut { .. } => {}
                             e => p.set(|f| set_net(f, e, false)),
                         }
@@ -430,6 +501,15 @@ impl Driver {
             Action::MemoryAlarm => {
                 if let Some(n) = &self.node {
                     note = n.set_memory_watermark(0.4).await.err();
+                }
+            }
+            Action::Inbox { fault: how } => {
+                if let Some(t) = &self.smtp {
+                    if how == InboxFault::Down {
+                        note = t.inbox.set_down(false).await.err().map(|e| e.to_string());
+                    } else {
+                        t.inbox.misbehave(None);
+                    }
                 }
             }
             _ => {}

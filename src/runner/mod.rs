@@ -11,6 +11,7 @@
 
 pub mod faults;
 mod inspect;
+pub mod smtp;
 mod supervise;
 pub mod workers;
 
@@ -21,7 +22,7 @@ use crate::ledger::{Event, Ledger};
 use crate::message_id;
 use crate::proxy::{Protocol, Proxy};
 use crate::report::{self, RunResult, Series};
-use crate::scenario::Plan;
+use crate::scenario::{Plan, Transport};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -49,6 +50,9 @@ pub enum RunError {
     /// The scenario needs something this broker cannot give.
     #[error("{0}")]
     Unsupported(String),
+    /// The SMTP relay could not be started.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
 }
 
 impl RunError {
@@ -76,6 +80,8 @@ pub struct RunContext {
     pub always_proxy: bool,
     /// Show live progress on the terminal (stderr).
     pub progress: bool,
+    /// SMTP runs: a private Postfix relay, or an external one.
+    pub relay: smtp::RelayTarget,
 }
 
 impl RunContext {
@@ -93,6 +99,7 @@ impl RunContext {
             node: None,
             always_proxy: false,
             progress: false,
+            relay: smtp::RelayTarget::Private,
         })
     }
 }
@@ -115,6 +122,9 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     )))?;
     let store_path = run_dir.join("effects.sqlite");
     EffectStore::create(&store_path)?;
+    if plan.transport == Transport::Smtp {
+        return smtp::run(plan, ctx, &run_id, &run_dir, &store_path).await;
+    }
 
     let queue = format!("dlab.{}.{run_id}", plan.name);
     let mut inspector =
@@ -185,6 +195,8 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         &mut ledger,
         &mut series,
         outcome.start_wall_us,
+        false,
+        &mut |_, _| {},
     )?;
     series.finish();
     let (effect_rows, distinct_message_ids) = store.recount()?;
@@ -230,23 +242,63 @@ async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
 }
 
 /// Feeds every effect-store row into the ledger, and the effects into the
-/// throughput series (a message's second effect is a duplicate).
+/// throughput series (a message's second effect is a duplicate);
+/// `first_effect` hears of each message's first effect and its time (µs
+/// since the Unix epoch). With `rows_are_deliveries` (SMTP: the inbox
+/// writes a row for every message it accepts), each row is also a delivery,
+/// and a message's later rows are redeliveries.
 fn read_effects(
     store: &EffectStore,
     run_id: &str,
     ledger: &mut Ledger,
     series: &mut Series,
     start_wall_us: i64,
+    rows_are_deliveries: bool,
+    first_effect: &mut dyn FnMut(u64, i64),
 ) -> Result<(), EffectStoreError> {
     store.scan(|id, row, at_us| match message_id::parse(run_id, id) {
-        Some(seq) => match row {
-            Row::Effect => {
-                let duplicate = ledger.get(seq).is_some_and(|r| r.effects > 0);
-                series.effect(((at_us - start_wall_us).max(0) / 1000) as u64, duplicate);
-                ledger.record(Event::Effect(seq));
-            }
-            Row::Suppressed => ledger.record(Event::Suppressed(seq)),
-        },
+        Some(seq) if rows_are_deliveries => {
+            let redelivered = ledger.get(seq).is_some_and(|r| r.deliveries > 0);
+            ledger.record(Event::Delivered { seq, redelivered });
+            row_into_ledger(
+                ledger,
+                series,
+                seq,
+                row,
+                at_us - start_wall_us,
+                first_effect,
+            );
+        }
+        Some(seq) => row_into_ledger(
+            ledger,
+            series,
+            seq,
+            row,
+            at_us - start_wall_us,
+            first_effect,
+        ),
         None => ledger.record_unexpected(),
     })
+}
+
+/// One effect-store row of message `seq`, `at_us` after the run's start.
+fn row_into_ledger(
+    ledger: &mut Ledger,
+    series: &mut Series,
+    seq: u64,
+    row: Row,
+    since_start_us: i64,
+    first_effect: &mut dyn FnMut(u64, i64),
+) {
+    match row {
+        Row::Effect => {
+            let duplicate = ledger.get(seq).is_some_and(|r| r.effects > 0);
+            if !duplicate {
+                first_effect(seq, since_start_us);
+            }
+            series.effect((since_start_us.max(0) / 1000) as u64, duplicate);
+            ledger.record(Event::Effect(seq));
+        }
+        Row::Suppressed => ledger.record(Event::Suppressed(seq)),
+    }
 }

@@ -70,6 +70,35 @@ pub enum NetEffect {
     },
     /// Cut a connection just before a broker confirm reaches the producer.
     ConfirmLost,
+    /// SMTP: cut a connection after a message's final "." reached the
+    /// server, instead of passing the server's reply (RFC 1047).
+    ReplyLostAfterDot,
+}
+
+/// What the inbox does wrong while an inbox fault is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InboxFault {
+    /// Not listening: connections are refused.
+    Down,
+    /// 451 after the final "." and no effect.
+    Tempfail,
+    /// The effect, then the reply later than the relay waits.
+    Slow,
+    /// The effect, then the connection closed without a reply.
+    Hangup,
+}
+
+impl InboxFault {
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            InboxFault::Down => "inbox-down",
+            InboxFault::Tempfail => "inbox-tempfail",
+            InboxFault::Slow => "inbox-slow",
+            InboxFault::Hangup => "inbox-hangup",
+        }
+    }
 }
 
 /// What a fault does.
@@ -114,6 +143,16 @@ pub enum Action {
     BrokerPause,
     /// The memory alarm for the duration.
     MemoryAlarm,
+    /// SMTP: the inbox misbehaves for the duration.
+    Inbox {
+        /// How.
+        fault: InboxFault,
+    },
+    /// SMTP: SIGKILL to the relay's processes, restart after a delay.
+    RelayKill {
+        /// Delay before the restart.
+        restart_after: Duration,
+    },
 }
 
 impl Action {
@@ -126,6 +165,11 @@ impl Action {
                 | Action::BrokerPause
                 | Action::MemoryAlarm
         )
+    }
+
+    /// Whether the runner must own the relay's processes for this fault.
+    pub fn needs_relay(&self) -> bool {
+        matches!(self, Action::RelayKill { .. })
     }
 
     /// Whether the fault goes through the proxy.
@@ -320,6 +364,15 @@ impl Fault {
             FaultKind::BrokerRestart => (Action::BrokerRestart, Duration::ZERO),
             FaultKind::BrokerPause => (Action::BrokerPause, needs_duration(duration)?),
             FaultKind::MemoryAlarm => (Action::MemoryAlarm, needs_duration(duration)?),
+            FaultKind::InboxDown => (Action::Inbox { fault: InboxFault::Down }, needs_duration(duration)?),
+            FaultKind::InboxTempfail => (Action::Inbox { fault: InboxFault::Tempfail }, needs_duration(duration)?),
+            FaultKind::InboxSlow => (Action::Inbox { fault: InboxFault::Slow }, needs_duration(duration)?),
+            FaultKind::InboxHangup => (Action::Inbox { fault: InboxFault::Hangup }, needs_duration(duration)?),
+            FaultKind::RelayKill => (Action::RelayKill { restart_after: restart_after.unwrap_or(Duration::from_secs(1)) }, Duration::ZERO),
+            FaultKind::ReplyLostAfterDot => {
+                let link = f.link.unwrap_or(LinkSpec::Producers);
+                (Action::Net { link, effect: NetEffect::ReplyLostAfterDot }, duration.unwrap_or(Duration::from_secs(10)))
+            }
         };
         Ok(Fault {
             action,
@@ -365,6 +418,8 @@ impl Fault {
             Action::BrokerRestart => "broker-restart".to_string(),
             Action::BrokerPause => "broker-pause (SIGSTOP)".to_string(),
             Action::MemoryAlarm => "memory-alarm".to_string(),
+            Action::Inbox { fault } => fault.name().to_string(),
+            Action::RelayKill { restart_after } => format!("relay-kill (SIGKILL, restart after {}ms)", restart_after.as_millis()),
         };
         format!("{what} {when}{lasting}{chance}")
     }
@@ -408,5 +463,6 @@ fn net_name(e: &NetEffect) -> String {
         NetEffect::Blackhole { ways } => format!("blackhole {}", ways_name(ways)),
         NetEffect::LimitData { ways, bytes } => format!("limit-data {bytes} B {}", ways_name(ways)),
         NetEffect::ConfirmLost => "confirm-lost".to_string(),
+        NetEffect::ReplyLostAfterDot => "reply-lost-after-dot".to_string(),
     }
 }

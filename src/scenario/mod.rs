@@ -12,7 +12,7 @@ mod plan;
 mod spec;
 
 pub use duration::parse_duration;
-pub use fault::{Action, Fault, NetEffect, Trigger};
+pub use fault::{Action, Fault, InboxFault, NetEffect, Trigger};
 pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
 pub use spec::{

@@ -154,13 +154,68 @@ fn duration(value: &Option<String>, default: Duration, path: &[&str]) -> Result<
     }
 }
 
+/// Policies and faults must belong to the scenario's transport.
+fn check_transport(
+    spec: &Spec,
+    transport: Transport,
+    producer: ProducerPolicy,
+    consumer: ConsumerPolicy,
+) -> Result<(), Invalid> {
+    let t = transport.name();
+    match transport {
+        Transport::Amqp if producer.is_smtp() => {
+            return Err(Invalid::at(
+                &["producer"],
+                format!("`{}` is an SMTP sender policy; expected fire-and-forget or confirm-retry with transport = \"amqp\"", producer.name()),
+            ))
+        }
+        Transport::Smtp if !producer.is_smtp() => {
+            return Err(Invalid::at(
+                &["producer"],
+                format!("`{}` is an AMQP policy; expected send-once or retry with transport = \"smtp\"", producer.name()),
+            ))
+        }
+        Transport::Smtp if !consumer.acks_after_effect() => {
+            return Err(Invalid::at(
+                &["consumer"],
+                format!("the inbox commits each effect before its 250; expected ack-after-effect or idempotent with transport = \"smtp\", not `{}`", consumer.name()),
+            ))
+        }
+        _ => {}
+    }
+    for (i, f) in spec.faults.iter().enumerate() {
+        let Some(kind) = f.kind else { continue };
+        let other = match transport {
+            Transport::Amqp if kind.smtp_only() => "smtp",
+            Transport::Smtp if kind.amqp_only() => "amqp",
+            _ => continue,
+        };
+        return Err(Invalid {
+            path: vec![
+                Segment::Key("faults".into()),
+                Segment::Index(i),
+                Segment::Key("kind".into()),
+            ],
+            message: format!(
+                "{} is a fault of the {other} transport; this scenario's transport is {t}",
+                kind.name()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Plan {
     /// Checks a spec and fills in defaults; `default_name` is used when the
     /// spec names none (the file stem).
     pub fn from_spec(spec: &Spec, default_name: &str) -> Result<Plan, Invalid> {
+        let transport = spec.transport.unwrap_or(Transport::Amqp);
         let (producer, consumer) = match (spec.guarantee, spec.producer, spec.consumer) {
             (Some(g), p, c) => {
-                let (gp, gc) = g.policies();
+                let (gp, gc) = match transport {
+                    Transport::Amqp => g.policies(),
+                    Transport::Smtp => g.smtp_policies(),
+                };
                 (p.unwrap_or(gp), c.unwrap_or(gc))
             }
             (None, Some(p), Some(c)) => (p, c),
@@ -171,6 +226,7 @@ impl Plan {
                 ))
             }
         };
+        check_transport(spec, transport, producer, consumer)?;
         let durable = spec.durable.unwrap_or(true);
         let queue_type = spec.queue_type.unwrap_or(QueueType::Classic);
         if queue_type == QueueType::Quorum && !durable {
@@ -216,7 +272,7 @@ impl Plan {
                 .clone()
                 .unwrap_or_else(|| default_name.to_string()),
             description: spec.description.clone().unwrap_or_default(),
-            transport: spec.transport.unwrap_or(Transport::Amqp),
+            transport,
             guarantee: Guarantee::from_policies(producer, consumer),
             producer,
             consumer,
@@ -281,6 +337,11 @@ impl Plan {
     /// Whether a fault needs the broker's process (a dlab-started node).
     pub fn needs_node(&self) -> bool {
         self.faults.iter().any(|f| f.action.needs_node())
+    }
+
+    /// Whether a fault needs the relay's processes (a dlab-started relay).
+    pub fn needs_relay(&self) -> bool {
+        self.faults.iter().any(|f| f.action.needs_relay())
     }
 
     /// Whether a fault goes through the proxy.

@@ -16,7 +16,7 @@ pub struct Spec {
     pub name: Option<String>,
     /// One or two sentences on what the scenario teaches.
     pub description: Option<String>,
-    /// `amqp` (the only transport so far).
+    /// `amqp` (RabbitMQ) or `smtp` (sender, Postfix relay, inbox).
     pub transport: Option<Transport>,
     /// A preset; `producer` / `consumer` override one side of it.
     pub guarantee: Option<Guarantee>,
@@ -66,6 +66,18 @@ pub struct Spec {
 pub enum Transport {
     /// AMQP 0-9-1 through RabbitMQ.
     Amqp,
+    /// SMTP: dlab's sender, a Postfix relay (store-and-forward), dlab's inbox.
+    Smtp,
+}
+
+impl Transport {
+    /// The name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Amqp => "amqp",
+            Transport::Smtp => "smtp",
+        }
+    }
 }
 
 /// RabbitMQ queue type.
@@ -120,6 +132,22 @@ pub enum FaultKind {
     BrokerPause,
     /// RabbitMQ's memory alarm blocks publishers for `duration`.
     MemoryAlarm,
+    /// SMTP: the inbox stops listening for `duration` (connections refused).
+    InboxDown,
+    /// SMTP: the inbox answers 451 (try again later) for `duration`.
+    InboxTempfail,
+    /// SMTP: for `duration`, the inbox applies the effect and then replies to
+    /// the final "." later than the relay waits.
+    InboxSlow,
+    /// SMTP: for `duration`, the inbox applies the effect and hangs up after
+    /// the final "." without replying.
+    InboxHangup,
+    /// SMTP: the relay's processes are killed with SIGKILL and the relay is
+    /// started again after `restart_after` (its disk queue survives).
+    RelayKill,
+    /// SMTP: the proxy between sender and relay lets a message's final "."
+    /// through and cuts the connection instead of passing the reply (RFC 1047).
+    ReplyLostAfterDot,
 }
 
 impl FaultKind {
@@ -140,7 +168,40 @@ impl FaultKind {
             FaultKind::BrokerRestart => "broker-restart",
             FaultKind::BrokerPause => "broker-pause",
             FaultKind::MemoryAlarm => "memory-alarm",
+            FaultKind::InboxDown => "inbox-down",
+            FaultKind::InboxTempfail => "inbox-tempfail",
+            FaultKind::InboxSlow => "inbox-slow",
+            FaultKind::InboxHangup => "inbox-hangup",
+            FaultKind::RelayKill => "relay-kill",
+            FaultKind::ReplyLostAfterDot => "reply-lost-after-dot",
         }
+    }
+
+    /// Whether the fault belongs to the SMTP transport only.
+    pub fn smtp_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::InboxDown
+                | FaultKind::InboxTempfail
+                | FaultKind::InboxSlow
+                | FaultKind::InboxHangup
+                | FaultKind::RelayKill
+                | FaultKind::ReplyLostAfterDot
+        )
+    }
+
+    /// Whether the fault belongs to the AMQP transport only.
+    pub fn amqp_only(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ConsumerCrash
+                | FaultKind::ProducerCrash
+                | FaultKind::ConfirmLost
+                | FaultKind::BrokerKill
+                | FaultKind::BrokerRestart
+                | FaultKind::BrokerPause
+                | FaultKind::MemoryAlarm
+        )
     }
 }
 
@@ -232,7 +293,7 @@ pub struct FaultSpec {
     pub probability: Option<f64>,
     /// Crashes: which worker (0-based); default 0.
     pub worker: Option<u64>,
-    /// Crashes and broker-kill: delay before the restart, e.g. "500ms".
+    /// Crashes, broker-kill and relay-kill: delay before the restart, e.g. "500ms".
     pub restart_after: Option<String>,
     /// Network faults: which connections (producers, consumers, both).
     pub link: Option<LinkSpec>,

@@ -35,13 +35,20 @@ pub struct InboxStats {
     pub not_utf8: AtomicU64,
     /// Messages with bytes above 127 (8-bit or UTF-8 text).
     pub eight_bit: AtomicU64,
+    /// Messages whose decoded text contained the expected text.
+    pub text_intact: AtomicU64,
+    /// Messages whose decoded text did not (mangled on the way).
+    pub text_mangled: AtomicU64,
+    /// Replies to a final "." withheld or refused by an inbox fault.
+    pub misbehaved: AtomicU64,
 }
 
 /// A running inbox.
 pub struct Inbox {
     addr: SocketAddr,
     stats: Arc<InboxStats>,
-    task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
@@ -49,20 +56,45 @@ pub struct Inbox {
 /// session (a relay's cached connection must not outlive the phone).
 impl Drop for Inbox {
     fn drop(&mut self) {
-        self.task.abort();
-        if let Ok(sessions) = self.sessions.lock() {
-            for s in sessions.iter() {
-                s.abort();
-            }
-        }
+        self.close();
     }
 }
+
+/// How the inbox answers while an inbox fault is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// 451 after the final "." and no effect.
+    Tempfail,
+    /// The effect, then the 250 after [`SLOW_REPLY`] (longer than the relay waits).
+    Slow,
+    /// The effect, then the connection closed without a reply.
+    Hangup,
+}
+
+/// How late a slow inbox replies: longer than the private relay's
+/// `smtp_data_done_timeout` (see [`crate::relay`]).
+pub const SLOW_REPLY: std::time::Duration = std::time::Duration::from_secs(6);
 
 type Reply = tokio::sync::oneshot::Sender<Result<bool, String>>;
 
 struct Shared {
     writer: Mutex<std::sync::mpsc::Sender<(String, Reply)>>,
     stats: Arc<InboxStats>,
+    /// 0: well behaved; else a [`Misbehaviour`] (see `misbehaviour`).
+    mode: std::sync::atomic::AtomicU8,
+    /// The text every message should carry, to check it arrived intact.
+    expect_text: Option<String>,
+}
+
+impl Shared {
+    fn misbehaviour(&self) -> Option<Misbehaviour> {
+        match self.mode.load(Ordering::SeqCst) {
+            1 => Some(Misbehaviour::Tempfail),
+            2 => Some(Misbehaviour::Slow),
+            3 => Some(Misbehaviour::Hangup),
+            _ => None,
+        }
+    }
 }
 
 /// The one thread that writes effects: it takes every message waiting and
@@ -128,6 +160,18 @@ impl Inbox {
         idempotent: bool,
         consumer: u32,
     ) -> std::io::Result<Inbox> {
+        Inbox::start_checking(addr, store, idempotent, consumer, None).await
+    }
+
+    /// Like [`Inbox::start`], and checks that every message's decoded text
+    /// contains `expect_text` (counted in [`InboxStats::text_intact`]).
+    pub async fn start_checking(
+        addr: SocketAddr,
+        store: &Path,
+        idempotent: bool,
+        consumer: u32,
+        expect_text: Option<String>,
+    ) -> std::io::Result<Inbox> {
         let store = EffectStore::open(store).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -135,9 +179,22 @@ impl Inbox {
         let shared = Arc::new(Shared {
             writer: Mutex::new(writer(store, idempotent, consumer)),
             stats: stats.clone(),
+            mode: Default::default(),
+            expect_text,
         });
-        let sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let open = sessions.clone();
+        let inbox = Inbox {
+            addr,
+            stats,
+            shared,
+            task: Mutex::new(None),
+            sessions: Arc::default(),
+        };
+        inbox.listen(listener);
+        Ok(inbox)
+    }
+
+    fn listen(&self, listener: TcpListener) {
+        let (shared, open) = (self.shared.clone(), self.sessions.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
@@ -148,12 +205,56 @@ impl Inbox {
                 }
             }
         });
-        Ok(Inbox {
-            addr,
-            stats,
-            task,
-            sessions,
-        })
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(task);
+        }
+    }
+
+    /// Stops listening and closes every open session.
+    fn close(&self) {
+        if let Some(t) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            t.abort();
+        }
+        if let Ok(mut sessions) = self.sessions.lock() {
+            for s in sessions.drain(..) {
+                s.abort();
+            }
+        }
+    }
+
+    /// Takes the inbox down (`true`: connections refused, open sessions
+    /// closed) or brings it back on the same address.
+    pub async fn set_down(&self, down: bool) -> std::io::Result<()> {
+        if down {
+            self.close();
+            return Ok(());
+        }
+        let running = self.task.lock().map(|t| t.is_some()).unwrap_or(false);
+        if !running {
+            // The port was just freed; another process may take it meanwhile,
+            // so retry briefly rather than fail at once.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let listener = loop {
+                match TcpListener::bind(self.addr).await {
+                    Ok(l) => break l,
+                    Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            };
+            self.listen(listener);
+        }
+        Ok(())
+    }
+
+    /// Makes the inbox misbehave (or behave again with `None`).
+    pub fn misbehave(&self, how: Option<Misbehaviour>) {
+        let mode = match how {
+            None => 0,
+            Some(Misbehaviour::Tempfail) => 1,
+            Some(Misbehaviour::Slow) => 2,
+            Some(Misbehaviour::Hangup) => 3,
+        };
+        self.shared.mode.store(mode, Ordering::SeqCst);
     }
 
     /// Where it listens.
@@ -280,9 +381,24 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                 };
                 mail = false;
                 rcpt = false;
-                match accept(&shared, message).await {
-                    Ok(n) => format!("250 2.0.0 Ok: queued as {n}\r\n"),
-                    Err(e) => format!("451 4.3.0 Error: {e}\r\n"),
+                let how = shared.misbehaviour();
+                if how.is_some() {
+                    shared.stats.misbehaved.fetch_add(1, Ordering::Relaxed);
+                }
+                if how == Some(Misbehaviour::Tempfail) {
+                    "451 4.3.2 dlab inbox: try again later\r\n".to_string()
+                } else {
+                    let reply = match accept(&shared, message).await {
+                        Ok(n) => format!("250 2.0.0 Ok: queued as {n}\r\n"),
+                        Err(e) => format!("451 4.3.0 Error: {e}\r\n"),
+                    };
+                    match how {
+                        // The effect is committed; the client never hears so.
+                        Some(Misbehaviour::Hangup) => return,
+                        Some(Misbehaviour::Slow) => tokio::time::sleep(SLOW_REPLY).await,
+                        _ => {}
+                    }
+                    reply
                 }
             }
         };
@@ -317,6 +433,16 @@ async fn accept(shared: &Arc<Shared>, message: Vec<u8>) -> Result<u64, String> {
     }
     if std::str::from_utf8(&message).is_err() {
         stats.not_utf8.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(expected) = &shared.expect_text {
+        let intact = super::body::decoded_text(&message)
+            .is_some_and(|t| String::from_utf8_lossy(&t).contains(expected.as_str()));
+        if intact {
+            &stats.text_intact
+        } else {
+            &stats.text_mangled
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
     let id = message_id(&message).unwrap_or_else(|| {
         stats.without_id.fetch_add(1, Ordering::Relaxed);

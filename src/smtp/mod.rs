@@ -1,6 +1,10 @@
-//! The SMTP side: dlab's inbox (the recipient's phone as an SMTP server).
-//!
-//! Groundwork for the SMTP transport: the sender and the runner integration
-//! are not built yet; the private relay is [`crate::relay`].
+//! The SMTP side: dlab's sender (notifications as emails through
+//! `mail-send`), its inbox (the recipient's phone as an SMTP server), the
+//! decoding of a message's text, and what a server advertises after EHLO.
+//! The private relay between sender and inbox is [`crate::relay`]; an SMTP
+//! run is [`crate::runner::smtp`].
 
+pub mod body;
+pub mod ehlo;
 pub mod inbox;
+pub mod sender;

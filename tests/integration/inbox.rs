@@ -153,3 +153,69 @@ fn the_idempotent_inbox_shows_a_message_id_once_and_takes_utf8() {
         "the text arrived intact"
     );
 }
+
+#[test]
+fn the_sender_delivers_each_notification_once_with_its_message_id_through_the_relay() {
+    use dlab::smtp::sender::{send_all, SendPolicy};
+    let dir = temp_dir("sender");
+    let store = new_store(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inbox = rt
+        .block_on(Inbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            &store,
+            false,
+            0,
+        ))
+        .unwrap();
+    let run = dlab::message_id::new_run_id();
+
+    // Straight into the inbox.
+    let report = rt.block_on(send_all(
+        inbox.addr(),
+        &run,
+        (0..300).collect(),
+        2,
+        SendPolicy::Retry,
+    ));
+    assert_eq!(
+        (report.attempts, report.accepted, report.in_doubt),
+        (300, 300, 0)
+    );
+    assert_eq!(rows(&store), (300, 300));
+    assert_eq!(
+        inbox.stats().not_utf8.load(Ordering::Relaxed),
+        0,
+        "non-ASCII text arrived intact"
+    );
+    assert_eq!(
+        inbox.stats().eight_bit.load(Ordering::Relaxed),
+        0,
+        "mail-send encodes it as 7-bit MIME"
+    );
+
+    // Through the private Postfix relay.
+    let relay =
+        Relay::start(&dir.join("relay"), inbox.addr()).expect("the private Postfix relay starts");
+    let report = rt.block_on(send_all(
+        relay.addr(),
+        &run,
+        (300..400).collect(),
+        2,
+        SendPolicy::SendOnce,
+    ));
+    assert_eq!(report.accepted, 100);
+    wait_for("100 more effects", 60, || rows(&store) == (400, 400));
+    let mut ids = Vec::new();
+    EffectStore::open(&store)
+        .unwrap()
+        .scan(|id, _, _| ids.push(id.to_string()))
+        .unwrap();
+    let mut seqs: Vec<u64> = ids
+        .iter()
+        .map(|id| dlab::message_id::parse(&run, id).expect("our Message-ID"))
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..400).collect::<Vec<_>>());
+    relay.remove();
+}

@@ -94,6 +94,7 @@ pub fn run(plan: &Plan) -> RunResult {
         node,
         always_proxy: false,
         progress: false,
+        relay: dlab::runner::smtp::RelayTarget::Private,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,0 +1,84 @@
+//! The SMTP part of a result: what only an SMTP run has to say.
+
+use serde::{Deserialize, Serialize};
+
+/// What an SMTP run adds to its result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SmtpReport {
+    /// The relay and where its log is.
+    pub relay: String,
+    /// What the relay advertised after EHLO.
+    pub relay_advertised: Vec<String>,
+    /// What dlab's inbox advertised after EHLO.
+    pub inbox_advertised: Vec<String>,
+    /// What the sender saw.
+    pub sender: SenderCounts,
+    /// Whether the notifications' non-ASCII text arrived intact.
+    pub text: TextCheck,
+    /// The relay's queue depth over time.
+    pub relay_queue: Vec<QueueSample>,
+    /// Where the depth was read (`postqueue -j`, or the spool directories
+    /// while Postfix could not answer).
+    pub relay_queue_source: String,
+    /// The deepest the relay's queue was.
+    pub relay_queue_peak: u64,
+    /// Deliveries of this run's Message-IDs in the relay's own log (private relay).
+    pub relay_log: Option<RelayLogCount>,
+    /// SMTP sessions the inbox accepted.
+    pub inbox_sessions: u64,
+    /// Replies the inbox withheld, delayed or refused because of an inbox fault.
+    pub inbox_misbehaved: u64,
+}
+
+/// The sender's own counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SenderCounts {
+    /// DATA transactions started.
+    pub attempts: u64,
+    /// 2xx replies.
+    pub accepted: u64,
+    /// 4xx or 5xx replies.
+    pub refused: u64,
+    /// Replies that never came.
+    pub in_doubt: u64,
+    /// Messages given up on (send-once after a failure).
+    pub given_up: u64,
+}
+
+/// The check of the notification text at the inbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TextCheck {
+    /// The text every notification carries.
+    pub expected: String,
+    /// Messages whose decoded text contained it.
+    pub intact: u64,
+    /// Messages whose decoded text did not.
+    pub mangled: u64,
+    /// Messages with 8-bit bytes on the wire.
+    pub eight_bit: u64,
+}
+
+/// One reading of the relay's queue depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct QueueSample {
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    /// Messages in the relay's queue.
+    pub depth: u64,
+}
+
+/// The relay log's own count of deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RelayLogCount {
+    /// Message-IDs the log shows delivered.
+    pub messages: u64,
+    /// Deliveries: `status=sent`, plus deferrals Postfix marks "message may
+    /// be sent more than once".
+    pub deliveries: u64,
+    /// Deliveries beyond the first of each message.
+    pub duplicates: u64,
+    /// Of the deliveries, "may be sent more than once" deferrals.
+    pub maybe_twice: u64,
+    /// The log file.
+    pub log: String,
+}

@@ -1,0 +1,226 @@
+//! The sender: notifications as emails through `mail-send`, each with its
+//! message ID as the Message-ID, over N concurrent SMTP sessions with many
+//! messages per session.
+//!
+//! Policies: `send-once` makes one attempt per message and gives up on any
+//! failure; `retry` sends again until a 2xx reply, also after a lost reply
+//! (the message may then arrive twice: RFC 1047).
+
+use crate::message_id;
+use mail_send::mail_builder::MessageBuilder;
+use mail_send::SmtpClientBuilder;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the sender does when it does not get a 2xx reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendPolicy {
+    /// One attempt per message.
+    SendOnce,
+    /// Again until a 2xx reply.
+    Retry,
+}
+
+/// What happened to the messages sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Attempts (DATA transactions started).
+    pub attempts: u64,
+    /// Messages that got a 2xx reply.
+    pub accepted: u64,
+    /// Replies 4xx or 5xx.
+    pub refused: u64,
+    /// Attempts whose reply never came (connection lost, timeout): in doubt.
+    pub in_doubt: u64,
+    /// Messages given up on.
+    pub given_up: u64,
+}
+
+/// The text of a notification: non-ASCII on purpose, to see it arrive intact.
+pub const BODY: &str = "Votre colis est arrivé ☎ — ça sonne une fois.";
+
+fn message(run_id: &str, seq: u64) -> MessageBuilder<'static> {
+    MessageBuilder::new()
+        .from(("dlab", "notify@dlab.invalid"))
+        .to(("phone", "phone@dlab.invalid"))
+        .subject(format!("Notification {seq}"))
+        .message_id(message_id::format(run_id, seq))
+        .text_body(BODY)
+}
+
+/// What happened to one attempt, as the runner's ledger needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// A DATA transaction for the message started.
+    Attempt(u64),
+    /// The relay answered 2xx: it owns the message now.
+    Accepted(u64),
+    /// The relay answered 4xx or 5xx.
+    Refused(u64),
+    /// The reply never came (connection lost, timeout): in doubt.
+    InDoubt(u64),
+}
+
+/// How to send.
+#[derive(Debug, Clone, Copy)]
+pub struct SendOptions {
+    /// Concurrent SMTP sessions.
+    pub sessions: usize,
+    /// What to do without a 2xx reply.
+    pub policy: SendPolicy,
+    /// Messages per second across all sessions (0: as fast as possible).
+    pub rate: u64,
+}
+
+/// Where the sender reports each attempt, with the moment it happened.
+pub type Events = tokio::sync::mpsc::UnboundedSender<(Sent, std::time::Instant)>;
+
+/// Sends messages `seqs` of run `run_id` to `addr` over `sessions` sessions.
+pub async fn send_all(
+    addr: SocketAddr,
+    run_id: &str,
+    seqs: Vec<u64>,
+    sessions: usize,
+    policy: SendPolicy,
+) -> SendReport {
+    let options = SendOptions {
+        sessions,
+        policy,
+        rate: 0,
+    };
+    send(addr, run_id, seqs, options, None).await
+}
+
+/// Sends messages `seqs` as `options` say, reporting every attempt to `events`.
+pub async fn send(
+    addr: SocketAddr,
+    run_id: &str,
+    seqs: Vec<u64>,
+    options: SendOptions,
+    events: Option<Events>,
+) -> SendReport {
+    let queue = Arc::new(Mutex::new(VecDeque::from(seqs)));
+    let report = Arc::new(Mutex::new(SendReport::default()));
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..options.sessions.max(1) {
+        let s = Session {
+            addr,
+            run_id: run_id.to_string(),
+            queue: queue.clone(),
+            report: report.clone(),
+            options,
+            events: events.clone(),
+            start,
+        };
+        tasks.push(tokio::spawn(s.run()));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let r = report.lock().expect("not poisoned").clone();
+    r
+}
+
+struct Session {
+    addr: SocketAddr,
+    run_id: String,
+    queue: Arc<Mutex<VecDeque<u64>>>,
+    report: Arc<Mutex<SendReport>>,
+    options: SendOptions,
+    events: Option<Events>,
+    start: tokio::time::Instant,
+}
+
+impl Session {
+    fn event(&self, e: Sent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send((e, std::time::Instant::now()));
+        }
+    }
+
+    fn next(&self) -> Option<u64> {
+        self.queue.lock().expect("not poisoned").pop_front()
+    }
+
+    fn again(&self, seq: u64) {
+        self.queue.lock().expect("not poisoned").push_back(seq);
+    }
+
+    async fn run(self) {
+        let policy = self.options.policy;
+        let builder = match SmtpClientBuilder::new(self.addr.ip().to_string(), self.addr.port()) {
+            Ok(b) => b
+                .implicit_tls(false)
+                .helo_host("sender.dlab.invalid")
+                .timeout(Duration::from_secs(10)),
+            Err(_) => return,
+        };
+        let mut client = None;
+        let mut failures = 0u32;
+        while let Some(seq) = self.next() {
+            if self.options.rate > 0 {
+                // Message `seq` is due seq/rate seconds after the start.
+                let due = Duration::from_secs_f64(seq as f64 / self.options.rate as f64);
+                tokio::time::sleep_until(self.start + due).await;
+            }
+            if client.is_none() {
+                match builder.connect_plain().await {
+                    Ok(c) => {
+                        // Without this, Nagle's algorithm and delayed ACKs hold
+                        // every command of a session for tens of milliseconds.
+                        let _ = c.stream.set_nodelay(true);
+                        client = Some(c);
+                    }
+                    Err(_) => {
+                        failures += 1;
+                        if policy == SendPolicy::SendOnce || failures > 600 {
+                            self.report.lock().expect("not poisoned").given_up += 1;
+                        } else {
+                            self.again(seq);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let c = client.as_mut().expect("connected above");
+            self.report.lock().expect("not poisoned").attempts += 1;
+            self.event(Sent::Attempt(seq));
+            let outcome = c.send(message(&self.run_id, seq)).await;
+            let retry = match outcome {
+                Ok(_) => {
+                    failures = 0;
+                    self.report.lock().expect("not poisoned").accepted += 1;
+                    self.event(Sent::Accepted(seq));
+                    false
+                }
+                Err(mail_send::Error::UnexpectedReply(_)) => {
+                    self.report.lock().expect("not poisoned").refused += 1;
+                    self.event(Sent::Refused(seq));
+                    // The session may be mid-transaction; start clean.
+                    client = None;
+                    true
+                }
+                Err(_) => {
+                    self.report.lock().expect("not poisoned").in_doubt += 1;
+                    self.event(Sent::InDoubt(seq));
+                    client = None;
+                    true
+                }
+            };
+            if retry {
+                if policy == SendPolicy::Retry {
+                    self.again(seq);
+                } else {
+                    self.report.lock().expect("not poisoned").given_up += 1;
+                }
+            }
+        }
+        if let Some(c) = client {
+            let _ = c.quit().await;
+        }
+    }
+}
