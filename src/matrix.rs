@@ -5,10 +5,15 @@
 //! breaks its promise makes `dlab matrix` exit 1. Rows that need the
 //! broker's process (kill, pause, memory alarm) run only on a node dlab
 //! started itself.
+//!
+//! SMTP rows run the same presets through the Postfix relay. One cell is
+//! expected to break its preset's promise, and the grid shows it: across a
+//! store-and-forward relay there is no at-most-once, because the relay
+//! retries its next hop after a lost reply whatever the sender does.
 
 use crate::policy::Guarantee;
 use crate::scenario::{
-    CrashPoint, CutMode, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan, Spec,
+    CrashPoint, CutMode, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan, Spec, Transport,
 };
 
 /// One row of the grid: a fault (or none).
@@ -20,59 +25,95 @@ pub struct Row {
     pub key: &'static str,
     /// Whether the row belongs to the core matrix (consumer crashes).
     pub core: bool,
+    /// The transport the row runs over.
+    pub transport: Transport,
 }
 
 /// Every row, in the order of the grid.
-pub const ROWS: [Row; 10] = [
+pub const ROWS: [Row; 14] = [
     Row {
         label: "no fault",
         key: "no-fault",
         core: true,
+        transport: Transport::Amqp,
     },
     Row {
         label: "consumer crash before effect",
         key: "crash-before-effect",
         core: true,
+        transport: Transport::Amqp,
     },
     Row {
         label: "consumer crash after effect, before ack",
         key: "crash-after-effect",
         core: true,
+        transport: Transport::Amqp,
     },
     Row {
         label: "confirms lost on the way back",
         key: "confirm-lost",
         core: false,
+        transport: Transport::Amqp,
     },
     Row {
         label: "connection cut while publishing",
         key: "connection-cut",
         core: false,
+        transport: Transport::Amqp,
     },
     Row {
         label: "producer crash, confirms pending",
         key: "producer-crash",
         core: false,
+        transport: Transport::Amqp,
     },
     Row {
         label: "partition producers-broker 2s",
         key: "partition",
         core: false,
+        transport: Transport::Amqp,
     },
     Row {
         label: "broker paused (SIGSTOP) 2s",
         key: "broker-pause",
         core: false,
+        transport: Transport::Amqp,
     },
     Row {
         label: "broker kill -9 (durable, persistent)",
         key: "broker-kill",
         core: false,
+        transport: Transport::Amqp,
     },
     Row {
         label: "memory alarm blocks publishers",
         key: "memory-alarm",
         core: false,
+        transport: Transport::Amqp,
+    },
+    Row {
+        label: "smtp: no fault",
+        key: "smtp-no-fault",
+        core: true,
+        transport: Transport::Smtp,
+    },
+    Row {
+        label: "smtp: inbox hangs up after the dot",
+        key: "smtp-inbox-hangup",
+        core: true,
+        transport: Transport::Smtp,
+    },
+    Row {
+        label: "smtp: reply lost, sender to relay",
+        key: "smtp-reply-lost",
+        core: false,
+        transport: Transport::Smtp,
+    },
+    Row {
+        label: "smtp: inbox down 3s (store-and-forward)",
+        key: "smtp-inbox-down",
+        core: false,
+        transport: Transport::Smtp,
     },
 ];
 
@@ -97,7 +138,30 @@ fn fault(kind: FaultKind) -> FaultSpec {
 /// Fills in a row's fault and the workload changes it needs.
 fn apply_row(row: Row, spec: &mut Spec, messages: u64) {
     let quarter = (messages / 4).max(1);
+    if row.transport == Transport::Smtp {
+        spec.transport = Some(Transport::Smtp);
+        spec.producers = Some(4);
+        // Timed faults need a run that lasts: four seconds of sending.
+        if row.key == "smtp-inbox-hangup" || row.key == "smtp-inbox-down" {
+            spec.rate = Some(quarter);
+        }
+    }
     let f = match row.key {
+        "smtp-inbox-hangup" => FaultSpec {
+            at: Some("1s".into()),
+            duration: Some("1500ms".into()),
+            ..fault(FaultKind::InboxHangup)
+        },
+        "smtp-inbox-down" => FaultSpec {
+            at: Some("1s".into()),
+            duration: Some("3s".into()),
+            ..fault(FaultKind::InboxDown)
+        },
+        "smtp-reply-lost" => FaultSpec {
+            after: Some((messages / 5).max(1)),
+            every: Some(crate::scenario::EverySpec::Messages((messages / 5).max(1))),
+            ..fault(FaultKind::ReplyLostAfterDot)
+        },
         "crash-before-effect" | "crash-after-effect" => FaultSpec {
             point: Some(if row.key == "crash-before-effect" {
                 CrashPoint::BeforeEffect
@@ -176,6 +240,12 @@ pub fn plans(rows: &[Row], messages: u64, seed: u64) -> Vec<CellPlan> {
     for &row in rows {
         for guarantee in Guarantee::ALL {
             let expect = match guarantee {
+                // The relay retries its next hop: the phone rings twice.
+                Guarantee::AtMostOnce if row.key == "smtp-inbox-hangup" => ExpectSpec {
+                    max_lost: Some(0),
+                    min_duplicates: Some(1),
+                    ..ExpectSpec::default()
+                },
                 Guarantee::AtMostOnce => ExpectSpec {
                     max_duplicates: Some(0),
                     ..ExpectSpec::default()
@@ -243,5 +313,8 @@ mod tests {
             .unwrap();
         assert_eq!(crash.plan.crash_for_consumer(0).unwrap().1, 125);
         assert!(cells.iter().any(|c| c.plan.needs_node()));
+        for c in &cells {
+            assert_eq!(c.plan.transport, c.row.transport, "{}", c.row.key);
+        }
     }
 }

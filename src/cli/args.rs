@@ -30,6 +30,17 @@ pub struct BrokerArgs {
     pub inbox_addr: std::net::SocketAddr,
 }
 
+/// Which transports the matrix runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transports {
+    /// RabbitMQ only.
+    Amqp,
+    /// The Postfix relay only.
+    Smtp,
+    /// Both.
+    Both,
+}
+
 /// Which rows of the matrix to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Rows {
@@ -87,9 +98,12 @@ pub enum Command {
         /// Seed for every cell.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Which rows: `core` (no fault and consumer crashes) or `all`.
+        /// Which rows: `core` (no fault, consumer crashes, inbox hang-up) or `all`.
         #[arg(long, value_enum, default_value_t = Rows::All)]
         rows: Rows,
+        /// Which transports: `amqp`, `smtp` or `both`.
+        #[arg(long, value_enum, default_value_t = Transports::Both)]
+        transport: Transports,
         /// Also write every cell's result as a JSON list to this file.
         #[arg(long)]
         json: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! What each subcommand does, in terms of the library.
 
-use super::args::{BrokerArgs, Command, Rows};
+use super::args::{BrokerArgs, Command, Rows, Transports};
 use super::{EXIT_BROKEN, EXIT_OK};
 use crate::broker::{self, BrokerHandle, NodeState};
 use crate::matrix;
@@ -73,6 +73,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             messages,
             seed,
             rows,
+            transport,
             json,
             html,
             quiet,
@@ -87,6 +88,11 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 .iter()
                 .copied()
                 .filter(|r| rows == Rows::All || r.core)
+                .filter(|r| match transport {
+                    Transports::Both => true,
+                    Transports::Amqp => r.transport == Transport::Amqp,
+                    Transports::Smtp => r.transport == Transport::Smtp,
+                })
                 .collect();
             let cells: Vec<matrix::CellPlan> = matrix::plans(&chosen, messages, seed)
                 .into_iter()
@@ -252,12 +258,33 @@ fn print_matrix(
 ) -> Result<()> {
     let out = &mut std::io::stdout().lock();
     use std::io::Write;
-    let broker = results.first().map_or("", |r| r.broker.as_str());
+    let first = |t: &str| {
+        results
+            .iter()
+            .find(|r| r.transport == t)
+            .map(|r| r.broker.clone())
+    };
+    let via: Vec<String> = [
+        first("amqp").map(|b| format!("broker {b}")),
+        first("smtp").map(|_| "a private Postfix relay per SMTP cell".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     writeln!(
         out,
-        "\ndlab matrix: {messages} messages per cell, broker {broker}\n\
-         promise: at-most-once = no message twice; at-least-once = no message lost; exactly-once = both\n"
+        "\ndlab matrix: {messages} messages per cell, {}\n\
+         promise: at-most-once = no message twice; at-least-once = no message lost; exactly-once = both",
+        via.join("; ")
     )?;
+    if first("smtp").is_some() {
+        writeln!(
+            out,
+            "smtp: send-once / retry sender, inbox with ack-after-effect / idempotent; across a store-and-forward\n\
+             relay there is no at-most-once: the relay retries its next hop after a lost reply, whatever the sender does"
+        )?;
+    }
+    writeln!(out)?;
     let grid: Vec<table::Cell<'_>> = cells
         .iter()
         .zip(results)

@@ -171,6 +171,35 @@ mod tests {
     }
 
     #[test]
+    fn smtp_scenarios_take_smtp_policies_and_faults_only() {
+        let text = "transport = \"smtp\"\nguarantee = \"exactly-once\"\n";
+        let plan = parse(text, "s.toml", "s", &[]).unwrap();
+        assert_eq!(plan.producer, crate::policy::ProducerPolicy::Retry);
+        assert_eq!(plan.guarantee, Some(crate::policy::Guarantee::ExactlyOnce));
+        let text =
+            "transport = \"smtp\"\nproducer = \"confirm-retry\"\nconsumer = \"idempotent\"\n";
+        let err = parse(text, "s.toml", "s", &[]).unwrap_err();
+        assert_eq!(err.origin, "s.toml:2:1");
+        assert!(err.message.contains("send-once or retry"), "{err}");
+        let text = format!("transport = \"smtp\"\n{GOOD}");
+        let err = parse(&text, "s.toml", "s", &[]).unwrap_err();
+        assert_eq!(err.origin, "s.toml:6:1");
+        assert!(
+            err.message
+                .contains("consumer-crash is a fault of the amqp transport"),
+            "{err}"
+        );
+        let text = "guarantee = \"at-least-once\"\n[[faults]]\nkind = \"inbox-down\"\nat = \"1s\"\nduration = \"2s\"\n";
+        let err = parse(text, "s.toml", "s", &[]).unwrap_err();
+        assert_eq!(err.origin, "s.toml:3:1");
+        assert!(
+            err.message
+                .contains("inbox-down is a fault of the smtp transport"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn syntax_errors_have_a_position() {
         let err = parse("messages = \n", "s.toml", "s", &[]).unwrap_err();
         assert!(err.origin.starts_with("s.toml:1:"), "{err}");

@@ -188,6 +188,8 @@ fn matrix_prints_the_grid_and_writes_every_cell() {
             "matrix",
             "--rows",
             "core",
+            "--transport",
+            "amqp",
             "--messages",
             "400",
             "--amqp-url",

@@ -1,5 +1,6 @@
 //! Integration tests: every test talks to a real RabbitMQ broker (a private
-//! node dlab starts for this test binary, or `DLAB_AMQP_URL`), and worker
+//! node dlab starts for this test binary, or `DLAB_AMQP_URL`) or to a real
+//! private Postfix relay (root and the postfix package), and worker
 //! processes really abort.
 
 mod cli;
@@ -10,4 +11,5 @@ mod node;
 mod relay;
 mod report;
 mod smtp_proxy;
+mod smtp_runs;
 mod support;

@@ -100,6 +100,8 @@ fn the_html_report_of_a_real_matrix_renders_its_grid_and_charts_in_chromium() {
                 "matrix",
                 "--rows",
                 "core",
+                "--transport",
+                "amqp",
                 "--messages",
                 "300",
                 "-q",

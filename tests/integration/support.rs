@@ -80,7 +80,10 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 /// Runs a plan against the test broker, with workers from the dlab binary;
 /// plans with broker process faults run on the private node.
 pub fn run(plan: &Plan) -> RunResult {
-    let (url, node) = if plan.needs_node() {
+    let (url, node) = if plan.transport == dlab::scenario::Transport::Smtp {
+        // An SMTP run needs no broker: the relay and the inbox are its own.
+        (String::new(), None)
+    } else if plan.needs_node() {
         (node().state().url(), Some(node().clone()))
     } else {
         (broker_url(), None)
