@@ -11,6 +11,7 @@
 pub mod amqp;
 pub mod broker;
 pub mod cli;
+pub mod compare;
 pub mod effects;
 pub mod ledger;
 pub mod matrix;

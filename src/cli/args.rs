@@ -117,6 +117,39 @@ pub enum Command {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// One workload through AMQP and through SMTP side by side: throughput,
+    /// end-to-end latency, lost, duplicates, undisturbed and under a
+    /// downstream outage of the same length.
+    Compare {
+        /// Messages per run.
+        #[arg(long, default_value_t = 2000)]
+        messages: u64,
+        /// Messages per second (0: as fast as each transport goes).
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// The preset on both transports.
+        #[arg(long, default_value = "at-least-once", value_parser = parse_guarantee)]
+        guarantee: crate::policy::Guarantee,
+        /// How long the consumers (AMQP) and the inbox (SMTP) are unreachable,
+        /// e.g. "3s"; "0s" runs no outage.
+        #[arg(long, default_value = "3s")]
+        outage: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write the results as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write a self-contained HTML report to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// No live progress on the terminal.
+        #[arg(long, short)]
+        quiet: bool,
+        /// The broker and relay.
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
     /// Print results written with --json side by side (and render them to HTML).
     Report {
         /// JSON files from `dlab run --json` or `dlab matrix --json`.
@@ -137,4 +170,11 @@ pub enum Command {
     /// A producer or consumer process (started by `dlab run`).
     #[command(hide = true)]
     Worker(WorkerArgs),
+}
+
+fn parse_guarantee(text: &str) -> Result<crate::policy::Guarantee, String> {
+    crate::policy::Guarantee::ALL
+        .into_iter()
+        .find(|g| g.name() == text)
+        .ok_or_else(|| format!("expected at-most-once, at-least-once or exactly-once, not {text}"))
 }

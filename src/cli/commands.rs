@@ -9,6 +9,7 @@ use crate::runner::smtp::RelayTarget;
 use crate::runner::{self, RunContext};
 use crate::scenario::{self, Override, Plan, Transport};
 use anyhow::{anyhow, Context, Result};
+use std::io::Write;
 use std::path::Path;
 
 /// Runs one subcommand.
@@ -129,6 +130,56 @@ pub fn dispatch(command: Command) -> Result<i32> {
                         .collect(),
                 };
                 let page = report::html::render("dlab matrix", &results, Some(&grid));
+                std::fs::write(&path, page)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if let Some(path) = json {
+                report::write_json(&path, &results)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if results.iter().all(|r| r.expectations_held) {
+                EXIT_OK
+            } else {
+                EXIT_BROKEN
+            })
+        }
+        Command::Compare {
+            messages,
+            rate,
+            guarantee,
+            outage,
+            seed,
+            json,
+            html,
+            quiet,
+            broker,
+        } => {
+            let d =
+                scenario::parse_duration(&outage).map_err(|e| anyhow!("--outage {outage}: {e}"))?;
+            let plans = crate::compare::plans(&crate::compare::Workload {
+                messages,
+                rate,
+                guarantee,
+                outage: (!d.is_zero()).then_some(outage),
+                seed,
+            });
+            let results = with_broker(&broker, quiet, true, |ctx| async move {
+                let mut results = Vec::new();
+                for plan in &plans {
+                    eprintln!("dlab compare: running {}", plan.name);
+                    results.push(runner::run(plan, &ctx).await?);
+                }
+                Ok(results)
+            })?;
+            let out = &mut std::io::stdout().lock();
+            writeln!(
+                out,
+                "\ndlab compare: {messages} messages at {rate}/s, {guarantee}, AMQP (RabbitMQ) against SMTP (Postfix relay)\n"
+            )?;
+            table::write_side_by_side(out, &results)?;
+            table::write_outage_summary(out, &results)?;
+            if let Some(path) = html {
+                let page = report::html::render("dlab compare", &results, None);
                 std::fs::write(&path, page)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }

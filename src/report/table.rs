@@ -279,6 +279,7 @@ pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Res
     })?;
     row(out, "end-to-end p50", &|r| ms(r.latency.end_to_end.p50_us))?;
     row(out, "end-to-end p99", &|r| ms(r.latency.end_to_end.p99_us))?;
+    row(out, "end-to-end max", &|r| ms(r.latency.end_to_end.max_us))?;
     row(out, "end-to-end samples", &|r| {
         r.latency.end_to_end.samples.to_string()
     })?;
@@ -286,5 +287,43 @@ pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Res
         ms(r.latency.publish_to_confirm.p99_us)
     })?;
     row(out, "faults", &|r| r.faults.len().to_string())?;
+    if results.iter().any(|r| r.smtp.is_some()) {
+        row(out, "relay queue peak", &|r| {
+            r.smtp
+                .as_ref()
+                .map_or("-".into(), |s| s.relay_queue_peak.to_string())
+        })?;
+    }
+    Ok(())
+}
+
+/// For each run with a timed fault: what arrived while it lasted, how long
+/// after its end the downstream had caught up, and the worst latency.
+pub fn write_outage_summary(out: &mut dyn Write, results: &[RunResult]) -> io::Result<()> {
+    for r in results {
+        let Some(f) = r.fault_timeline.iter().find(|f| f.ended_ms > f.started_ms) else {
+            continue;
+        };
+        let (Some(start), Some(end)) = (f.started_ms, f.ended_ms) else {
+            continue;
+        };
+        let during = f.during.map_or(0, |t| t.delivered);
+        let caught_up = r
+            .series
+            .effects
+            .iter()
+            .rposition(|n| *n > 0)
+            .map(|last| (last as u64 + 1) * r.series.bucket_ms);
+        writeln!(
+            out,
+            "  {:<22} outage {}ms to {}ms: {} delivered during it; last effect at {}; end-to-end max {}",
+            r.scenario,
+            start,
+            end,
+            during,
+            caught_up.map_or("-".into(), |t| format!("{t}ms")),
+            ms(r.latency.end_to_end.max_us)
+        )?;
+    }
     Ok(())
 }

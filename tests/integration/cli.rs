@@ -249,3 +249,52 @@ fn broker_faults_refuse_an_external_broker_before_starting_anything() {
     );
     assert!(!home.join("runs").exists(), "nothing was started");
 }
+
+#[test]
+fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
+    let url = &broker_url();
+    let home = temp_dir("compare");
+    let json = home.join("compare.json");
+    let _guard = exclusive();
+    let out = dlab(&home)
+        .args([
+            "compare",
+            "--messages",
+            "600",
+            "--rate",
+            "300",
+            "--outage",
+            "1500ms",
+            "-q",
+            "--amqp-url",
+            url,
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = text(&out.stdout);
+    for label in [
+        "compare-amqp",
+        "compare-smtp-outage",
+        "relay queue peak",
+        "end-to-end p99",
+    ] {
+        assert!(stdout.contains(label), "{label} in {stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = v.as_array().unwrap();
+    let transports: Vec<&str> = runs
+        .iter()
+        .map(|r| r["transport"].as_str().unwrap())
+        .collect();
+    assert_eq!(transports, ["amqp", "smtp", "amqp", "smtp"]);
+    for r in runs {
+        assert_eq!(r["counts"]["lost"].as_u64(), Some(0), "{r}");
+        assert_eq!(r["counts"]["unique"].as_u64(), Some(600), "{r}");
+    }
+    // Under the outage the relay held the backlog on its disk queue.
+    assert!(runs[3]["smtp"]["relay_queue_peak"].as_u64().unwrap() > 0);
+    assert!(runs[3]["latency"]["end_to_end"]["max_us"].as_u64().unwrap() >= 1_000_000);
+}
