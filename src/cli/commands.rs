@@ -253,7 +253,9 @@ where
     F: FnOnce(RunContext) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunResult>>>,
 {
+    let up_relay = relay_dir(&broker::home());
     let relay = match &args.smtp_url {
+        None if crate::relay::Relay::attach(&up_relay).is_some() => RelayTarget::Up(up_relay),
         None => RelayTarget::Private,
         Some(url) => RelayTarget::External {
             relay: smtp_addr(url)?,
@@ -378,25 +380,58 @@ fn list(dir: &Path) -> Result<i32> {
     Ok(if broken { super::EXIT_USAGE } else { EXIT_OK })
 }
 
+/// Where `dlab up` keeps its Postfix relay.
+fn relay_dir(home: &Path) -> std::path::PathBuf {
+    home.join("relay")
+}
+
 fn up() -> Result<i32> {
-    let dir = broker::up_dir(&broker::home());
+    let home = broker::home();
+    let dir = broker::up_dir(&home);
     if let Some(state) = NodeState::load(&dir).filter(NodeState::alive) {
         println!("{}", state.url());
         eprintln!(
             "dlab: node {} already running (pid {})",
             state.node, state.pid
         );
-        return Ok(EXIT_OK);
+    } else {
+        let state = runtime()?.block_on(broker::node::start(&dir))?;
+        println!("{}", state.url());
+        eprintln!(
+            "dlab: node {} running (pid {}, data and logs in {}); `dlab down` stops it",
+            state.node,
+            state.pid,
+            state.dir.display()
+        );
     }
-    let state = runtime()?.block_on(broker::node::start(&dir))?;
-    println!("{}", state.url());
-    eprintln!(
-        "dlab: node {} running (pid {}, data and logs in {}); `dlab down` stops it",
-        state.node,
-        state.pid,
-        state.dir.display()
-    );
+    up_relay(&relay_dir(&home));
     Ok(EXIT_OK)
+}
+
+/// Starts the relay of `dlab up` (forwarding to a fixed inbox address that
+/// SMTP runs listen on), or says why it cannot: AMQP runs need no relay.
+fn up_relay(dir: &Path) {
+    use crate::relay::Relay;
+    if let Some(r) = Relay::attach(dir) {
+        println!("smtp://{}", r.addr());
+        eprintln!(
+            "dlab: relay already running (forwards to dlab's inbox at {})",
+            r.next_hop()
+        );
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let inbox = std::net::SocketAddr::from(([127, 0, 0, 1], broker::free_port()));
+    match Relay::start(dir, inbox) {
+        Ok(r) => {
+            println!("smtp://{}", r.addr());
+            eprintln!(
+                "dlab: Postfix relay running (queue and log in {}), forwarding to dlab's inbox at {inbox} during SMTP runs",
+                dir.display()
+            );
+        }
+        Err(e) => eprintln!("dlab: no SMTP relay: {e}"),
+    }
 }
 
 fn down() -> Result<i32> {
@@ -417,6 +452,11 @@ fn down() -> Result<i32> {
         }
         _ => eprintln!("dlab: no node running (nothing in {})", dir.display()),
     }
+    let relay = relay_dir(&broker::home());
+    if let Some(r) = crate::relay::Relay::attach(&relay) {
+        r.remove();
+        eprintln!("dlab: relay stopped and removed ({})", relay.display());
+    }
     Ok(EXIT_OK)
 }
 
@@ -431,6 +471,16 @@ fn status() -> Result<i32> {
                 state.pid,
                 state.dir.display()
             );
+            if let Some(r) = crate::relay::Relay::attach(&relay_dir(&broker::home())) {
+                println!(
+                    "running  smtp://{}  Postfix pid {}  queue {}  next hop {}  dir {}",
+                    r.addr(),
+                    r.master_pid().unwrap_or(0),
+                    r.postqueue_depth().unwrap_or_else(|| r.queue_depth()),
+                    r.next_hop(),
+                    r.dir().display()
+                );
+            }
             Ok(EXIT_OK)
         }
         _ => {

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 /// The `postfix` command.
 pub const POSTFIX: &str = "/usr/sbin/postfix";
+/// Where a relay's port and next hop are saved, in its directory.
+const STATE: &str = "relay.json";
+
 /// The system main.cf that must list private configuration directories.
 pub const SYSTEM_MAIN_CF: &str = "/etc/postfix/main.cf";
 
@@ -89,7 +92,22 @@ impl Relay {
         config::write(&relay.dir, relay.port, next_hop)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;
         relay.launch()?;
+        let saved = serde_json::json!({ "port": relay.port, "next_hop": next_hop.to_string() });
+        std::fs::write(relay.dir.join(STATE), saved.to_string())
+            .map_err(io("cannot write", &relay.dir.join(STATE)))?;
         Ok(relay)
+    }
+
+    /// The relay started in `dir` earlier (by `dlab up`), if it still runs.
+    pub fn attach(dir: &Path) -> Option<Relay> {
+        let text = std::fs::read_to_string(dir.join(STATE)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let relay = Relay {
+            dir: std::path::absolute(dir).ok()?,
+            port: u16::try_from(v["port"].as_u64()?).ok()?,
+            next_hop: v["next_hop"].as_str()?.parse().ok()?,
+        };
+        relay.master_pid().is_some().then_some(relay)
     }
 
     /// `postfix start` on the written configuration; waits until it listens.

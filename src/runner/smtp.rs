@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 pub enum RelayTarget {
     /// A private Postfix started for the run under its directory.
     Private,
+    /// The private Postfix `dlab up` started in this directory: it forwards
+    /// to a fixed inbox address, where the run's inbox listens.
+    Up(std::path::PathBuf),
     /// A relay someone else runs, already configured to forward to `inbox`.
     External {
         /// Where the relay accepts SMTP.
@@ -48,14 +51,21 @@ pub enum RelayTarget {
 struct RelayUse {
     addr: SocketAddr,
     private: Option<Arc<Relay>>,
+    /// Started for this run (and stopped after it).
+    owned: bool,
 }
 
 impl RelayUse {
     fn describe(&self) -> String {
         match &self.private {
             Some(r) => format!(
-                "smtp://{} (private Postfix, log {})",
+                "smtp://{} ({}, log {})",
                 self.addr,
+                if self.owned {
+                    "private Postfix"
+                } else {
+                    "the Postfix of `dlab up`"
+                },
                 r.log().display()
             ),
             None => format!("smtp://{} (external relay)", self.addr),
@@ -80,16 +90,26 @@ pub async fn run(
     run_dir: &Path,
     store_path: &Path,
 ) -> Result<RunResult, RunError> {
+    let up = match &ctx.relay {
+        RelayTarget::Up(dir) => Some(Relay::attach(dir).ok_or_else(|| {
+            RunError::Unsupported(format!(
+                "the relay of `dlab up` in {} is not running; run `dlab up` again or `dlab down`",
+                dir.display()
+            ))
+        })?),
+        _ => None,
+    };
     let private = ctx.relay == RelayTarget::Private;
-    if plan.needs_relay() && !private {
+    if plan.needs_relay() && matches!(ctx.relay, RelayTarget::External { .. }) {
         return Err(RunError::Unsupported(format!(
             "scenario {} kills the relay, which needs a relay dlab starts itself; run it without --smtp-url / DLAB_SMTP_URL",
             plan.name
         )));
     }
-    let inbox_listen = match &ctx.relay {
-        RelayTarget::Private => SocketAddr::from(([127, 0, 0, 1], 0)),
-        RelayTarget::External { inbox, .. } => *inbox,
+    let inbox_listen = match (&ctx.relay, &up) {
+        (RelayTarget::External { inbox, .. }, _) => *inbox,
+        (_, Some(r)) => r.next_hop(),
+        _ => SocketAddr::from(([127, 0, 0, 1], 0)),
     };
     let inbox = Arc::new(
         Inbox::start_checking(
@@ -125,15 +145,25 @@ pub async fn run(
             RelayUse {
                 addr,
                 private: Some(Arc::new(r)),
+                owned: true,
+            }
+        }
+        RelayTarget::Up(_) => {
+            let r = up.expect("attached above");
+            RelayUse {
+                addr: r.addr(),
+                private: Some(Arc::new(r)),
+                owned: false,
             }
         }
         RelayTarget::External { relay, .. } => RelayUse {
             addr: *relay,
             private: None,
+            owned: false,
         },
     };
     let outcome = drive(plan, run_id, &inbox, &relay, inbound, proxied).await;
-    if let Some(r) = relay.private.clone() {
+    if let Some(r) = relay.private.clone().filter(|_| relay.owned) {
         let _ = tokio::task::spawn_blocking(move || r.retire()).await;
     }
     let (mut ledger, mut series, mut report, start_wall_us, first_attempt) = outcome?;
@@ -371,6 +401,7 @@ async fn drive(
             let r = RelayUse {
                 addr: relay.addr,
                 private: relay.private.clone(),
+                owned: false,
             };
             if let Ok(Some((d, source))) = tokio::task::spawn_blocking(move || r.depth()).await {
                 depth_source = source;

@@ -12,6 +12,9 @@ impl Drop for Down {
         if let Some(state) = dlab::broker::NodeState::load(&self.0.join("broker")) {
             dlab::broker::node::stop(&state, std::time::Duration::from_secs(30));
         }
+        if let Some(relay) = dlab::relay::Relay::attach(&self.0.join("relay")) {
+            relay.remove();
+        }
     }
 }
 
@@ -36,8 +39,14 @@ fn up_status_run_down() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    let url = lines.next().unwrap_or_default().trim().to_string();
     assert!(url.starts_with("amqp://guest:guest@127.0.0.1:"), "{url}");
+    // And the Postfix relay SMTP runs use (as root, with Postfix installed).
+    let smtp = lines.next().unwrap_or_default().trim().to_string();
+    assert!(smtp.starts_with("smtp://127.0.0.1:"), "{stdout}");
+    let relay = dlab::relay::Relay::attach(&home.join("relay")).expect("the relay runs");
     let state = dlab::broker::NodeState::load(&home.join("broker")).expect("state saved");
     assert!(state.alive());
     assert!(
@@ -77,6 +86,41 @@ fn up_status_run_down() {
         "{v}"
     );
 
+    // An SMTP run goes through the relay `dlab up` started, and leaves it running.
+    let out = dlab()
+        .args([
+            "run",
+            "scenarios/smtp-rfc1047-retry.toml",
+            "--set",
+            "messages=200",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(
+        v["broker"].as_str().unwrap().starts_with(&smtp),
+        "{}",
+        v["broker"]
+    );
+    assert!(
+        v["broker"].as_str().unwrap().contains("dlab up"),
+        "{}",
+        v["broker"]
+    );
+    assert_eq!(v["counts"]["lost"].as_u64(), Some(0));
+    assert!(
+        relay.master_pid().is_some(),
+        "the relay of `dlab up` still runs"
+    );
+
     let out = dlab().arg("down").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -84,6 +128,7 @@ fn up_status_run_down() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(!state.alive(), "the node's process is gone");
+    assert!(relay.master_pid().is_none(), "the relay is gone");
     let out = dlab().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
