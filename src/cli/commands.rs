@@ -108,40 +108,22 @@ pub fn dispatch(command: Command) -> Result<i32> {
             let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
             let amqp = plans.iter().any(|p| p.transport == Transport::Amqp);
             let results = with_broker(&broker, quiet, amqp, |ctx| async move {
-                let mut results = Vec::new();
-                for plan in &plans {
-                    eprintln!("dlab matrix: running {}", plan.name);
-                    results.push(runner::run(plan, &ctx).await?);
-                }
-                Ok(results)
+                run_each(&plans, &ctx, "matrix").await
             })?;
             print_matrix(&chosen, &cells, &results, messages)?;
-            if let Some(path) = html {
-                let grid = report::html::Grid {
-                    rows: chosen.iter().map(|r| r.label).collect(),
-                    columns: crate::policy::Guarantee::ALL
-                        .iter()
-                        .map(|g| g.name())
-                        .collect(),
-                    cells: cells
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (c.row.label, c.guarantee.name(), i))
-                        .collect(),
-                };
-                let page = report::html::render("dlab matrix", &results, Some(&grid));
-                std::fs::write(&path, page)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            if let Some(path) = json {
-                report::write_json(&path, &results)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(if results.iter().all(|r| r.expectations_held) {
-                EXIT_OK
-            } else {
-                EXIT_BROKEN
-            })
+            let grid = report::html::Grid {
+                rows: chosen.iter().map(|r| r.label).collect(),
+                columns: crate::policy::Guarantee::ALL
+                    .iter()
+                    .map(|g| g.name())
+                    .collect(),
+                cells: cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.row.label, c.guarantee.name(), i))
+                    .collect(),
+            };
+            write_outputs(&results, "dlab matrix", Some(&grid), json, html)
         }
         Command::Compare {
             messages,
@@ -164,12 +146,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 seed,
             });
             let results = with_broker(&broker, quiet, true, |ctx| async move {
-                let mut results = Vec::new();
-                for plan in &plans {
-                    eprintln!("dlab compare: running {}", plan.name);
-                    results.push(runner::run(plan, &ctx).await?);
-                }
-                Ok(results)
+                run_each(&plans, &ctx, "compare").await
             })?;
             let out = &mut std::io::stdout().lock();
             writeln!(
@@ -178,20 +155,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             )?;
             table::write_side_by_side(out, &results)?;
             table::write_outage_summary(out, &results)?;
-            if let Some(path) = html {
-                let page = report::html::render("dlab compare", &results, None);
-                std::fs::write(&path, page)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            if let Some(path) = json {
-                report::write_json(&path, &results)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(if results.iter().all(|r| r.expectations_held) {
-                EXIT_OK
-            } else {
-                EXIT_BROKEN
-            })
+            write_outputs(&results, "dlab compare", None, json, html)
         }
         Command::Report { files, html } => {
             let mut results: Vec<RunResult> = Vec::new();
@@ -226,6 +190,40 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Down => down(),
         Command::Status => status(),
     }
+}
+
+/// Runs `plans` one after another on one context, saying which.
+async fn run_each(plans: &[Plan], ctx: &RunContext, command: &str) -> Result<Vec<RunResult>> {
+    let mut results = Vec::new();
+    for plan in plans {
+        eprintln!("dlab {command}: running {}", plan.name);
+        results.push(runner::run(plan, ctx).await?);
+    }
+    Ok(results)
+}
+
+/// Writes the `--json` list and the `--html` page of several runs; exit 0
+/// when every expectation held, else 1.
+fn write_outputs(
+    results: &[RunResult],
+    title: &str,
+    grid: Option<&report::html::Grid<'_>>,
+    json: Option<std::path::PathBuf>,
+    html: Option<std::path::PathBuf>,
+) -> Result<i32> {
+    if let Some(path) = html {
+        let page = report::html::render(title, results, grid);
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = json {
+        report::write_json(&path, &results)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if results.iter().all(|r| r.expectations_held) {
+        EXIT_OK
+    } else {
+        EXIT_BROKEN
+    })
 }
 
 fn load(file: &Path, set: &[String]) -> Result<Plan> {

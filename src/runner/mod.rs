@@ -257,9 +257,11 @@ fn read_effects(
     first_effect: &mut dyn FnMut(u64, i64),
 ) -> Result<(), EffectStoreError> {
     store.scan(|id, row, at_us| match message_id::parse(run_id, id) {
-        Some(seq) if rows_are_deliveries => {
-            let redelivered = ledger.get(seq).is_some_and(|r| r.deliveries > 0);
-            ledger.record(Event::Delivered { seq, redelivered });
+        Some(seq) => {
+            if rows_are_deliveries {
+                let redelivered = ledger.get(seq).is_some_and(|r| r.deliveries > 0);
+                ledger.record(Event::Delivered { seq, redelivered });
+            }
             row_into_ledger(
                 ledger,
                 series,
@@ -269,14 +271,6 @@ fn read_effects(
                 first_effect,
             );
         }
-        Some(seq) => row_into_ledger(
-            ledger,
-            series,
-            seq,
-            row,
-            at_us - start_wall_us,
-            first_effect,
-        ),
         None => ledger.record_unexpected(),
     })
 }
