@@ -120,7 +120,30 @@ pub fn unlist_from_system_main_cf(main_cf: &Path, etc: &Path) -> Result<(), Rela
     edit_alternate_dirs(main_cf, etc, false)
 }
 
+/// Edits under an exclusive `flock` (several relays may start at once, in
+/// threads or processes) and replaces the file whole by a rename, so neither
+/// another edit nor a starting Postfix sees half of it.
 fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<(), RelayError> {
+    use std::os::fd::AsRawFd;
+    let lock_path = main_cf.with_extension("cf.dlab-lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| RelayError::Io {
+            what: "cannot open",
+            path: lock_path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor this function owns; released when `lock` closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(RelayError::Io {
+            what: "cannot lock",
+            path: lock_path,
+            source: std::io::Error::last_os_error(),
+        });
+    }
     let text = std::fs::read_to_string(main_cf).unwrap_or_default();
     let entry = etc.display().to_string();
     let mut found = false;
@@ -149,8 +172,15 @@ fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<(), Rela
     }
     let new = lines.join("\n") + "\n";
     if new != text {
-        write_file(main_cf, &new)?;
+        let tmp = main_cf.with_extension(format!("cf.dlab-{}", std::process::id()));
+        write_file(&tmp, &new)?;
+        std::fs::rename(&tmp, main_cf).map_err(|source| RelayError::Io {
+            what: "cannot replace",
+            path: main_cf.to_path_buf(),
+            source,
+        })?;
     }
+    drop(lock);
     Ok(())
 }
 

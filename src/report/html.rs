@@ -22,7 +22,7 @@ pub struct Grid<'a> {
     pub cells: Vec<(&'a str, &'a str, usize)>,
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -191,19 +191,25 @@ fn run_section(i: usize, r: &RunResult) -> String {
         r.latency.end_to_end.samples,
         if r.drain.completed { "completed" } else { "timed out" }
     );
+    if let Some(smtp) = &r.smtp {
+        h.push_str(&super::html_smtp::details(smtp, r.counts.duplicates));
+    }
     let _ = write!(
         h,
-        "<div class=\"charts\">{}{}</div></section>",
+        "<div class=\"charts\">{}{}{}</div></section>",
         throughput_svg(i, r),
-        latency_svg(i, r)
+        latency_svg(i, r),
+        r.smtp
+            .as_ref()
+            .map_or(String::new(), |_| super::html_smtp::relay_queue_svg(i, r))
     );
     h
 }
 
-const W: u32 = 640;
-const H: u32 = 300;
+pub(super) const W: u32 = 640;
+pub(super) const H: u32 = 300;
 
-fn with_id(svg: String, id: &str) -> String {
+pub(super) fn with_id(svg: String, id: &str) -> String {
     svg.replacen("<svg ", &format!("<svg class=\"chart\" id=\"{id}\" "), 1)
 }
 

@@ -2,6 +2,7 @@
 //! runner produces a [`RunResult`], renderers only read it.
 
 pub mod html;
+mod html_smtp;
 pub mod progress;
 mod result;
 mod series;

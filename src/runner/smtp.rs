@@ -316,7 +316,7 @@ async fn drive(
     let mut series = Series::new();
     let mut tally = Tally::default();
     let mut submit = metrics::new_histogram();
-    // µs after the start, per message: its first attempt.
+    // µs after the start, per message: when it was due or first attempted.
     let mut first_attempt: Vec<Option<i64>> = vec![None; plan.messages as usize];
     let mut attempt_at: std::collections::HashMap<u64, Instant> = Default::default();
     let mut timeline = vec![TimelineEntry {
@@ -349,7 +349,13 @@ async fn drive(
                             ledger.record(Event::Attempt(seq));
                             attempt_at.insert(seq, at);
                             if let Some(slot @ None) = first_attempt.get_mut(seq as usize) {
-                                *slot = Some(at.duration_since(start).as_micros() as i64);
+                                // At a fixed rate, from when the message was
+                                // due: a sender falling behind cannot hide a stall.
+                                *slot = Some(if plan.rate > 0 {
+                                    (seq as f64 * 1e6 / plan.rate as f64) as i64
+                                } else {
+                                    at.duration_since(start).as_micros() as i64
+                                });
                             }
                         }
                         Sent::Accepted(seq) => {

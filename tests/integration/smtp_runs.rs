@@ -113,3 +113,25 @@ fn a_relay_killed_mid_run_loses_nothing_it_acknowledged() {
     assert_eq!(c.lost, 0, "{c:?}");
     assert!(r.drain.completed);
 }
+
+#[test]
+fn the_html_report_of_an_smtp_run_charts_the_relay_queue() {
+    let r = run(&plan(
+        "smtp-store-and-forward.toml",
+        &["messages=400", "rate=200"],
+    ));
+    let page = dlab::report::html::render("smtp", std::slice::from_ref(&r), None);
+    let chart = page
+        .split("id=\"relay-queue-0\"")
+        .nth(1)
+        .expect("a relay queue chart")
+        .split("</svg>")
+        .next()
+        .unwrap();
+    assert!(
+        chart.contains("<polyline") || chart.contains("<path"),
+        "{chart}"
+    );
+    assert!(page.contains("SMTPUTF8"));
+    assert!(page.contains("may be sent more than once"));
+}
