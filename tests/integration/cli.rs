@@ -298,3 +298,37 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
     assert!(runs[3]["smtp"]["relay_queue_peak"].as_u64().unwrap() > 0);
     assert!(runs[3]["latency"]["end_to_end"]["max_us"].as_u64().unwrap() >= 1_000_000);
 }
+
+#[test]
+fn an_unreachable_relay_is_named_with_what_to_try() {
+    let home = temp_dir("no-relay");
+    let out = dlab(&home)
+        .args([
+            "run",
+            "scenarios/smtp-rfc1047-retry.toml",
+            "--smtp-url",
+            "smtp://127.0.0.1:1",
+            "--inbox-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("--smtp-url"),
+        "{err}"
+    );
+    let out = dlab(&home)
+        .args([
+            "run",
+            "scenarios/smtp-rfc1047-retry.toml",
+            "--smtp-url",
+            "http://x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("expected smtp://HOST:PORT"));
+}
