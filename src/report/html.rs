@@ -9,6 +9,7 @@
 
 use super::RunResult;
 use crate::metrics::LatencySummary;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 
@@ -209,6 +210,25 @@ fn run_section(i: usize, r: &RunResult) -> String {
 pub(super) const W: u32 = 640;
 pub(super) const H: u32 = 300;
 
+/// Shades the window of every fault occurrence on a chart over seconds.
+pub(super) fn shade_faults<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    r: &RunResult,
+    x_max: f64,
+    y_top: f64,
+) {
+    for f in &r.fault_timeline {
+        if let (Some(a), end) = (f.started_ms, f.ended_ms) {
+            let a = a as f64 / 1000.0;
+            let b = end.map_or(x_max, |e| e as f64 / 1000.0).max(a + 0.05);
+            let _ = chart.draw_series(std::iter::once(Rectangle::new(
+                [(a, 0.0), (b, y_top)],
+                RGBColor(255, 200, 120).mix(0.35).filled(),
+            )));
+        }
+    }
+}
+
 pub(super) fn with_id(svg: String, id: &str) -> String {
     svg.replacen("<svg ", &format!("<svg class=\"chart\" id=\"{id}\" "), 1)
 }
@@ -244,16 +264,7 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
                 .x_desc("seconds")
                 .y_desc("per second")
                 .draw();
-            for f in &r.fault_timeline {
-                if let (Some(a), end) = (f.started_ms, f.ended_ms) {
-                    let a = a as f64 / 1000.0;
-                    let b = end.map_or(x_max, |e| e as f64 / 1000.0).max(a + 0.05);
-                    let _ = chart.draw_series(std::iter::once(Rectangle::new(
-                        [(a, 0.0), (b, (y_max * 1.1).max(1.0))],
-                        RGBColor(255, 200, 120).mix(0.35).filled(),
-                    )));
-                }
-            }
+            shade_faults(&mut chart, r, x_max, (y_max * 1.1).max(1.0));
             for t in r.timeline.iter().filter(|t| t.event.contains("aborted")) {
                 let x = t.at_ms as f64 / 1000.0;
                 let _ = chart.draw_series(LineSeries::new(

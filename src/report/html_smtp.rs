@@ -2,7 +2,7 @@
 //! log's own count, and the relay's queue depth over time as an SVG chart
 //! with the fault windows shaded.
 
-use super::html::{esc, with_id, H, W};
+use super::html::{esc, shade_faults, with_id, H, W};
 use super::{RunResult, SmtpReport};
 use crate::smtp::ehlo::OF_INTEREST;
 use plotters::prelude::*;
@@ -86,16 +86,7 @@ pub fn relay_queue_svg(i: usize, r: &RunResult) -> String {
                 .x_desc("seconds")
                 .y_desc("messages queued")
                 .draw();
-            for f in &r.fault_timeline {
-                if let (Some(a), end) = (f.started_ms, f.ended_ms) {
-                    let a = a as f64 / 1000.0;
-                    let b = end.map_or(x_max, |e| e as f64 / 1000.0).max(a + 0.05);
-                    let _ = chart.draw_series(std::iter::once(Rectangle::new(
-                        [(a, 0.0), (b, y_max)],
-                        RGBColor(255, 200, 120).mix(0.35).filled(),
-                    )));
-                }
-            }
+            shade_faults(&mut chart, r, x_max, y_max);
             let points: Vec<(f64, f64)> = s
                 .relay_queue
                 .iter()
