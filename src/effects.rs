@@ -13,6 +13,14 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Now on the effect store's time axis (µs since the Unix epoch), the one
+/// clock effects, worker events and a run's start are placed on.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// Something went wrong with the effect store file.
 #[derive(Debug, thiserror::Error)]
 #[error("effect store {path}: {source}")]

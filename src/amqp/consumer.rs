@@ -33,7 +33,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A delivery reduced to what the consumer needs.
@@ -67,12 +67,6 @@ fn item(d: &Delivery, run_id: &str) -> Item {
         id,
         due_us,
     }
-}
-
-fn wall_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// The crash this process must perform, if any.
@@ -155,7 +149,7 @@ impl State<'_> {
             if it.seq.is_none() {
                 continue;
             }
-            let now = wall_us();
+            let now = crate::effects::now_us();
             let applied = match self.policy {
                 ConsumerPolicy::Idempotent => batch.apply_once(&it.id, now),
                 _ => batch.apply(&it.id, now).map(|_| true),

@@ -29,7 +29,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The header carrying the time (µs since the Unix epoch) a message was due.
@@ -113,7 +113,7 @@ impl Schedule {
             step,
             end: plan.messages,
             start: Instant::now(),
-            start_wall_us: wall_us(),
+            start_wall_us: crate::effects::now_us(),
             interval: (plan.rate > 0)
                 .then(|| Duration::from_secs_f64(step as f64 / plan.rate as f64)),
         };
@@ -148,7 +148,7 @@ impl Schedule {
             (Some(_), Some(due)) => {
                 self.start_wall_us + due.duration_since(self.start).as_micros() as i64
             }
-            _ => wall_us(),
+            _ => crate::effects::now_us(),
         };
         let p = Pending {
             seq: self.next,
@@ -158,12 +158,6 @@ impl Schedule {
         self.skip_done();
         p
     }
-}
-
-fn wall_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Bounds every broker round trip a worker makes: a connection reset at the

@@ -290,7 +290,7 @@ async fn drive(
         _ => None,
     };
     let start = Instant::now();
-    let start_wall_us = wall_us();
+    let start_wall_us = crate::effects::now_us();
     let mut driver =
         Driver::new(&plan.faults, plan.seed, links, None, start).with_smtp(SmtpTargets {
             inbox: inbox.clone(),
@@ -491,10 +491,4 @@ async fn drive(
         smtp,
     };
     Ok((ledger, series, phase, start_wall_us, first_attempt))
-}
-
-fn wall_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

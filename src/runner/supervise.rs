@@ -364,9 +364,7 @@ pub async fn supervise(
         tally: Tally::default(),
         series: Series::new(),
     };
-    let start_wall_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
+    let start_wall_us = crate::effects::now_us();
     for index in 0..plan.consumers {
         sv.spawn(Slot {
             role: Role::Consumer,

@@ -115,9 +115,7 @@ fn writer(
                     Err(_) => break,
                 }
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
+            let now = crate::effects::now_us();
             let outcome = (|| {
                 let mut batch = store.batch(consumer).map_err(|e| e.to_string())?;
                 let mut applied = Vec::with_capacity(pending.len());
