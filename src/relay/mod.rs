@@ -24,6 +24,13 @@ pub const POSTFIX: &str = "/usr/sbin/postfix";
 /// Where a relay's port and next hop are saved, in its directory.
 const STATE: &str = "relay.json";
 
+/// What [`Relay::attach`] needs to find a running relay again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    port: u16,
+    next_hop: SocketAddr,
+}
+
 /// The system main.cf that must list private configuration directories.
 pub const SYSTEM_MAIN_CF: &str = "/etc/postfix/main.cf";
 
@@ -92,26 +99,30 @@ impl Relay {
         config::write(&relay.dir, relay.port, next_hop)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;
         relay.launch()?;
-        let saved = serde_json::json!({ "port": relay.port, "next_hop": next_hop.to_string() });
-        std::fs::write(relay.dir.join(STATE), saved.to_string())
-            .map_err(io("cannot write", &relay.dir.join(STATE)))?;
+        let saved = Saved {
+            port: relay.port,
+            next_hop,
+        };
+        let state = relay.dir.join(STATE);
+        std::fs::write(&state, serde_json::to_vec(&saved).expect("serializes"))
+            .map_err(io("cannot write", &state))?;
         Ok(relay)
     }
 
     /// The relay started in `dir` earlier (by `dlab up`), if it still runs.
     pub fn attach(dir: &Path) -> Option<Relay> {
-        let text = std::fs::read_to_string(dir.join(STATE)).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let saved: Saved = serde_json::from_slice(&std::fs::read(dir.join(STATE)).ok()?).ok()?;
         let relay = Relay {
             dir: std::path::absolute(dir).ok()?,
-            port: u16::try_from(v["port"].as_u64()?).ok()?,
-            next_hop: v["next_hop"].as_str()?.parse().ok()?,
+            port: saved.port,
+            next_hop: saved.next_hop,
         };
         relay.master_pid().is_some().then_some(relay)
     }
 
-    /// `postfix start` on the written configuration; waits until it listens.
-    fn launch(&self) -> Result<(), RelayError> {
+    /// `postfix start` on the written configuration and queue (first, or
+    /// again after [`Relay::kill`] or [`Relay::stop`]); waits until it listens.
+    pub fn launch(&self) -> Result<(), RelayError> {
         let relay = self;
         let out = Command::new(POSTFIX)
             .arg("-c")
@@ -149,12 +160,6 @@ impl Relay {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-    }
-
-    /// Starts the relay again on its configuration and queue (after
-    /// [`Relay::kill`] or [`Relay::stop`]).
-    pub fn relaunch(&self) -> Result<(), RelayError> {
-        self.launch()
     }
 
     /// Messages in its queue as `postqueue -j` lists them, or `None` when

@@ -15,7 +15,7 @@ pub use result::{
     TimelineEntry,
 };
 pub use series::Series;
-pub use smtp::{QueueSample, RelayLogCount, SenderCounts, SmtpReport, TextCheck};
+pub use smtp::{QueueSample, RelayLogCount, SmtpReport, TextCheck};
 
 use crate::ledger::Reconciliation;
 use crate::metrics::LatencySummary;

@@ -12,7 +12,7 @@ pub struct SmtpReport {
     /// What dlab's inbox advertised after EHLO.
     pub inbox_advertised: Vec<String>,
     /// What the sender saw.
-    pub sender: SenderCounts,
+    pub sender: crate::smtp::sender::SendReport,
     /// Whether the notifications' non-ASCII text arrived intact.
     pub text: TextCheck,
     /// The relay's queue depth over time.
@@ -28,21 +28,6 @@ pub struct SmtpReport {
     pub inbox_sessions: u64,
     /// Replies the inbox withheld, delayed or refused because of an inbox fault.
     pub inbox_misbehaved: u64,
-}
-
-/// The sender's own counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct SenderCounts {
-    /// DATA transactions started.
-    pub attempts: u64,
-    /// 2xx replies.
-    pub accepted: u64,
-    /// 4xx or 5xx replies.
-    pub refused: u64,
-    /// Replies that never came.
-    pub in_doubt: u64,
-    /// Messages given up on (send-once after a failure).
-    pub given_up: u64,
 }
 
 /// The check of the notification text at the inbox.

@@ -189,9 +189,15 @@ fn set_net(f: &mut LinkFaults, effect: NetEffect, on: bool) {
     }
 }
 
-fn misbehave(inbox: &Inbox, how: Misbehaviour) -> Option<String> {
-    inbox.misbehave(Some(how));
-    None
+/// How the inbox misbehaves under an inbox fault (`down` is not a reply: it
+/// closes the inbox).
+fn misbehaviour(f: InboxFault) -> Option<Misbehaviour> {
+    match f {
+        InboxFault::Down => None,
+        InboxFault::Tempfail => Some(Misbehaviour::Tempfail),
+        InboxFault::Slow => Some(Misbehaviour::Slow),
+        InboxFault::Hangup => Some(Misbehaviour::Hangup),
+    }
 }
 
 impl Driver {
@@ -433,13 +439,12 @@ impl Driver {
             },
             Action::Inbox { fault: how } => match &self.smtp {
                 Some(t) => {
-                    let note = match how {
-                        InboxFault::Down => {
-                            t.inbox.set_down(true).await.err().map(|e| e.to_string())
+                    let note = match misbehaviour(how) {
+                        None => t.inbox.set_down(true).await.err().map(|e| e.to_string()),
+                        Some(m) => {
+                            t.inbox.misbehave(Some(m));
+                            None
                         }
-                        InboxFault::Tempfail => misbehave(&t.inbox, Misbehaviour::Tempfail),
-                        InboxFault::Slow => misbehave(&t.inbox, Misbehaviour::Slow),
-                        InboxFault::Hangup => misbehave(&t.inbox, Misbehaviour::Hangup),
                     };
                     (fault.duration, None, note)
                 }
@@ -454,7 +459,7 @@ impl Driver {
                                 .await
                                 .map_err(|e| e.to_string())?;
                             tokio::time::sleep(restart_after).await;
-                            tokio::task::spawn_blocking(move || relay.relaunch())
+                            tokio::task::spawn_blocking(move || relay.launch())
                                 .await
                                 .map_err(|e| e.to_string())?
                                 .map_err(|e| e.to_string())
@@ -505,10 +510,9 @@ impl Driver {
             }
             Action::Inbox { fault: how } => {
                 if let Some(t) = &self.smtp {
-                    if how == InboxFault::Down {
-                        note = t.inbox.set_down(false).await.err().map(|e| e.to_string());
-                    } else {
-                        t.inbox.misbehave(None);
+                    match misbehaviour(how) {
+                        None => note = t.inbox.set_down(false).await.err().map(|e| e.to_string()),
+                        Some(_) => t.inbox.misbehave(None),
                     }
                 }
             }

@@ -244,7 +244,7 @@ async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
 /// Feeds every effect-store row into the ledger, and the effects into the
 /// throughput series (a message's second effect is a duplicate);
 /// `first_effect` hears of each message's first effect and its time (µs
-/// since the Unix epoch). With `rows_are_deliveries` (SMTP: the inbox
+/// since the run's start). With `rows_are_deliveries` (SMTP: the inbox
 /// writes a row for every message it accepts), each row is also a delivery,
 /// and a message's later rows are redeliveries.
 fn read_effects(
@@ -256,43 +256,25 @@ fn read_effects(
     rows_are_deliveries: bool,
     first_effect: &mut dyn FnMut(u64, i64),
 ) -> Result<(), EffectStoreError> {
-    store.scan(|id, row, at_us| match message_id::parse(run_id, id) {
-        Some(seq) => {
-            if rows_are_deliveries {
-                let redelivered = ledger.get(seq).is_some_and(|r| r.deliveries > 0);
-                ledger.record(Event::Delivered { seq, redelivered });
-            }
-            row_into_ledger(
-                ledger,
-                series,
-                seq,
-                row,
-                at_us - start_wall_us,
-                first_effect,
-            );
+    store.scan(|id, row, at_us| {
+        let Some(seq) = message_id::parse(run_id, id) else {
+            return ledger.record_unexpected();
+        };
+        if rows_are_deliveries {
+            let redelivered = ledger.get(seq).is_some_and(|r| r.deliveries > 0);
+            ledger.record(Event::Delivered { seq, redelivered });
         }
-        None => ledger.record_unexpected(),
+        let since_start_us = at_us - start_wall_us;
+        match row {
+            Row::Effect => {
+                let duplicate = ledger.get(seq).is_some_and(|r| r.effects > 0);
+                if !duplicate {
+                    first_effect(seq, since_start_us);
+                }
+                series.effect((since_start_us.max(0) / 1000) as u64, duplicate);
+                ledger.record(Event::Effect(seq));
+            }
+            Row::Suppressed => ledger.record(Event::Suppressed(seq)),
+        }
     })
-}
-
-/// One effect-store row of message `seq`, `at_us` after the run's start.
-fn row_into_ledger(
-    ledger: &mut Ledger,
-    series: &mut Series,
-    seq: u64,
-    row: Row,
-    since_start_us: i64,
-    first_effect: &mut dyn FnMut(u64, i64),
-) {
-    match row {
-        Row::Effect => {
-            let duplicate = ledger.get(seq).is_some_and(|r| r.effects > 0);
-            if !duplicate {
-                first_effect(seq, since_start_us);
-            }
-            series.effect((since_start_us.max(0) / 1000) as u64, duplicate);
-            ledger.record(Event::Effect(seq));
-        }
-        Row::Suppressed => ledger.record(Event::Suppressed(seq)),
-    }
 }

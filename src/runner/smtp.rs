@@ -71,14 +71,84 @@ impl RelayUse {
             None => format!("smtp://{} (external relay)", self.addr),
         }
     }
+}
 
-    /// The relay's queue depth and where it was read, if it can be read.
-    fn depth(&self) -> Option<(u64, &'static str)> {
-        let r = self.private.as_ref()?;
-        Some(match r.postqueue_depth() {
-            Some(n) => (n, "postqueue -j"),
-            None => (r.queue_depth(), "spool directories"),
-        })
+/// A relay's queue depth and where it was read.
+fn depth(r: &Relay) -> (u64, &'static str) {
+    match r.postqueue_depth() {
+        Some(n) => (n, "postqueue -j"),
+        None => (r.queue_depth(), "spool directories"),
+    }
+}
+
+/// What the sender's events add up to while the run goes on.
+struct Books {
+    start: Instant,
+    rate: u64,
+    ledger: Ledger,
+    series: Series,
+    tally: Tally,
+    /// Attempt to 2xx reply, per accepted attempt.
+    submit: hdrhistogram::Histogram<u64>,
+    /// µs after the start, per message: when it was due (at a fixed rate, so
+    /// a sender falling behind cannot hide a stall) or first attempted.
+    first_attempt: Vec<Option<i64>>,
+    /// The latest attempt of each message awaiting its reply.
+    attempt_at: std::collections::HashMap<u64, Instant>,
+    last_event: Instant,
+}
+
+impl Books {
+    fn new(plan: &Plan, start: Instant) -> Books {
+        Books {
+            start,
+            rate: plan.rate,
+            ledger: Ledger::new(plan.messages),
+            series: Series::new(),
+            tally: Tally::default(),
+            submit: metrics::new_histogram(),
+            first_attempt: vec![None; plan.messages as usize],
+            attempt_at: Default::default(),
+            last_event: start,
+        }
+    }
+
+    fn record(&mut self, e: Sent, at: Instant) {
+        self.last_event = self.last_event.max(at);
+        let at_ms = at.saturating_duration_since(self.start).as_millis() as u64;
+        match e {
+            Sent::Attempt(seq) => {
+                self.tally.published += 1;
+                self.series.sent(at_ms);
+                self.ledger.record(Event::Attempt(seq));
+                self.attempt_at.insert(seq, at);
+                if let Some(slot @ None) = self.first_attempt.get_mut(seq as usize) {
+                    *slot = Some(if self.rate > 0 {
+                        (seq as f64 * 1e6 / self.rate as f64) as i64
+                    } else {
+                        at.duration_since(self.start).as_micros() as i64
+                    });
+                }
+            }
+            Sent::Accepted(seq) => {
+                self.tally.confirmed += 1;
+                self.series.confirmed(at_ms);
+                self.ledger.record(Event::Confirmed(seq));
+                if let Some(t) = self.attempt_at.remove(&seq) {
+                    let _ = self
+                        .submit
+                        .record(at.duration_since(t).as_micros().max(1) as u64);
+                }
+            }
+            Sent::Refused(seq) => {
+                self.tally.nacked += 1;
+                self.ledger.record(Event::Nacked(seq));
+            }
+            Sent::InDoubt(seq) => {
+                self.tally.in_doubt += 1;
+                self.ledger.record(Event::InDoubt(seq));
+            }
+        }
     }
 }
 
@@ -166,15 +236,16 @@ pub async fn run(
     if let Some(r) = relay.private.clone().filter(|_| relay.owned) {
         let _ = tokio::task::spawn_blocking(move || r.retire()).await;
     }
-    let (mut ledger, mut series, mut report, start_wall_us, first_attempt) = outcome?;
+    let (mut books, mut report, start_wall_us) = outcome?;
 
     let store = EffectStore::open(store_path)?;
     let mut end_to_end = metrics::new_histogram();
+    let first_attempt = &books.first_attempt;
     read_effects(
         &store,
         run_id,
-        &mut ledger,
-        &mut series,
+        &mut books.ledger,
+        &mut books.series,
         start_wall_us,
         true,
         &mut |seq, since_start_us| {
@@ -183,14 +254,9 @@ pub async fn run(
             }
         },
     )?;
-    series.finish();
+    books.series.finish();
     let (effect_rows, distinct_message_ids) = store.recount()?;
-    let stats = inbox.stats();
-    report.smtp.text.intact = stats.text_intact.load(Ordering::Relaxed);
-    report.smtp.text.mangled = stats.text_mangled.load(Ordering::Relaxed);
-    report.smtp.text.eight_bit = stats.eight_bit.load(Ordering::Relaxed);
-    report.smtp.inbox_sessions = stats.sessions.load(Ordering::Relaxed);
-    report.smtp.inbox_misbehaved = stats.misbehaved.load(Ordering::Relaxed);
+    // Read after the relay stopped, so its log is complete.
     if let Some(r) = &relay.private {
         let text = std::fs::read_to_string(r.log()).unwrap_or_default();
         let c = relay::log::count(&text, &format!("{run_id}-"));
@@ -211,7 +277,7 @@ pub async fn run(
         run_id,
         broker: &relay.describe(),
         queue: &queue,
-        reconciliation: ledger.reconcile(),
+        reconciliation: books.ledger.reconcile(),
         recount: report::Recount {
             effect_rows,
             distinct_message_ids,
@@ -219,12 +285,12 @@ pub async fn run(
         drain: report.drain,
         timeline: report.timeline,
         active: report.active,
-        publish_to_confirm: &report.submit,
+        publish_to_confirm: &books.submit,
         end_to_end: &end_to_end,
         effect_store: store_path,
         notes: report.notes,
         faults: report.faults,
-        series,
+        series: books.series,
     });
     result.smtp = Some(report.smtp);
     Ok(result)
@@ -235,13 +301,12 @@ struct Phase {
     drain: report::Drain,
     timeline: Vec<TimelineEntry>,
     active: Duration,
-    submit: hdrhistogram::Histogram<u64>,
     notes: Vec<String>,
     faults: Vec<super::faults::FaultRecord>,
     smtp: SmtpReport,
 }
 
-type Drove = (Ledger, Series, Phase, i64, Vec<Option<i64>>);
+type Drove = (Books, Phase, i64);
 
 async fn drive(
     plan: &Plan,
@@ -277,8 +342,8 @@ async fn drive(
             consumers,
         }),
         (Some(producers), None) => {
-            // An external relay: its next hop is not dlab's to proxy; the
-            // consumer link is a proxy nobody uses.
+            // An external or `dlab up` relay: its next hop is fixed, not
+            // dlab's to proxy; the consumer link is a proxy nobody uses.
             let consumers = Proxy::start(inbox.addr(), Protocol::Smtp, plan.seed ^ 1)
                 .await
                 .map_err(RunError::io("cannot start the fault proxy"))?;
@@ -312,13 +377,7 @@ async fn drive(
         async move { sender::send(target, &run_id, seqs, options, Some(tx)).await }
     });
 
-    let mut ledger = Ledger::new(plan.messages);
-    let mut series = Series::new();
-    let mut tally = Tally::default();
-    let mut submit = metrics::new_histogram();
-    // µs after the start, per message: when it was due or first attempted.
-    let mut first_attempt: Vec<Option<i64>> = vec![None; plan.messages as usize];
-    let mut attempt_at: std::collections::HashMap<u64, Instant> = Default::default();
+    let mut books = Books::new(plan, start);
     let mut timeline = vec![TimelineEntry {
         at_ms: 0,
         event: format!(
@@ -333,57 +392,21 @@ async fn drive(
     let mut drain_started: Option<Instant> = None;
     let mut quiet_since = (Instant::now(), 0u64);
     let mut drained = false;
-    let mut last_event = start;
     let ms = |t: Instant| t.saturating_duration_since(start).as_millis() as u64;
     loop {
         match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-            Ok(Some(first)) => {
-                let mut next = Some(first);
-                while let Some((e, at)) = next {
-                    last_event = last_event.max(at);
-                    let at_ms = ms(at);
-                    match e {
-                        Sent::Attempt(seq) => {
-                            tally.published += 1;
-                            series.sent(at_ms);
-                            ledger.record(Event::Attempt(seq));
-                            attempt_at.insert(seq, at);
-                            if let Some(slot @ None) = first_attempt.get_mut(seq as usize) {
-                                // At a fixed rate, from when the message was
-                                // due: a sender falling behind cannot hide a stall.
-                                *slot = Some(if plan.rate > 0 {
-                                    (seq as f64 * 1e6 / plan.rate as f64) as i64
-                                } else {
-                                    at.duration_since(start).as_micros() as i64
-                                });
-                            }
-                        }
-                        Sent::Accepted(seq) => {
-                            tally.confirmed += 1;
-                            series.confirmed(at_ms);
-                            ledger.record(Event::Confirmed(seq));
-                            if let Some(t) = attempt_at.remove(&seq) {
-                                let _ =
-                                    submit.record(at.duration_since(t).as_micros().max(1) as u64);
-                            }
-                        }
-                        Sent::Refused(seq) => {
-                            tally.nacked += 1;
-                            ledger.record(Event::Nacked(seq));
-                        }
-                        Sent::InDoubt(seq) => {
-                            tally.in_doubt += 1;
-                            ledger.record(Event::InDoubt(seq));
-                        }
-                    }
-                    next = rx.try_recv().ok();
+            Ok(Some((e, at))) => {
+                books.record(e, at);
+                while let Ok((e, at)) = rx.try_recv() {
+                    books.record(e, at);
                 }
             }
             Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(_) => {}
         }
         let now = Instant::now();
-        tally.delivered = inbox.stats().accepted.load(Ordering::Relaxed);
+        let delivered = inbox.stats().accepted.load(Ordering::Relaxed);
+        books.tally.delivered = delivered;
         if sent_report.is_none() && sending.is_finished() {
             sent_report = Some(
                 (&mut sending)
@@ -399,19 +422,16 @@ async fn drive(
             continue;
         }
         driver
-            .tick(now.duration_since(start), tally, sent_report.is_none())
+            .tick(
+                now.duration_since(start),
+                books.tally,
+                sent_report.is_none(),
+            )
             .await;
-        let mut depth = None;
-        if now >= next_sample {
+        if let Some(r) = relay.private.clone().filter(|_| now >= next_sample) {
             next_sample = now + Duration::from_millis(200);
-            let r = RelayUse {
-                addr: relay.addr,
-                private: relay.private.clone(),
-                owned: false,
-            };
-            if let Ok(Some((d, source))) = tokio::task::spawn_blocking(move || r.depth()).await {
+            if let Ok((d, source)) = tokio::task::spawn_blocking(move || depth(&r)).await {
                 depth_source = source;
-                depth = Some(d);
                 samples.push(QueueSample {
                     at_ms: ms(now),
                     depth: d,
@@ -421,20 +441,20 @@ async fn drive(
         let Some(drain_start) = drain_started else {
             continue;
         };
-        if tally.delivered != quiet_since.1 {
-            quiet_since = (now, tally.delivered);
+        if delivered != quiet_since.1 {
+            quiet_since = (now, delivered);
         }
-        let queue_empty = match (&relay.private, depth) {
-            (Some(_), Some(d)) => d == 0,
-            (Some(_), None) => false,
+        let quiet = now.duration_since(quiet_since.0);
+        let queue_empty = match &relay.private {
+            // The latest reading, at most 200 ms old, taken after the drain began.
+            Some(_) => samples
+                .last()
+                .is_some_and(|q| q.depth == 0 && q.at_ms >= ms(drain_start)),
             // An external relay's queue cannot be read: the inbox quiet
             // for longer than its retry interval stands in.
-            (None, _) => now.duration_since(quiet_since.0) > Duration::from_secs(10),
+            None => quiet > Duration::from_secs(10),
         };
-        if queue_empty
-            && !driver.busy()
-            && now.duration_since(quiet_since.0) > Duration::from_millis(500)
-        {
+        if queue_empty && !driver.busy() && quiet > Duration::from_millis(500) {
             drained = true;
             break;
         }
@@ -443,8 +463,9 @@ async fn drive(
         }
     }
     let drain_time = drain_started.map_or(Duration::ZERO, |d| d.elapsed());
-    driver.finish(tally).await;
+    driver.finish(books.tally).await;
     let sent = sent_report.unwrap_or_default();
+    let stats = inbox.stats();
     let mut notes = Vec::new();
     if sent.given_up > 0 {
         notes.push(format!(
@@ -458,25 +479,22 @@ async fn drive(
         relay: relay.describe(),
         relay_advertised,
         inbox_advertised: inbox_advertised.unwrap_or_default(),
-        sender: report::SenderCounts {
-            attempts: sent.attempts,
-            accepted: sent.accepted,
-            refused: sent.refused,
-            in_doubt: sent.in_doubt,
-            given_up: sent.given_up,
-        },
+        sender: sent,
+        // The drain is over: the inbox's counts are final.
         text: report::TextCheck {
             expected: smtp::sender::BODY.to_string(),
-            ..Default::default()
+            intact: stats.text_intact.load(Ordering::Relaxed),
+            mangled: stats.text_mangled.load(Ordering::Relaxed),
+            eight_bit: stats.eight_bit.load(Ordering::Relaxed),
         },
         relay_queue: samples,
         relay_queue_source: depth_source.to_string(),
         relay_queue_peak: peak,
         relay_log: None,
-        inbox_sessions: 0,
-        inbox_misbehaved: 0,
+        inbox_sessions: stats.sessions.load(Ordering::Relaxed),
+        inbox_misbehaved: stats.misbehaved.load(Ordering::Relaxed),
     };
-    let end = last_event.max(quiet_since.0);
+    let end = books.last_event.max(quiet_since.0);
     let phase = Phase {
         drain: report::Drain {
             completed: drained,
@@ -485,10 +503,9 @@ async fn drive(
         },
         timeline,
         active: end.saturating_duration_since(start),
-        submit,
         notes,
         faults: std::mem::take(&mut driver.records),
         smtp,
     };
-    Ok((ledger, series, phase, start_wall_us, first_attempt))
+    Ok((books, phase, start_wall_us))
 }

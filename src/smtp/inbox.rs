@@ -46,7 +46,6 @@ pub struct InboxStats {
 /// A running inbox.
 pub struct Inbox {
     addr: SocketAddr,
-    stats: Arc<InboxStats>,
     shared: Arc<Shared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
@@ -79,7 +78,7 @@ type Reply = tokio::sync::oneshot::Sender<Result<bool, String>>;
 
 struct Shared {
     writer: Mutex<std::sync::mpsc::Sender<(String, Reply)>>,
-    stats: Arc<InboxStats>,
+    stats: InboxStats,
     /// 0: well behaved; else a [`Misbehaviour`] (see `misbehaviour`).
     mode: std::sync::atomic::AtomicU8,
     /// The text every message should carry, to check it arrived intact.
@@ -173,16 +172,14 @@ impl Inbox {
         let store = EffectStore::open(store).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let stats = Arc::new(InboxStats::default());
         let shared = Arc::new(Shared {
             writer: Mutex::new(writer(store, idempotent, consumer)),
-            stats: stats.clone(),
+            stats: InboxStats::default(),
             mode: Default::default(),
             expect_text,
         });
         let inbox = Inbox {
             addr,
-            stats,
             shared,
             task: Mutex::new(None),
             sessions: Arc::default(),
@@ -262,7 +259,7 @@ impl Inbox {
 
     /// Its counters.
     pub fn stats(&self) -> &InboxStats {
-        &self.stats
+        &self.shared.stats
     }
 }
 

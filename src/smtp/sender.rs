@@ -23,8 +23,11 @@ pub enum SendPolicy {
     Retry,
 }
 
-/// What happened to the messages sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What happened to the messages sent (also the sender's part of an SMTP
+/// run's result).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct SendReport {
     /// Attempts (DATA transactions started).
     pub attempts: u64,
