@@ -317,7 +317,13 @@ fn print_matrix(
     };
     let via: Vec<String> = [
         first("amqp").map(|b| format!("broker {b}")),
-        first("smtp").map(|_| "a private Postfix relay per SMTP cell".to_string()),
+        first("smtp").map(|b| {
+            if b.contains("dlab up") {
+                format!("relay {b}")
+            } else {
+                "a private Postfix relay per SMTP cell".to_string()
+            }
+        }),
     ]
     .into_iter()
     .flatten()

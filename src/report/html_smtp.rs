@@ -94,6 +94,7 @@ pub fn relay_queue_svg(i: usize, r: &RunResult) -> String {
                 .collect();
             let _ = chart.draw_series(LineSeries::new(
                 points,
+                // tests/integration/smtp_runs.rs finds the line by this colour.
                 RGBColor(120, 60, 180).stroke_width(2),
             ));
         }

@@ -107,8 +107,35 @@ fn an_inbox_that_hangs_up_after_the_dot_gets_the_message_again() {
 fn a_relay_killed_mid_run_loses_nothing_it_acknowledged() {
     let r = run(&plan("smtp-relay-kill.toml", &[]));
     let c = &r.counts;
-    let fault = &r.fault_timeline[0];
+    let fault = r
+        .fault_timeline
+        .iter()
+        .find(|f| f.description.starts_with("relay-kill"))
+        .unwrap();
     assert!(fault.fired && fault.note.is_none(), "{fault:?}");
+    let s = r.smtp.as_ref().unwrap();
+    // With the inbox down, the relay held acknowledged messages when it died.
+    let killed_at = fault.started_ms.unwrap();
+    let held = s
+        .relay_queue
+        .iter()
+        .filter(|q| q.at_ms <= killed_at)
+        .map(|q| q.depth)
+        .max()
+        .unwrap_or(0);
+    assert!(held > 0, "no backlog at the kill: {:?}", s.relay_queue);
+    // Postfix's own log: killed (no orderly stop), then started again.
+    let log = std::fs::read_to_string(&s.relay_log.as_ref().unwrap().log).unwrap();
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("daemon started") || l.contains("stopping the Postfix"))
+        .collect();
+    assert!(
+        events.len() >= 2
+            && events[0].contains("daemon started")
+            && events[1].contains("daemon started"),
+        "{events:?}"
+    );
     assert_eq!(c.lost_after_confirm, 0, "{c:?}");
     assert_eq!(c.lost, 0, "{c:?}");
     assert!(r.drain.completed);
@@ -128,8 +155,13 @@ fn the_html_report_of_an_smtp_run_charts_the_relay_queue() {
         .split("</svg>")
         .next()
         .unwrap();
+    // The depth line: a polyline in its own colour (RGB 120, 60, 180 in
+    // src/report/html_smtp.rs; the axes' ticks are black polylines).
     assert!(
-        chart.contains("<polyline") || chart.contains("<path"),
+        chart
+            .split("<polyline")
+            .skip(1)
+            .any(|p| p.contains("stroke=\"#783CB4\"")),
         "{chart}"
     );
     assert!(page.contains("SMTPUTF8"));
