@@ -30,18 +30,37 @@ fn postfix_ids() -> Option<(u32, u32)> {
 }
 
 /// Writes `etc/main.cf` and `etc/master.cf` under `dir`, and the queue, data
-/// and log directories (data owned by `postfix`, as Postfix requires).
+/// and log directories. The data directory and the log file belong to
+/// `postfix`: Postfix requires the first, and the second must be writable by
+/// `postsuper`, which runs as `postfix` and logs straight to the file while
+/// no `postlogd` runs. After a SIGKILL, `postfix start` runs `postsuper` over
+/// the queue; it warns about the half-written file a killed `cleanup` left in
+/// `incoming/`, and if it cannot log that warning the start fails.
+///
+/// Retry timing is short, so that a run sees the relay deliver its backlog
+/// within seconds of the next hop's return, but not shorter than Postfix
+/// allows: the queue manager takes a deferred file whose retry time is at
+/// most one second ahead, so with `minimal_backoff_time = 1s` it could take
+/// a message back while the delivery agent that deferred it still held its
+/// lock; a locked file is set aside in `incoming/` for 60 seconds, and only
+/// the queue manager's next wakeup looks there again (300 s in Postfix's
+/// stock `master.cf`, 10 s here).
 pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayError> {
     for sub in ["etc", "spool", "data", "log"] {
         mkdir(&dir.join(sub))?;
     }
+    let log = dir.join("log").join("postfix.log");
+    if !log.exists() {
+        write_file(&log, "")?;
+    }
     if let Some((uid, gid)) = postfix_ids() {
-        let data = dir.join("data");
-        chown(&data, Some(uid), Some(gid)).map_err(|source| RelayError::Io {
-            what: "cannot chown",
-            path: data,
-            source,
-        })?;
+        for path in [dir.join("data"), log] {
+            chown(&path, Some(uid), Some(gid)).map_err(|source| RelayError::Io {
+                what: "cannot chown",
+                path,
+                source,
+            })?;
+        }
     }
     let d = dir.display();
     write_file(
@@ -71,7 +90,7 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
              smtpd_relay_restrictions = permit_mynetworks, reject\n\
              smtputf8_enable = yes\n\
              queue_run_delay = 1s\n\
-             minimal_backoff_time = 1s\n\
+             minimal_backoff_time = 2s\n\
              maximal_backoff_time = 4s\n\
              smtp_connect_timeout = 5s\n\
              smtp_data_done_timeout = 3s\n\
@@ -88,7 +107,7 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
             "127.0.0.1:{port} inet n - n - - smtpd\n\
              pickup unix n - n 60 1 pickup\n\
              cleanup unix n - n - 0 cleanup\n\
-             qmgr unix n - n 300 1 qmgr\n\
+             qmgr unix n - n 10 1 qmgr\n\
              rewrite unix - - n - - trivial-rewrite\n\
              bounce unix - - n - 0 bounce\n\
              defer unix - - n - 0 bounce\n\
