@@ -155,8 +155,12 @@ impl Relay {
                 libc::killpg(pid as libc::pid_t, libc::SIGKILL);
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
+            // Gone means every process of the group, not only the master: a
+            // delivery agent still dying holds its lock on a queue file, and
+            // a new queue manager that meets such a lock sets the message
+            // aside for 60 seconds.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while self.master_pid().is_some() && Instant::now() < deadline {
+            while (self.master_pid().is_some() || group_alive(pid)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -206,7 +210,11 @@ impl Relay {
         self.dir.join("log").join("postfix.log")
     }
 
-    /// Messages in its queue now (incoming, active, deferred, hold), read from disk.
+    /// Messages in its queue now (incoming, active, deferred, hold), read
+    /// from disk: complete queue files only. `cleanup` marks a queue file
+    /// complete by setting its owner-execute bit; a file without it is one
+    /// being written, or one a killed `cleanup` left half-written (never
+    /// answered 250, so never the relay's to deliver).
     pub fn queue_depth(&self) -> u64 {
         ["incoming", "active", "deferred", "hold", "maildrop"]
             .iter()
@@ -258,16 +266,36 @@ impl Relay {
     }
 }
 
+/// Whether any process of process group `pgid` still lives (zombies, dead
+/// and only waiting to be reaped, do not count).
+fn group_alive(pgid: u32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.filter_map(Result::ok).any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
+}
+
 fn count_files(dir: &Path) -> u64 {
+    use std::os::unix::fs::PermissionsExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .filter_map(Result::ok)
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => count_files(&e.path()),
-            Ok(_) => 1,
-            Err(_) => 0,
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => count_files(&e.path()),
+            Ok(m) if m.permissions().mode() & 0o100 != 0 => 1,
+            _ => 0,
         })
         .sum()
 }
