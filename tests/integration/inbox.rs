@@ -3,9 +3,8 @@
 //! is one effect in the effect store; the idempotent inbox suppresses a
 //! Message-ID it has seen.
 
-use crate::support::{temp_dir, wait_for};
+use crate::support::{temp_dir, wait_for, TestRelay};
 use dlab::effects::EffectStore;
-use dlab::relay::Relay;
 use dlab::smtp::inbox::Inbox;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -75,7 +74,7 @@ fn through_the_relay_a_downed_inbox_misses_nothing() {
     let port = dlab::broker::free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let inbox = rt.block_on(Inbox::start(addr, &store, true, 0)).unwrap();
-    let relay = Relay::start(&dir.join("relay"), addr).expect("the private Postfix relay starts");
+    let relay = TestRelay::start(&dir.join("relay"), addr);
     source(relay.addr(), 20);
     wait_for("20 effects", 30, || rows(&store).0 == 20);
 
@@ -98,7 +97,6 @@ fn through_the_relay_a_downed_inbox_misses_nothing() {
         30,
         "Postfix's log agrees"
     );
-    relay.remove();
 }
 
 async fn send_raw(addr: SocketAddr, message_id: &str) -> String {
@@ -195,8 +193,7 @@ fn the_sender_delivers_each_notification_once_with_its_message_id_through_the_re
     );
 
     // Through the private Postfix relay.
-    let relay =
-        Relay::start(&dir.join("relay"), inbox.addr()).expect("the private Postfix relay starts");
+    let relay = TestRelay::start(&dir.join("relay"), inbox.addr());
     let report = rt.block_on(send_all(
         relay.addr(),
         &run,
@@ -217,5 +214,4 @@ fn the_sender_delivers_each_notification_once_with_its_message_id_through_the_re
         .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (0..400).collect::<Vec<_>>());
-    relay.remove();
 }

@@ -3,9 +3,11 @@
 //! every result agrees with an independent count.
 
 use dlab::broker::Node;
+use dlab::relay::Relay;
 use dlab::report::RunResult;
 use dlab::runner::{self, RunContext};
 use dlab::scenario::{self, Override, Plan};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -15,13 +17,18 @@ static NODE: OnceLock<Arc<Node>> = OnceLock::new();
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
 static RUNS: Mutex<()> = Mutex::new(());
 
-/// At exit: stop the test node, then remove every directory the tests made.
+/// At exit: stop the test node, then remove every directory the tests made
+/// (kept, for a post-mortem, when `DLAB_TEST_KEEP` is set).
 extern "C" fn clean_up() {
     if let Some(node) = NODE.get() {
         node.stop(Duration::from_secs(30));
     }
     if let Some(root) = ROOT.get() {
-        let _ = std::fs::remove_dir_all(root);
+        if std::env::var_os("DLAB_TEST_KEEP").is_some() {
+            eprintln!("DLAB_TEST_KEEP: test files kept in {}", root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(root);
+        }
     }
 }
 
@@ -139,7 +146,11 @@ pub fn assert_agrees_with_effect_store(r: &RunResult) {
     );
     assert_eq!(r.counts.intended - r.counts.unique, r.counts.lost);
     assert_eq!(r.counts.effects - r.counts.unique, r.counts.duplicates);
-    assert!(r.drain.completed, "the drain completed: {:?}", r.timeline);
+    assert!(
+        r.drain.completed,
+        "the drain completed: {:?}\nfaults: {:?}",
+        r.timeline, r.fault_timeline
+    );
     assert_eq!(
         r.drain.remaining_in_queue, 0,
         "the queue is empty after the drain"
@@ -152,9 +163,48 @@ pub fn crashed(r: &RunResult) -> bool {
     r.timeline.iter().any(|t| t.event.contains("aborted"))
 }
 
+/// A private Postfix relay for one test, removed when the test ends, passed
+/// or failed: no Postfix left running, no directory left listed in the
+/// system `main.cf`.
+pub struct TestRelay(Option<Relay>);
+
+impl TestRelay {
+    /// Starts one in `dir` that forwards to `next_hop`.
+    pub fn start(dir: &Path, next_hop: SocketAddr) -> TestRelay {
+        TestRelay(Some(
+            Relay::start(dir, next_hop).expect("the private Postfix relay starts"),
+        ))
+    }
+}
+
+impl std::ops::Deref for TestRelay {
+    type Target = Relay;
+    fn deref(&self) -> &Relay {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(relay) = self.0.take() {
+            relay.remove();
+        }
+    }
+}
+
+/// A running `smtp-sink`, killed when dropped.
+pub struct Sink(std::process::Child);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Postfix's `smtp-sink` on 127.0.0.1:`port`, dumping every message it
 /// accepts into `dumps` (one file each); returns once it listens.
-pub fn smtp_sink(dumps: &Path, port: u16) -> std::process::Child {
+pub fn smtp_sink(dumps: &Path, port: u16) -> Sink {
     use std::os::unix::fs::PermissionsExt;
     // smtp-sink drops to `nobody`, which must be able to write the dumps.
     std::fs::set_permissions(dumps, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -175,12 +225,21 @@ pub fn smtp_sink(dumps: &Path, port: u16) -> std::process::Child {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    Sink(child)
 }
 
-/// How many files a directory holds (messages smtp-sink dumped).
-pub fn files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+/// Messages smtp-sink has dumped whole into `dir`. It creates a dump's file
+/// when a message begins and writes it through a buffer (far larger than the
+/// tests' messages) when the message ends, so an empty file is one still
+/// arriving, or cut off when the sink was killed mid-message.
+pub fn dumps(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Waits up to `secs` for `cond`, failing the test with `what` after that.
