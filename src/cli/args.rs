@@ -30,6 +30,21 @@ pub struct BrokerArgs {
     pub inbox_addr: std::net::SocketAddr,
 }
 
+/// Where a command's results go besides the terminal table.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Also write the result as JSON to this file (`run`: one result;
+    /// `matrix`, `compare`: a list, one per run).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also write a self-contained HTML report with charts to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// No live progress on the terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 /// Which transports the matrix runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transports {
@@ -60,15 +75,9 @@ pub enum Command {
         /// Override a key of the file, e.g. --set messages=500 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Also write the whole result as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Also write a self-contained HTML report with charts to this file.
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// No live progress on the terminal.
-        #[arg(long, short)]
-        quiet: bool,
+        /// Where results go besides the terminal.
+        #[command(flatten)]
+        output: OutputArgs,
         /// Keep the run's queue instead of deleting it.
         #[arg(long)]
         keep_queue: bool,
@@ -104,15 +113,9 @@ pub enum Command {
         /// Which transports: `amqp`, `smtp` or `both`.
         #[arg(long, value_enum, default_value_t = Transports::Both)]
         transport: Transports,
-        /// Also write every cell's result as a JSON list to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Also write a self-contained HTML report (grid and charts) to this file.
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// No live progress on the terminal.
-        #[arg(long, short)]
-        quiet: bool,
+        /// Where results go besides the terminal.
+        #[command(flatten)]
+        output: OutputArgs,
         /// The broker.
         #[command(flatten)]
         broker: BrokerArgs,
@@ -137,15 +140,9 @@ pub enum Command {
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Also write the results as a JSON list to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Also write a self-contained HTML report to this file.
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// No live progress on the terminal.
-        #[arg(long, short)]
-        quiet: bool,
+        /// Where results go besides the terminal.
+        #[command(flatten)]
+        output: OutputArgs,
         /// The broker and relay.
         #[command(flatten)]
         broker: BrokerArgs,

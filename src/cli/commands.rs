@@ -1,6 +1,6 @@
 //! What each subcommand does, in terms of the library.
 
-use super::args::{BrokerArgs, Command, Rows, Transports};
+use super::args::{BrokerArgs, Command, OutputArgs, Rows, Transports};
 use super::{EXIT_BROKEN, EXIT_OK};
 use crate::broker::{self, BrokerHandle, NodeState};
 use crate::matrix;
@@ -33,9 +33,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Run {
             file,
             set,
-            json,
-            html,
-            quiet,
+            output,
             keep_queue,
             broker,
         } => {
@@ -48,17 +46,17 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 ));
             }
             let amqp = plan.transport == Transport::Amqp;
-            let results = with_broker(&broker, quiet, amqp, |ctx| async move {
+            let results = with_broker(&broker, output.quiet, amqp, |ctx| async move {
                 let ctx = RunContext { keep_queue, ..ctx };
                 Ok(vec![runner::run(&plan, &ctx).await?])
             })?;
             let result = &results[0];
             table::write_run(&mut std::io::stdout().lock(), result)?;
-            if let Some(path) = json {
-                report::write_json(&path, result)
+            if let Some(path) = &output.json {
+                report::write_json(path, result)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            if let Some(path) = html {
+            if let Some(path) = &output.html {
                 let page =
                     report::html::render(&format!("dlab run: {}", result.scenario), &results, None);
                 std::fs::write(&path, page)
@@ -75,9 +73,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             seed,
             rows,
             transport,
-            json,
-            html,
-            quiet,
+            output,
             broker,
         } => {
             if messages < 20 {
@@ -107,7 +103,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 .collect();
             let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
             let amqp = plans.iter().any(|p| p.transport == Transport::Amqp);
-            let results = with_broker(&broker, quiet, amqp, |ctx| async move {
+            let results = with_broker(&broker, output.quiet, amqp, |ctx| async move {
                 run_each(&plans, &ctx, "matrix").await
             })?;
             print_matrix(&chosen, &cells, &results, messages)?;
@@ -123,7 +119,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                     .map(|(i, c)| (c.row.label, c.guarantee.name(), i))
                     .collect(),
             };
-            write_outputs(&results, "dlab matrix", Some(&grid), json, html)
+            write_outputs(&results, "dlab matrix", Some(&grid), &output)
         }
         Command::Compare {
             messages,
@@ -131,9 +127,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             guarantee,
             outage,
             seed,
-            json,
-            html,
-            quiet,
+            output,
             broker,
         } => {
             let d =
@@ -145,7 +139,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 outage: (!d.is_zero()).then_some(outage),
                 seed,
             });
-            let results = with_broker(&broker, quiet, true, |ctx| async move {
+            let results = with_broker(&broker, output.quiet, true, |ctx| async move {
                 run_each(&plans, &ctx, "compare").await
             })?;
             let out = &mut std::io::stdout().lock();
@@ -155,7 +149,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             )?;
             table::write_side_by_side(out, &results)?;
             table::write_outage_summary(out, &results)?;
-            write_outputs(&results, "dlab compare", None, json, html)
+            write_outputs(&results, "dlab compare", None, &output)
         }
         Command::Report { files, html } => {
             let mut results: Vec<RunResult> = Vec::new();
@@ -208,15 +202,14 @@ fn write_outputs(
     results: &[RunResult],
     title: &str,
     grid: Option<&report::html::Grid<'_>>,
-    json: Option<std::path::PathBuf>,
-    html: Option<std::path::PathBuf>,
+    output: &OutputArgs,
 ) -> Result<i32> {
-    if let Some(path) = html {
+    if let Some(path) = &output.html {
         let page = report::html::render(title, results, grid);
-        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if let Some(path) = json {
-        report::write_json(&path, &results)
+    if let Some(path) = &output.json {
+        report::write_json(path, &results)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(if results.iter().all(|r| r.expectations_held) {
