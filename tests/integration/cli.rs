@@ -1,29 +1,9 @@
 //! The `dlab` binary as a user meets it: exit codes, one-line errors, JSON.
 
-use crate::support::{broker_url, exclusive, scenarios, temp_dir};
+use crate::support::{
+    broker_url, dlab, exclusive, scenarios, show, succeeds_with_json, temp_dir, text,
+};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn dlab(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlab"));
-    cmd.env("DLAB_HOME", home)
-        .env_remove("DLAB_AMQP_URL")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    )
-}
 
 #[test]
 fn a_broken_scenario_gives_one_line_with_line_and_column_and_starts_nothing() {
@@ -113,22 +93,17 @@ fn run_writes_json_with_the_promised_fields_and_exits_by_expectation() {
     let home = temp_dir("run");
     let json = home.join("out.json");
     let _guard = exclusive();
-    let out = dlab(&home)
-        .args([
-            "run",
-            "scenarios/at-least-once-crash-after-effect.toml",
-            "--set",
-            "messages=1000",
-            "--amqp-url",
-            url,
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text(&out.stdout).contains("duplicates"));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let mut cmd = dlab(&home);
+    cmd.args([
+        "run",
+        "scenarios/at-least-once-crash-after-effect.toml",
+        "--set",
+        "messages=1000",
+        "--amqp-url",
+        url,
+    ]);
+    let (stdout, v) = succeeds_with_json(cmd, &json);
+    assert!(stdout.contains("duplicates"));
     for key in [
         "intended",
         "published",
@@ -183,24 +158,19 @@ fn matrix_prints_the_grid_and_writes_every_cell() {
     let home = temp_dir("matrix");
     let json = home.join("matrix.json");
     let _guard = exclusive();
-    let out = dlab(&home)
-        .args([
-            "matrix",
-            "--rows",
-            "core",
-            "--transport",
-            "amqp",
-            "--messages",
-            "400",
-            "--amqp-url",
-            url,
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let stdout = text(&out.stdout);
+    let mut cmd = dlab(&home);
+    cmd.args([
+        "matrix",
+        "--rows",
+        "core",
+        "--transport",
+        "amqp",
+        "--messages",
+        "400",
+        "--amqp-url",
+        url,
+    ]);
+    let (stdout, v) = succeeds_with_json(cmd, &json);
     for label in [
         "no fault",
         "consumer crash before effect",
@@ -209,7 +179,6 @@ fn matrix_prints_the_grid_and_writes_every_cell() {
     ] {
         assert!(stdout.contains(label), "{label} in {stdout}");
     }
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let cells = v.as_array().unwrap();
     assert_eq!(cells.len(), 9);
     let cell = |name: &str| cells.iter().find(|c| c["scenario"] == name).unwrap();
@@ -256,25 +225,20 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
     let home = temp_dir("compare");
     let json = home.join("compare.json");
     let _guard = exclusive();
-    let out = dlab(&home)
-        .args([
-            "compare",
-            "--messages",
-            "600",
-            "--rate",
-            "300",
-            "--outage",
-            "1500ms",
-            "-q",
-            "--amqp-url",
-            url,
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let stdout = text(&out.stdout);
+    let mut cmd = dlab(&home);
+    cmd.args([
+        "compare",
+        "--messages",
+        "600",
+        "--rate",
+        "300",
+        "--outage",
+        "1500ms",
+        "-q",
+        "--amqp-url",
+        url,
+    ]);
+    let (stdout, v) = succeeds_with_json(cmd, &json);
     for label in [
         "compare-amqp",
         "compare-smtp-outage",
@@ -283,7 +247,6 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
     ] {
         assert!(stdout.contains(label), "{label} in {stdout}");
     }
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = v.as_array().unwrap();
     let transports: Vec<&str> = runs
         .iter()

@@ -1,8 +1,7 @@
 //! `dlab up`, `dlab status`, `dlab down`: a private node's whole life, and a
 //! run that finds the node by itself.
 
-use crate::support::temp_dir;
-use std::process::Command;
+use crate::support::{self, succeeds_with_json, temp_dir};
 
 /// Stops the node of a DLAB_HOME when the test ends, passed or not.
 struct Down(std::path::PathBuf);
@@ -22,13 +21,7 @@ impl Drop for Down {
 fn up_status_run_down() {
     let home = temp_dir("up");
     let _down = Down(home.clone());
-    let dlab = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlab"));
-        cmd.env("DLAB_HOME", &home)
-            .env_remove("DLAB_AMQP_URL")
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        cmd
-    };
+    let dlab = || support::dlab(&home);
     let out = dlab().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "nothing running yet");
 
@@ -60,24 +53,14 @@ fn up_status_run_down() {
 
     // With no URL named, a run uses the node that `dlab up` started.
     let json = home.join("r.json");
-    let out = dlab()
-        .args([
-            "run",
-            "scenarios/exactly-once.toml",
-            "--set",
-            "messages=200",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let mut cmd = dlab();
+    cmd.args([
+        "run",
+        "scenarios/exactly-once.toml",
+        "--set",
+        "messages=200",
+    ]);
+    let (_, v) = succeeds_with_json(cmd, &json);
     assert!(
         v["broker"]
             .as_str()
@@ -87,24 +70,14 @@ fn up_status_run_down() {
     );
 
     // An SMTP run goes through the relay `dlab up` started, and leaves it running.
-    let out = dlab()
-        .args([
-            "run",
-            "scenarios/smtp-rfc1047-retry.toml",
-            "--set",
-            "messages=200",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let mut cmd = dlab();
+    cmd.args([
+        "run",
+        "scenarios/smtp-rfc1047-retry.toml",
+        "--set",
+        "messages=200",
+    ]);
+    let (_, v) = succeeds_with_json(cmd, &json);
     assert!(
         v["broker"].as_str().unwrap().starts_with(&smtp),
         "{}",

@@ -9,6 +9,7 @@ use dlab::runner::{self, RunContext};
 use dlab::scenario::{self, Override, Plan};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -252,4 +253,38 @@ pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The `dlab` binary with `home` as its DLAB_HOME, in the repository root,
+/// with no broker named by the environment.
+pub fn dlab(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dlab"));
+    cmd.env("DLAB_HOME", home)
+        .env_remove("DLAB_AMQP_URL")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+/// Bytes a command printed, as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A command's status and both its outputs, for an assertion's message.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+/// Runs `cmd` with `--json JSON` appended, requires exit 0, and returns
+/// what it printed and the JSON it wrote.
+pub fn succeeds_with_json(mut cmd: Command, json: &Path) -> (String, serde_json::Value) {
+    let out = cmd.arg("--json").arg(json).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    (text(&out.stdout), v)
 }
