@@ -207,29 +207,64 @@ fn run_section(i: usize, r: &RunResult) -> String {
     h
 }
 
-pub(super) const W: u32 = 640;
-pub(super) const H: u32 = 300;
+const W: u32 = 640;
+const H: u32 = 300;
 
-/// Shades the window of every fault occurrence on a chart over seconds.
-pub(super) fn shade_faults<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+/// A chart over the run's seconds, `0..x_max` by `0..y_top`, with the window
+/// of every fault occurrence shaded; `draw` adds the lines (and a legend of
+/// their labels when `legend`). The SVG gets class `chart` and `id`.
+pub(super) fn time_chart_svg(
+    id: &str,
+    caption: &str,
+    y_desc: &str,
     r: &RunResult,
-    x_max: f64,
-    y_top: f64,
-) {
-    for f in &r.fault_timeline {
-        if let (Some(a), end) = (f.started_ms, f.ended_ms) {
-            let a = a as f64 / 1000.0;
-            let b = end.map_or(x_max, |e| e as f64 / 1000.0).max(a + 0.05);
-            let _ = chart.draw_series(std::iter::once(Rectangle::new(
-                [(a, 0.0), (b, y_top)],
-                RGBColor(255, 200, 120).mix(0.35).filled(),
-            )));
+    (x_max, y_top): (f64, f64),
+    legend: bool,
+    draw: impl FnOnce(
+        &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    ),
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_top);
+        if let Ok(mut chart) = chart {
+            let _ = chart
+                .configure_mesh()
+                .x_desc("seconds")
+                .y_desc(y_desc)
+                .draw();
+            for f in &r.fault_timeline {
+                if let (Some(a), end) = (f.started_ms, f.ended_ms) {
+                    let a = a as f64 / 1000.0;
+                    let b = end.map_or(x_max, |e| e as f64 / 1000.0).max(a + 0.05);
+                    let _ = chart.draw_series(std::iter::once(Rectangle::new(
+                        [(a, 0.0), (b, y_top)],
+                        RGBColor(255, 200, 120).mix(0.35).filled(),
+                    )));
+                }
+            }
+            draw(&mut chart);
+            if legend {
+                let _ = chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw();
+            }
         }
+        let _ = root.present();
     }
+    with_id(svg, id)
 }
 
-pub(super) fn with_id(svg: String, id: &str) -> String {
+fn with_id(svg: String, id: &str) -> String {
     svg.replacen("<svg ", &format!("<svg class=\"chart\" id=\"{id}\" "), 1)
 }
 
@@ -245,32 +280,18 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
         .max()
         .unwrap_or(0) as f64
         * per_s;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        let _ = root.fill(&WHITE);
-        let chart = ChartBuilder::on(&root)
-            .caption(
-                "throughput (messages/s) with fault windows",
-                ("sans-serif", 16),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..x_max.max(0.1), 0f64..(y_max * 1.1).max(1.0));
-        if let Ok(mut chart) = chart {
-            let _ = chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc("per second")
-                .draw();
-            shade_faults(&mut chart, r, x_max, (y_max * 1.1).max(1.0));
+    let y_top = (y_max * 1.1).max(1.0);
+    time_chart_svg(
+        &format!("throughput-{i}"),
+        "throughput (messages/s) with fault windows",
+        "per second",
+        r,
+        (x_max.max(0.1), y_top),
+        true,
+        |chart| {
             for t in r.timeline.iter().filter(|t| t.event.contains("aborted")) {
                 let x = t.at_ms as f64 / 1000.0;
-                let _ = chart.draw_series(LineSeries::new(
-                    [(x, 0.0), (x, (y_max * 1.1).max(1.0))],
-                    RED.mix(0.6),
-                ));
+                let _ = chart.draw_series(LineSeries::new([(x, 0.0), (x, y_top)], RED.mix(0.6)));
             }
             let series: [(&str, &Vec<u64>, RGBColor); 4] = [
                 ("sent", &s.sent, RGBColor(90, 90, 220)),
@@ -290,15 +311,8 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
                     });
                 }
             }
-            let _ = chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw();
-        }
-        let _ = root.present();
-    }
-    with_id(svg, &format!("throughput-{i}"))
+        },
+    )
 }
 
 fn nines(q: f64) -> f64 {

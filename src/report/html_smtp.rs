@@ -2,7 +2,7 @@
 //! log's own count, and the relay's queue depth over time as an SVG chart
 //! with the fault windows shaded.
 
-use super::html::{esc, shade_faults, with_id, H, W};
+use super::html::{esc, time_chart_svg};
 use super::{RunResult, SmtpReport};
 use crate::smtp::ehlo::OF_INTEREST;
 use plotters::prelude::*;
@@ -67,26 +67,14 @@ pub fn relay_queue_svg(i: usize, r: &RunResult) -> String {
         .map_or(1.0, |q| q.at_ms as f64 / 1000.0)
         .max(0.1);
     let y_max = (s.relay_queue_peak as f64 * 1.1).max(1.0);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        let _ = root.fill(&WHITE);
-        let chart = ChartBuilder::on(&root)
-            .caption(
-                format!("relay queue depth ({})", s.relay_queue_source),
-                ("sans-serif", 16),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max);
-        if let Ok(mut chart) = chart {
-            let _ = chart
-                .configure_mesh()
-                .x_desc("seconds")
-                .y_desc("messages queued")
-                .draw();
-            shade_faults(&mut chart, r, x_max, y_max);
+    time_chart_svg(
+        &format!("relay-queue-{i}"),
+        &format!("relay queue depth ({})", s.relay_queue_source),
+        "messages queued",
+        r,
+        (x_max, y_max),
+        false,
+        |chart| {
             let points: Vec<(f64, f64)> = s
                 .relay_queue
                 .iter()
@@ -97,8 +85,6 @@ pub fn relay_queue_svg(i: usize, r: &RunResult) -> String {
                 // tests/integration/smtp_runs.rs finds the line by this colour.
                 RGBColor(120, 60, 180).stroke_width(2),
             ));
-        }
-        let _ = root.present();
-    }
-    with_id(svg, &format!("relay-queue-{i}"))
+        },
+    )
 }
