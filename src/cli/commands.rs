@@ -59,7 +59,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             if let Some(path) = &output.html {
                 let page =
                     report::html::render(&format!("dlab run: {}", result.scenario), &results, None);
-                std::fs::write(&path, page)
+                std::fs::write(path, page)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
             Ok(if result.expectations_held {
