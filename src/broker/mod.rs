@@ -4,9 +4,11 @@
 //! node `dlab up` started (if it is alive), then a node started on demand for
 //! this command alone and stopped (and its directory removed) afterwards.
 
+pub mod management;
 pub mod node;
 mod ports;
 
+pub use management::{Counters, Management, QueueInfo};
 pub use node::{Node, NodeError, NodeState};
 pub use ports::free_port;
 use std::sync::Arc;

@@ -63,6 +63,14 @@ pub struct NodeState {
     pub amqp_port: u16,
     /// Erlang distribution port.
     pub dist_port: u16,
+    /// The management API's port on 127.0.0.1 (0 in a state file written
+    /// before nodes had one).
+    #[serde(default)]
+    pub mgmt_port: u16,
+    /// The Prometheus endpoint's port on 127.0.0.1: the node's global
+    /// counters (0 in a state file written before nodes had one).
+    #[serde(default)]
+    pub prom_port: u16,
     /// The node's directory (data, logs, config).
     pub dir: PathBuf,
 }
@@ -71,6 +79,12 @@ impl NodeState {
     /// The AMQP URL of the node (guest/guest over loopback).
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// The node's management API (the broker's own counts).
+    pub fn management(&self) -> Option<super::Management> {
+        (self.mgmt_port != 0 && self.prom_port != 0)
+            .then(|| super::Management::loopback(self.mgmt_port, self.prom_port))
     }
 
     /// Whether the node's process still exists.
@@ -138,11 +152,21 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
     while dist_port == amqp_port {
         dist_port = free_port();
     }
+    let mut mgmt_port = free_port();
+    while mgmt_port == amqp_port || mgmt_port == dist_port {
+        mgmt_port = free_port();
+    }
+    let mut prom_port = free_port();
+    while [amqp_port, dist_port, mgmt_port].contains(&prom_port) {
+        prom_port = free_port();
+    }
     let planned = NodeState {
         node: format!("dlab-{amqp_port}@localhost"),
         pid: 0,
         amqp_port,
         dist_port,
+        mgmt_port,
+        prom_port,
         dir,
     };
     launch(&planned).await
@@ -161,11 +185,26 @@ pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
         })?;
     }
     let (amqp_port, dist_port, node) = (planned.amqp_port, planned.dist_port, planned.node.clone());
+    // The management and Prometheus plugins are the broker's own count of
+    // each run (see `management.rs`).
+    let (plugins, mgmt) = if planned.mgmt_port == 0 || planned.prom_port == 0 {
+        ("[].\n", String::new())
+    } else {
+        (
+            "[rabbitmq_management,rabbitmq_prometheus].\n",
+            format!(
+                "management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {}\nprometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {}\n",
+                planned.mgmt_port, planned.prom_port,
+            ),
+        )
+    };
     write(
         dir.join("rabbitmq.conf"),
-        &format!("listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n"),
+        &format!(
+            "listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n{mgmt}"
+        ),
     )?;
-    write(dir.join("enabled_plugins"), "[].\n")?;
+    write(dir.join("enabled_plugins"), plugins)?;
     write(
         dir.join("rabbitmq-env.conf"),
         "# dlab: no system-wide settings\n",
@@ -236,7 +275,18 @@ async fn wait_ready(state: &NodeState) -> Result<(), NodeError> {
         let conn = crate::amqp::connect(&url, "dlab readiness probe", Duration::from_secs(5)).await;
         if let Ok(c) = conn {
             let _ = c.close(200, "ready".into()).await;
-            return Ok(());
+            // The management API (the broker's own counts) comes up with
+            // the plugins; wait for it too.
+            let mut mgmt_up = true;
+            for port in [state.mgmt_port, state.prom_port] {
+                mgmt_up &= port == 0
+                    || tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .is_ok();
+            }
+            if mgmt_up {
+                return Ok(());
+            }
         }
         if !state.alive() || started.elapsed() >= BOOT_TIMEOUT {
             let secs = started.elapsed().as_secs();

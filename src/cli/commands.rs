@@ -267,10 +267,15 @@ where
         }
         let handle =
             BrokerHandle::resolve(args.amqp_url.clone(), &home, |m| eprintln!("{m}")).await?;
+        let management = match handle.node() {
+            Some(node) => node.state().management(),
+            None => broker::Management::beside(handle.url()),
+        };
         let ctx = RunContext {
             node: handle.node().cloned(),
             progress,
             relay,
+            management,
             ..RunContext::new(handle.url(), &home)?
         };
         let out = f(ctx).await;
