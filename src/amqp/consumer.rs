@@ -77,6 +77,7 @@ struct Crash {
 }
 
 struct State<'a> {
+    run_id: &'a str,
     policy: ConsumerPolicy,
     channel: &'a Channel,
     store: EffectStore,
@@ -120,7 +121,11 @@ impl State<'_> {
         Ok(())
     }
 
-    async fn handle(&mut self, items: Vec<Item>) -> Result<(), String> {
+    async fn handle(
+        &mut self,
+        items: Vec<Item>,
+        deliveries: &mut lapin::Consumer,
+    ) -> Result<(), String> {
         let first = self.handled + 1;
         let last = self.handled + items.len() as u64;
         let crash = self.crash;
@@ -144,7 +149,14 @@ impl State<'_> {
         for (i, it) in items.iter().enumerate() {
             let n = first + i as u64;
             if crash_at(crash, CrashPoint::BeforeEffect, n) {
-                die(&mut self.emit);
+                die(
+                    &mut self.emit,
+                    deliveries,
+                    self.run_id,
+                    CrashPoint::BeforeEffect,
+                    n,
+                    it.seq,
+                );
             }
             if it.seq.is_none() {
                 continue;
@@ -163,7 +175,8 @@ impl State<'_> {
                 if let Err(e) = batch.commit() {
                     fatal(&mut self.emit, &e.to_string());
                 }
-                die(&mut self.emit);
+                let point = CrashPoint::AfterEffectBeforeAck;
+                die(&mut self.emit, deliveries, self.run_id, point, n, it.seq);
             }
         }
         if let Err(e) = batch.commit() {
@@ -177,9 +190,11 @@ impl State<'_> {
             self.ack(&items, prove).await?;
         }
         self.handled = last;
-        if crash.is_some_and(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at))
+        if let Some(c) =
+            crash.filter(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at))
         {
-            die(&mut self.emit);
+            let seq = items[(c.at - first) as usize].seq;
+            die(&mut self.emit, deliveries, self.run_id, c.point, c.at, seq);
         }
         self.emit.maybe_flush();
         Ok(())
@@ -214,10 +229,31 @@ fn crash_at(crash: Option<Crash>, point: CrashPoint, n: u64) -> bool {
 }
 
 /// Tells the runner, then aborts: the instrument is flushed, nothing else.
-fn die(emit: &mut Emitter) -> ! {
-    emit.push(WireEvent::Note(
-        "aborting at the scheduled crash point".into(),
-    ));
+/// Deliveries that have already arrived are received: they are reported
+/// first, so the ledger counts what the broker sent this process (only what
+/// is still in the socket dies unreported).
+fn die(
+    emit: &mut Emitter,
+    deliveries: &mut lapin::Consumer,
+    run_id: &str,
+    point: CrashPoint,
+    count: u64,
+    seq: Option<u64>,
+) -> ! {
+    while let Some(Some(Ok(d))) = deliveries.next().now_or_never() {
+        match item(&d, run_id).seq {
+            Some(seq) => emit.push(WireEvent::Delivered {
+                seq,
+                redelivered: d.redelivered,
+            }),
+            None => emit.push(WireEvent::Unexpected),
+        }
+    }
+    emit.push(WireEvent::Aborted {
+        point: point.name().into(),
+        count,
+        seq,
+    });
     emit.flush();
     abort_now()
 }
@@ -304,6 +340,7 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         256
     };
     let mut state = State {
+        run_id: &args.run_id,
         policy: plan.consumer,
         channel: &channel,
         store,
@@ -362,7 +399,7 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
                 }
             }
         }
-        if let Err(e) = state.handle(items).await {
+        if let Err(e) = state.handle(items, &mut consumer).await {
             lost.get_or_insert(e.to_string());
         }
         if last_ship.elapsed() >= Duration::from_secs(1) {

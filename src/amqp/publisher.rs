@@ -297,13 +297,16 @@ impl Out {
         self.emit.push(WireEvent::Attempt(seq));
     }
 
-    /// After a publish left: the scheduled producer crash, if this was its publish.
-    fn published(&mut self) {
+    /// After the publish of `seq` left: the scheduled producer crash, if this
+    /// was its publish.
+    fn published(&mut self, seq: u64) {
         self.published += 1;
         if self.crash_after == Some(self.published) {
-            self.emit.push(WireEvent::Note(
-                "aborting at the scheduled crash point".into(),
-            ));
+            self.emit.push(WireEvent::Aborted {
+                point: "after-publish".into(),
+                count: self.published,
+                seq: Some(seq),
+            });
             self.emit.flush();
             abort_now();
         }
@@ -361,10 +364,11 @@ async fn fire_and_forget(
         }
         let l = link.as_ref().expect("connected above");
         let p = schedule.take();
-        out.attempt(p.seq);
+        let seq = p.seq;
+        out.attempt(seq);
         let sent = l.publish(args, plan, payload, p).await;
         if sent.is_ok() {
-            out.published();
+            out.published(seq);
         }
         if let Err(e) = sent {
             out.emit.push(WireEvent::InDoubt(p.seq));
@@ -421,7 +425,8 @@ async fn confirm_retry(
             } else {
                 break;
             };
-            out.attempt(p.seq);
+            let seq = p.seq;
+            out.attempt(seq);
             let sent_at = Instant::now();
             match l.publish(args, plan, payload, p).await {
                 Ok(confirm) => {
@@ -434,7 +439,7 @@ async fn confirm_retry(
                         };
                         (p, sent_at, outcome)
                     }));
-                    out.published();
+                    out.published(seq);
                 }
                 Err(e) => {
                     out.emit.push(WireEvent::InDoubt(p.seq));

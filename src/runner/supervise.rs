@@ -8,16 +8,17 @@
 
 use super::faults::{Driver, FaultRecord, Tally};
 use super::inspect::Inspector;
-use super::workers::{self, Launch, Report, Running, Slot};
+use super::workers::{self, Launch, Origin, Report, Running, Slot};
 use super::RunError;
 use crate::ledger::{Event, Ledger};
 use crate::metrics;
 use crate::report::progress::Progress;
-use crate::report::{Series, TimelineEntry};
+use crate::report::{CrashRecord, Series, TimelineEntry};
 use crate::scenario::Plan;
 use crate::worker::wire::WireEvent;
 use crate::worker::{Role, EXIT_CONNECTION_LOST};
 use hdrhistogram::Histogram;
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -61,6 +62,10 @@ pub struct Outcome {
     /// The wall clock at the start of the run (µs since the Unix epoch), to
     /// place effect-store rows on the same time axis.
     pub start_wall_us: i64,
+    /// Worker aborts as the workers reported them.
+    pub crashes: Vec<CrashRecord>,
+    /// The history file: every event the workers reported.
+    pub history: std::path::PathBuf,
 }
 
 #[derive(Default)]
@@ -73,6 +78,8 @@ struct SlotState {
     restart_at: Option<Instant>,
     /// The pending restart follows a failed reconnect: keep it out of the timeline.
     quiet: bool,
+    /// The crash the current process reported before it aborted.
+    abort: Option<CrashRecord>,
 }
 
 struct Supervisor<'a> {
@@ -92,9 +99,23 @@ struct Supervisor<'a> {
     stopping: bool,
     tally: Tally,
     series: Series,
+    crashes: Vec<CrashRecord>,
+    /// Every event as it arrived (the run's history), or None once writing failed.
+    history: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Supervisor<'_> {
+    /// Appends one line to the history: time, worker, pid, what happened.
+    fn record(&mut self, o: Origin, what: &dyn std::fmt::Display) {
+        let at_us = self.start.elapsed().as_micros();
+        let Some(w) = self.history.as_mut() else {
+            return;
+        };
+        if writeln!(w, "{at_us}\t{}\t{}\t{what}", o.slot, o.pid).is_err() {
+            self.history = None;
+        }
+    }
+
     fn mark(&mut self, event: impl Into<String>) {
         self.timeline.push(TimelineEntry {
             at_ms: self.start.elapsed().as_millis() as u64,
@@ -137,13 +158,25 @@ impl Supervisor<'_> {
 
     fn handle(&mut self, report: Report) -> Result<(), RunError> {
         match report {
-            Report::Event(slot, incarnation, event) => self.event(slot, incarnation, event),
-            Report::Exited(slot, incarnation, status) => self.exited(slot, incarnation, status)?,
+            Report::Event(origin, event) => self.event(origin, event),
+            Report::Exited(origin, status) => {
+                // `exit CODE` or `signal N`: how the process ended.
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => self.record(origin, &format_args!("exit {code}")),
+                    (None, Some(sig)) => self.record(origin, &format_args!("signal {sig}")),
+                    (None, None) => self.record(origin, &"signal ?"),
+                }
+                self.exited(origin, status)?
+            }
         }
         Ok(())
     }
 
-    fn event(&mut self, slot: Slot, incarnation: u32, event: WireEvent) {
+    fn event(&mut self, origin: Origin, event: WireEvent) {
+        let (slot, incarnation) = (origin.slot, origin.incarnation);
+        if !matches!(event, WireEvent::Histogram { .. } | WireEvent::Note(_)) {
+            self.record(origin, &event);
+        }
         let current = self.state(slot).incarnation == incarnation;
         if slot.role == Role::Consumer {
             self.last_consumer_event = Instant::now();
@@ -211,11 +244,26 @@ impl Supervisor<'_> {
                     self.notes.push(format!("{slot}: {text}"));
                 }
             }
+            WireEvent::Aborted { point, count, seq } => {
+                let crash = CrashRecord {
+                    at_ms: self.start.elapsed().as_millis() as u64,
+                    worker: slot.to_string(),
+                    pid: origin.pid,
+                    point,
+                    count,
+                    seq,
+                };
+                self.crashes.push(crash.clone());
+                if current {
+                    self.state(slot).abort = Some(crash);
+                }
+            }
             WireEvent::Done => {}
         }
     }
 
-    fn exited(&mut self, slot: Slot, incarnation: u32, status: ExitStatus) -> Result<(), RunError> {
+    fn exited(&mut self, origin: Origin, status: ExitStatus) -> Result<(), RunError> {
+        let (slot, incarnation) = (origin.slot, origin.incarnation);
         if self.state(slot).incarnation != incarnation {
             return Ok(());
         }
@@ -224,14 +272,15 @@ impl Supervisor<'_> {
         s.running = None;
         match slot.role {
             Role::Producer if status.signal() == Some(libc::SIGABRT) && !stopping => {
-                let (n, delay) = self
+                let delay = self
                     .plan
                     .crash_for_producer(slot.index)
-                    .unwrap_or((0, RECONNECT_RESTART));
+                    .map_or(RECONNECT_RESTART, |(_, d)| d);
                 let s = self.state(slot);
                 s.incarnation += 1;
                 s.restart_at = Some(Instant::now() + delay);
-                self.mark(format!("{slot} aborted after its publish {n}"));
+                let what = describe_abort(s.abort.take());
+                self.mark(format!("{slot} aborted ({what})"));
             }
             Role::Producer => {
                 s.finished = true;
@@ -242,14 +291,12 @@ impl Supervisor<'_> {
             Role::Consumer if stopping => s.finished = true,
             Role::Consumer => {
                 let was_ready = s.ready;
+                let reported = s.abort.take();
                 let crash = self.plan.crash_for_consumer(slot.index);
                 let (what, delay) = if status.signal() == Some(libc::SIGABRT) {
-                    let (point, n, delay) = crash
-                        .map_or(("unscheduled", 0, RECONNECT_RESTART), |(p, n, d)| {
-                            (p.name(), n, d)
-                        });
+                    let delay = crash.map_or(RECONNECT_RESTART, |(_, _, d)| d);
                     (
-                        format!("{slot} aborted ({point} at its delivery {n})"),
+                        format!("{slot} aborted ({})", describe_abort(reported)),
                         delay,
                     )
                 } else if status.code() == Some(EXIT_CONNECTION_LOST) {
@@ -336,6 +383,22 @@ impl Supervisor<'_> {
     }
 }
 
+/// A reported abort in words: the point, the worker's own count and the message.
+fn describe_abort(reported: Option<CrashRecord>) -> String {
+    match reported {
+        Some(c) => {
+            let unit = if c.point == "after-publish" {
+                "publish"
+            } else {
+                "delivery"
+            };
+            let message = c.seq.map_or(String::new(), |s| format!(", message {s}"));
+            format!("{} at its {unit} {}{message}", c.point, c.count)
+        }
+        None => "no crash point reported".into(),
+    }
+}
+
 /// Starts the workers of `plan` and supervises them until the run has drained.
 pub async fn supervise(
     plan: &Plan,
@@ -363,7 +426,20 @@ pub async fn supervise(
         stopping: false,
         tally: Tally::default(),
         series: Series::new(),
+        crashes: Vec::new(),
+        history: None,
     };
+    let history_path = launch.log_dir.join("history.tsv");
+    let mut history = std::fs::File::create(&history_path)
+        .map(std::io::BufWriter::new)
+        .map_err(RunError::io(format!(
+            "cannot create {}",
+            history_path.display()
+        )))?;
+    writeln!(history, "# at_us\tworker\tpid\tevent (the worker protocol)").map_err(
+        RunError::io(format!("cannot write {}", history_path.display())),
+    )?;
+    sv.history = Some(history);
     let start_wall_us = crate::effects::now_us();
     for index in 0..plan.consumers {
         sv.spawn(Slot {
@@ -506,6 +582,13 @@ pub async fn supervise(
     if let Some(b) = bar {
         b.finish();
     }
+    let history_ok = sv.history.take().is_some_and(|mut h| h.flush().is_ok());
+    if !history_ok {
+        sv.mark(format!(
+            "the history could not be written completely: {}",
+            history_path.display()
+        ));
+    }
     Ok(Outcome {
         ledger: sv.ledger,
         drained,
@@ -518,5 +601,7 @@ pub async fn supervise(
         faults: driver.records.clone(),
         series: sv.series,
         start_wall_us,
+        crashes: sv.crashes,
+        history: history_path,
     })
 }

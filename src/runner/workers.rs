@@ -33,13 +33,24 @@ impl std::fmt::Display for Slot {
     }
 }
 
+/// One process of a slot: which incarnation, and its OS process ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The slot.
+    pub slot: Slot,
+    /// 0 for the first process of the slot, then one more per restart.
+    pub incarnation: u32,
+    /// The OS process ID.
+    pub pid: u32,
+}
+
 /// What a worker's reader task reports.
 #[derive(Debug)]
 pub enum Report {
     /// An event line.
-    Event(Slot, u32, WireEvent),
+    Event(Origin, WireEvent),
     /// The process ended.
-    Exited(Slot, u32, ExitStatus),
+    Exited(Origin, ExitStatus),
 }
 
 /// Everything that is the same for every worker of a run.
@@ -145,19 +156,24 @@ pub fn spawn(
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
+    let origin = Origin {
+        slot,
+        incarnation,
+        pid,
+    };
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is piped");
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(ev) = WireEvent::parse(&line) {
-                if tx.send(Report::Event(slot, incarnation, ev)).is_err() {
+                if tx.send(Report::Event(origin, ev)).is_err() {
                     break;
                 }
             }
         }
         if let Ok(status) = child.wait().await {
-            let _ = tx.send(Report::Exited(slot, incarnation, status));
+            let _ = tx.send(Report::Exited(origin, status));
         }
     });
     Ok(Running { pid, stdin })

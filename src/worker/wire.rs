@@ -37,6 +37,17 @@ pub enum WireEvent {
         /// The serialized histogram.
         data: String,
     },
+    /// The worker is aborting at a scheduled crash point: where (a consumer's
+    /// crash point, or `after-publish`), at its own delivery or publish
+    /// number `count`, and the message that delivery or publish carried.
+    Aborted {
+        /// The crash point's name.
+        point: String,
+        /// The worker's own count of deliveries (or publishes) at the abort.
+        count: u64,
+        /// The message number of that delivery or publish, if it was one of this run's.
+        seq: Option<u64>,
+    },
     /// Something the worker noticed (a lost connection, a retry), for the log.
     Note(String),
     /// The worker finished its work and is exiting normally.
@@ -57,6 +68,10 @@ impl fmt::Display for WireEvent {
             WireEvent::Acked(s) => write!(f, "K {s}"),
             WireEvent::Unexpected => f.write_str("X"),
             WireEvent::Histogram { name, data } => write!(f, "H {name} {data}"),
+            WireEvent::Aborted { point, count, seq } => match seq {
+                Some(seq) => write!(f, "abort {point} {count} {seq}"),
+                None => write!(f, "abort {point} {count} -"),
+            },
             WireEvent::Note(text) => write!(f, "note {}", text.replace('\n', " ")),
             WireEvent::Done => f.write_str("done"),
         }
@@ -66,6 +81,19 @@ impl fmt::Display for WireEvent {
 impl WireEvent {
     /// Parses one line (without its newline).
     pub fn parse(line: &str) -> Option<WireEvent> {
+        if let Some(rest) = line.strip_prefix("abort ") {
+            let mut p = rest.split(' ');
+            let point = p.next().filter(|s| !s.is_empty())?.to_string();
+            let count = p.next()?.parse().ok()?;
+            let seq = match p.next()? {
+                "-" => None,
+                n => Some(n.parse().ok()?),
+            };
+            return p
+                .next()
+                .is_none()
+                .then_some(WireEvent::Aborted { point, count, seq });
+        }
         let mut parts = line.splitn(3, ' ');
         let tag = parts.next()?;
         let mut num = || parts.next()?.parse::<u64>().ok();
@@ -124,6 +152,16 @@ mod tests {
                 data: "SGVsbG8=".into(),
             },
             WireEvent::Note("connection lost: reset".into()),
+            WireEvent::Aborted {
+                point: "after-effect-before-ack".into(),
+                count: 7,
+                seq: Some(123),
+            },
+            WireEvent::Aborted {
+                point: "after-publish".into(),
+                count: 3,
+                seq: None,
+            },
             WireEvent::Done,
         ];
         for e in events {
@@ -133,7 +171,18 @@ mod tests {
 
     #[test]
     fn garbage_is_not_an_event() {
-        for line in ["", "A", "A x", "R 1 2", "Z 1", "H e2e"] {
+        for line in [
+            "",
+            "A",
+            "A x",
+            "R 1 2",
+            "Z 1",
+            "H e2e",
+            "abort",
+            "abort x 1",
+            "abort x y 1",
+            "abort x 1 2 3",
+        ] {
             assert_eq!(WireEvent::parse(line), None, "{line:?}");
         }
     }
