@@ -195,6 +195,7 @@ fn run_section(i: usize, r: &RunResult) -> String {
     if let Some(smtp) = &r.smtp {
         h.push_str(&super::html_smtp::details(smtp, r.counts.duplicates));
     }
+    h.push_str(&broker_count_table(r));
     let _ = write!(
         h,
         "<div class=\"charts\">{}{}{}</div></section>",
@@ -204,6 +205,39 @@ fn run_section(i: usize, r: &RunResult) -> String {
             .as_ref()
             .map_or(String::new(), |_| super::html_smtp::relay_queue_svg(i, r))
     );
+    h
+}
+
+/// The broker's own count beside the ledger's (AMQP runs).
+fn broker_count_table(r: &RunResult) -> String {
+    if let Some(why) = &r.broker_count_missing {
+        return format!(
+            "<p class=\"broker-count\">broker: not counted: {}</p>",
+            esc(why)
+        );
+    }
+    let Some(b) = &r.broker_count else {
+        return String::new();
+    };
+    let mut h = format!(
+        "<table class=\"broker-count\"><caption>the broker's own count: {} queue, {}{}</caption><tr><th>broker</th><th></th><th>ledger</th><th></th><th>agree?</th></tr>",
+        esc(&b.queue_type),
+        esc(&b.source),
+        if b.whole_run { "" } else { " (since its last restart)" }
+    );
+    for p in &b.pairs {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(&p.name),
+            p.broker,
+            esc(&p.ledger_field),
+            p.ledger,
+            if p.agree() { "held" } else { "differs" },
+            esc(p.why.as_deref().unwrap_or("agree"))
+        );
+    }
+    h.push_str("</table>");
     h
 }
 

@@ -1,6 +1,7 @@
 //! Results and their renderers. Measuring and rendering are separate: the
 //! runner produces a [`RunResult`], renderers only read it.
 
+mod broker_count;
 pub mod html;
 mod html_smtp;
 pub mod progress;
@@ -10,9 +11,10 @@ mod smtp;
 mod smtp_text;
 pub mod table;
 
+pub use broker_count::{BrokerCount, CountPair};
 pub use result::{
-    describe_fault, Drain, ExpectationResult, Latency, Promise, Recount, RunResult, Settings,
-    TimelineEntry,
+    describe_fault, CrashRecord, Drain, ExpectationResult, Latency, Promise, Recount, RunResult,
+    Settings, TimelineEntry,
 };
 pub use series::Series;
 pub use smtp::{QueueSample, RelayLogCount, SmtpReport, TextCheck};
@@ -56,6 +58,12 @@ pub struct Inputs<'a> {
     pub faults: Vec<crate::runner::faults::FaultRecord>,
     /// Throughput over time.
     pub series: Series,
+    /// Worker aborts as the workers reported them.
+    pub crashes: Vec<CrashRecord>,
+    /// The history file, if the run kept one.
+    pub history: Option<&'a Path>,
+    /// The wall clock at the run's start, µs since the Unix epoch.
+    pub started_unix_us: i64,
 }
 
 /// Assembles a [`RunResult`] and judges the plan's expectations.
@@ -122,6 +130,11 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         },
         effect_store: i.effect_store.display().to_string(),
         notes: i.notes,
+        crashes: i.crashes,
+        broker_count: None,
+        broker_count_missing: None,
+        history: i.history.map(|p| p.display().to_string()),
+        started_unix_us: i.started_unix_us,
         smtp: None,
     }
 }

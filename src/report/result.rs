@@ -64,12 +64,32 @@ pub struct RunResult {
     pub steady_throughput_per_s: f64,
     /// Sent, confirmed, effects and duplicates per 100 ms bucket.
     pub series: Series,
+    /// The wall clock at the run's start, µs since the Unix epoch: the
+    /// series' time zero (the effect store's `applied_at_us` minus this,
+    /// divided by 1000, is an effect's millisecond in the series).
+    #[serde(default)]
+    pub started_unix_us: i64,
     /// Latency percentiles.
     pub latency: Latency,
     /// The SQLite file holding every effect, so anyone can recount.
     pub effect_store: String,
     /// Notes the workers sent (lost connections, retries), first ones only.
     pub notes: Vec<String>,
+    /// Every worker abort, as the worker itself reported it: where, at which
+    /// of its deliveries or publishes, and which message that was.
+    #[serde(default)]
+    pub crashes: Vec<CrashRecord>,
+    /// AMQP runs: the broker's own totals for the run's queue, beside the
+    /// ledger's counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_count: Option<super::BrokerCount>,
+    /// AMQP runs whose broker could not be asked for its counts: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_count_missing: Option<String>,
+    /// The run's history: every event a worker reported, one per line
+    /// (µs since the start, worker, pid, the event in the worker protocol, or `exit CODE` / `signal N` when the process ended), in the run directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
     /// SMTP runs: the relay, ESMTP, the relay's queue over time, the relay
     /// log's own count, whether the text arrived intact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +211,24 @@ pub struct TimelineEntry {
     pub at_ms: u64,
     /// What happened.
     pub event: String,
+}
+
+/// A worker abort as the worker reported it just before it aborted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CrashRecord {
+    /// Milliseconds since the run started (when the runner heard of it).
+    pub at_ms: u64,
+    /// Which worker, e.g. `consumer 0`.
+    pub worker: String,
+    /// Its OS process ID (the effect store's `pid` column for consumers).
+    pub pid: u32,
+    /// The crash point (`before-effect`, `after-effect-before-ack`,
+    /// `after-ack`, or `after-publish` for a producer).
+    pub point: String,
+    /// The worker's own delivery (or publish) number at the abort, 1-based.
+    pub count: u64,
+    /// The message number that delivery or publish carried.
+    pub seq: Option<u64>,
 }
 
 /// Latency percentiles of a run.

@@ -143,6 +143,7 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         r.recount.effect_rows,
         r.recount.distinct_message_ids
     )?;
+    write_broker_count(out, r)?;
     writeln!(
         out,
         "  speed     {:.0} effects/s over {:.2}s, {:.0} effects/s in the steady part",
@@ -189,11 +190,54 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
                 d.published, d.confirmed, d.in_doubt, d.delivered, d.redelivered, a.published, a.confirmed, a.in_doubt, a.delivered
             )?;
         }
+        if let Some(b) = f.backlog {
+            writeln!(
+                out,
+                "      backlog: {b} message(s) ready in the queue when it fired"
+            )?;
+        }
         if let Some(n) = &f.note {
             writeln!(out, "      note: {n}")?;
         }
     }
     writeln!(out, "  effect store: {}", r.effect_store)?;
+    if let Some(h) = &r.history {
+        writeln!(out, "  history: {h}")?;
+    }
+    Ok(())
+}
+
+/// The broker's own count beside the ledger's, one line per count.
+fn write_broker_count(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
+    if let Some(why) = &r.broker_count_missing {
+        return writeln!(out, "  broker    not counted: {why}");
+    }
+    let Some(b) = &r.broker_count else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "  broker    {} queue, {} message(s) in it after the drain; its own count ({}){}:",
+        b.queue_type,
+        b.messages_at_end,
+        b.source,
+        if b.whole_run {
+            ""
+        } else {
+            ", since its last restart"
+        }
+    )?;
+    for p in &b.pairs {
+        writeln!(
+            out,
+            "            {:<12} {:>8}  ledger {:<11} {:>8}  {}",
+            p.name,
+            p.broker,
+            p.ledger_field,
+            p.ledger,
+            p.why.as_deref().unwrap_or("agree")
+        )?;
+    }
     Ok(())
 }
 

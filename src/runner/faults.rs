@@ -77,6 +77,10 @@ pub struct FaultRecord {
     pub after: Option<Tally>,
     /// A problem applying or ending it.
     pub note: Option<String>,
+    /// Broker process faults: messages ready in the run's queue just before
+    /// it fired (the backlog the fault put at risk), as the broker said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<u64>,
 }
 
 /// The two proxied links: producers to broker, consumers to broker.
@@ -134,6 +138,7 @@ pub struct Driver {
     links: Option<Links>,
     node: Option<Arc<Node>>,
     smtp: Option<SmtpTargets>,
+    queue: Option<String>,
     start: Instant,
     /// Every occurrence so far.
     pub records: Vec<FaultRecord>,
@@ -228,9 +233,16 @@ impl Driver {
             links,
             node,
             smtp: None,
+            queue: None,
             start,
             records: Vec::new(),
         }
+    }
+
+    /// The run's queue, whose backlog broker process faults record.
+    pub fn with_queue(mut self, queue: &str) -> Driver {
+        self.queue = Some(queue.to_string());
+        self
     }
 
     /// The same driver acting on an SMTP run's inbox and relay.
@@ -339,8 +351,12 @@ impl Driver {
                 during: None,
                 after: None,
                 note: None,
+                backlog: None,
             });
             if fired {
+                if fault.action.needs_node() {
+                    self.records.last_mut().expect("just pushed").backlog = self.backlog().await;
+                }
                 let stats_before = self.stats();
                 let (until, task, note) = self.start(&fault).await;
                 if let Some(n) = note {
@@ -355,6 +371,26 @@ impl Driver {
                 });
             }
         }
+    }
+
+    /// Messages ready in the run's queue, asked of the node directly (not
+    /// through a proxy a fault may hold), or None if it cannot be asked.
+    async fn backlog(&self) -> Option<u64> {
+        let (node, queue) = (self.node.as_ref()?, self.queue.as_ref()?);
+        let url = node.state().url();
+        let conn = crate::amqp::connect(&url, "dlab fault driver", Duration::from_secs(2))
+            .await
+            .ok()?;
+        let ask = async {
+            let ch = conn.create_channel().await.ok()?;
+            crate::amqp::topology::ready_messages(&ch, queue).await.ok()
+        };
+        let n = tokio::time::timeout(Duration::from_secs(2), ask)
+            .await
+            .ok()
+            .flatten();
+        let _ = conn.close(200, "backlog read".into()).await;
+        n.map(u64::from)
     }
 
     /// Starts a fault; returns how long until it ends, a background task whose

@@ -60,17 +60,44 @@ impl Inspector {
         }
     }
 
-    /// Deletes the queue (or, with `keep`, only counts it); returns the messages it held.
-    pub async fn finish(mut self, keep: bool) -> u32 {
+    /// Deletes the queue (or, with `keep`, only counts it); returns the
+    /// messages it held. The broker may be restarting after a fault, so
+    /// this tries for a while; a queue that cannot be read is an error, never
+    /// a count of zero.
+    pub async fn finish(mut self, keep: bool) -> Result<u32, BrokerError> {
         let queue = self.queue.clone();
-        let n = match self.channel().await {
-            Some(ch) if keep => topology::ready_messages(ch, &queue).await.unwrap_or(0),
-            Some(ch) => topology::delete_queue(ch, &queue).await.unwrap_or(0),
-            None => 0,
+        let deadline = std::time::Instant::now() + FINISH_WITHIN;
+        let n = loop {
+            let read = match self.channel().await {
+                Some(ch) if keep => topology::ready_messages(ch, &queue)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Some(ch) => topology::delete_queue(ch, &queue)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("no connection".to_string()),
+            };
+            match read {
+                Ok(n) => break n,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(BrokerError::refused(
+                        &self.url,
+                        &format!("reading the depth of queue {queue} after the drain"),
+                        e,
+                    ))
+                }
+                Err(_) => {
+                    self.link = None;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
         };
         if let Some((conn, _)) = self.link.take() {
             let _ = conn.close(200, "run finished".into()).await;
         }
-        n
+        Ok(n)
     }
 }
+
+/// How long the final read of the queue may keep trying.
+const FINISH_WITHIN: Duration = Duration::from_secs(15);

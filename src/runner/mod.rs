@@ -16,7 +16,7 @@ mod supervise;
 pub mod workers;
 
 use crate::amqp::{self, topology, BrokerError};
-use crate::broker::Node;
+use crate::broker::{Counters, Node, QueueInfo};
 use crate::effects::{EffectStore, EffectStoreError, Row};
 use crate::ledger::{Event, Ledger};
 use crate::message_id;
@@ -82,6 +82,9 @@ pub struct RunContext {
     pub progress: bool,
     /// SMTP runs: a private Postfix relay, or an external one.
     pub relay: smtp::RelayTarget,
+    /// AMQP runs: the broker's management API, for its own count of the
+    /// run's queue (a private node's, or the one beside an external broker).
+    pub management: Option<crate::broker::Management>,
 }
 
 impl RunContext {
@@ -100,6 +103,7 @@ impl RunContext {
             always_proxy: false,
             progress: false,
             relay: smtp::RelayTarget::Private,
+            management: None,
         })
     }
 }
@@ -173,18 +177,30 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         effect_store: store_path.clone(),
         log_dir: run_dir.clone(),
     };
+    // The broker's counters before the run: its own count is their growth.
+    let counters_before = match &ctx.management {
+        Some(m) => m.counters().await,
+        None => Err("no management API is known for this broker".to_string()),
+    };
     let mut driver = faults::Driver::new(
         &plan.faults,
         plan.seed,
         links,
         ctx.node.clone(),
         std::time::Instant::now(),
-    );
+    )
+    .with_queue(&queue);
     let outcome =
         supervise::supervise(plan, &launch, &mut inspector, &mut driver, ctx.progress).await?;
     drop(driver);
 
-    let remaining = inspector.finish(ctx.keep_queue).await;
+    // The broker's own count, read before the queue is deleted.
+    let broker_read = match (&ctx.management, counters_before) {
+        (Some(m), Ok(before)) => broker_count_read(m, &queue, before).await,
+        (_, Err(e)) => Err(e),
+        (None, _) => Err("no management API is known for this broker".to_string()),
+    };
+    let remaining = inspector.finish(ctx.keep_queue).await?;
 
     let mut ledger = outcome.ledger;
     let mut series = outcome.series;
@@ -200,12 +216,35 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     )?;
     series.finish();
     let (effect_rows, distinct_message_ids) = store.recount()?;
-    Ok(report::build(report::Inputs {
+    let reconciliation = ledger.reconcile();
+    let restarted = outcome
+        .faults
+        .iter()
+        .any(|r| r.fired && plan.faults[r.fault].action.restarts_broker());
+    let (broker_count, broker_count_missing) = match broker_read {
+        Ok((source, (queue_info, now), counted)) => {
+            let whole_run = counted.is_some() && !restarted;
+            // After a restart, the counters count from the node's new start.
+            let counted = counted.unwrap_or(now);
+            (
+                Some(report::BrokerCount::compare(
+                    source,
+                    &queue_info,
+                    &counted,
+                    &reconciliation.counts,
+                    whole_run,
+                )),
+                None,
+            )
+        }
+        Err(why) => (None, Some(why)),
+    };
+    let mut result = report::build(report::Inputs {
         plan,
         run_id: &run_id,
         broker: &amqp::mask_password(&ctx.amqp_url),
         queue: &queue,
-        reconciliation: ledger.reconcile(),
+        reconciliation,
         recount: report::Recount {
             effect_rows,
             distinct_message_ids,
@@ -223,7 +262,26 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         notes: outcome.notes,
         faults: outcome.faults,
         series,
-    }))
+        crashes: outcome.crashes,
+        history: Some(&outcome.history),
+        started_unix_us: outcome.start_wall_us,
+    });
+    result.broker_count = broker_count;
+    result.broker_count_missing = broker_count_missing;
+    Ok(result)
+}
+
+/// What the broker says after the drain: where from, its queue and its
+/// counters now, and their growth since `before` (None when a counter went
+/// down: the node restarted and began again at zero).
+async fn broker_count_read(
+    m: &crate::broker::Management,
+    queue: &str,
+    before: Counters,
+) -> Result<(String, (QueueInfo, Counters), Option<Counters>), String> {
+    let info = m.queue(queue).await?;
+    let now = m.counters().await?;
+    Ok((m.describe(), (info, now), now.since(&before)))
 }
 
 /// The socket address of the broker a URL names.

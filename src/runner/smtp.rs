@@ -291,6 +291,9 @@ pub async fn run(
         notes: report.notes,
         faults: report.faults,
         series: books.series,
+        crashes: Vec::new(),
+        history: None,
+        started_unix_us: start_wall_us,
     });
     result.smtp = Some(report.smtp);
     Ok(result)

@@ -167,6 +167,12 @@ impl Action {
         )
     }
 
+    /// Whether this fault stops the broker's VM, so that the broker's own
+    /// counters start again at zero.
+    pub fn restarts_broker(&self) -> bool {
+        matches!(self, Action::BrokerKill { .. } | Action::BrokerRestart)
+    }
+
     /// Whether the runner must own the relay's processes for this fault.
     pub fn needs_relay(&self) -> bool {
         matches!(self, Action::RelayKill { .. })
