@@ -34,10 +34,15 @@ fn lost_confirms_put_messages_in_doubt_and_duplicate_them_under_at_least_once() 
     );
     assert!(r.counts.in_doubt >= 1);
     assert_eq!(r.counts.lost, 0);
+    // A message is shown twice only if it was published twice: at most one
+    // duplicate per republish.
     assert!(
-        r.counts.duplicates >= 1,
-        "duplicates {}",
-        r.counts.duplicates
+        (1..=r.counts.attempts - r.counts.published).contains(&r.counts.duplicates),
+        "duplicates {} within 1..={} (attempts {} - published {})",
+        r.counts.duplicates,
+        r.counts.attempts - r.counts.published,
+        r.counts.attempts,
+        r.counts.published
     );
 }
 
@@ -85,7 +90,18 @@ fn a_broker_kill_loses_nothing_durable_and_confirmed() {
     let r = run(&plan("broker-kill-durable.toml", &[]));
     assert_eq!(fired(&r), 1, "{:?}", r.fault_timeline);
     assert!(r.fault_timeline[0].note.is_none(), "{:?}", r.fault_timeline);
-    assert_eq!(r.counts.lost, 0);
+    let backlog = r.fault_timeline[0].backlog.unwrap_or(0);
+    assert!(
+        backlog > 0,
+        "the broker held a backlog when it was killed: {:?}",
+        r.fault_timeline
+    );
+    assert_eq!(
+        r.counts.lost, 0,
+        "the {backlog} messages of the backlog survived"
+    );
+    let b = r.broker_count.as_ref().expect("the broker's own count");
+    assert!(!b.whole_run, "its counters began again at the restart");
 }
 
 #[test]
@@ -96,7 +112,16 @@ fn a_broker_kill_loses_the_backlog_of_a_transient_queue_or_of_transient_messages
     ] {
         let r = run(&plan(name, &[]));
         assert_eq!(fired(&r), 1, "{name}: {:?}", r.fault_timeline);
-        assert!(r.counts.lost >= 1, "{name}: lost {}", r.counts.lost);
+        let backlog = r.fault_timeline[0].backlog.unwrap_or(0);
+        assert!(backlog > 0, "{name}: a backlog at the kill");
+        // What dies is about the backlog: the messages ready when the broker
+        // was asked, those confirmed in the moment before the kill and the
+        // deliveries not yet committed (a bound the tests cannot make exact).
+        assert!(
+            r.counts.lost >= 1,
+            "{name}: lost {} of a backlog of {backlog}",
+            r.counts.lost
+        );
         assert_eq!(
             r.counts.lost, r.counts.lost_after_confirm,
             "{name}: the broker had confirmed them all"
@@ -155,10 +180,20 @@ fn latency_delays_bytes_without_losing_or_duplicating() {
 
 #[test]
 fn the_same_seed_replays_the_same_fault_timeline() {
+    // What the proxy did, not only what was scheduled: an occurrence the
+    // seed skipped cut nothing, one it let fire cut the producer's connection.
     let schedule = |r: &RunResult| {
         r.fault_timeline
             .iter()
-            .map(|f| (f.fault, f.occurrence, f.trigger.clone(), f.fired))
+            .map(|f| {
+                let cut = f.effect.map_or(0, |e| e.cut);
+                assert_eq!(
+                    f.fired,
+                    cut > 0,
+                    "fired if and only if the proxy cut: {f:?}"
+                );
+                (f.fault, f.occurrence, f.trigger.clone(), f.fired)
+            })
             .collect::<Vec<_>>()
     };
     let a = run(&plan("flaky-network.toml", &["rate=1000", "messages=2000"]));
@@ -167,6 +202,17 @@ fn the_same_seed_replays_the_same_fault_timeline() {
     let n = sa.len().min(sb.len());
     assert!(n >= 4, "{sa:?}");
     assert_eq!(sa[..n], sb[..n]);
+    let cuts = |r: &RunResult, n: usize| -> u64 {
+        r.fault_timeline[..n]
+            .iter()
+            .filter_map(|f| f.effect.map(|e| e.cut))
+            .sum()
+    };
+    assert_eq!(
+        cuts(&a, n),
+        cuts(&b, n),
+        "the proxy cut as many connections both times"
+    );
     assert!(
         sa.iter().any(|s| s.3) && sa.iter().any(|s| !s.3),
         "probability 0.5 fires some and skips some: {sa:?}"

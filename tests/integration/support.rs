@@ -7,6 +7,7 @@ use dlab::relay::Relay;
 use dlab::report::RunResult;
 use dlab::runner::{self, RunContext};
 use dlab::scenario::{self, Override, Plan};
+use dlab::worker::wire::WireEvent;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -62,6 +63,15 @@ pub fn broker_url() -> String {
     std::env::var("DLAB_AMQP_URL").unwrap_or_else(|_| node().state().url())
 }
 
+/// The management API of the test broker: the private node's, or the one
+/// beside `DLAB_AMQP_URL`.
+pub fn management() -> Option<dlab::broker::Management> {
+    match std::env::var("DLAB_AMQP_URL") {
+        Ok(url) => dlab::broker::Management::beside(&url),
+        Err(_) => node().state().management(),
+    }
+}
+
 /// A fresh directory, removed when the test binary exits.
 pub fn temp_dir(what: &str) -> PathBuf {
     let dir = root().join(format!("{what}-{}", uuid::Uuid::new_v4().simple()));
@@ -106,6 +116,11 @@ pub fn run(plan: &Plan) -> RunResult {
         always_proxy: false,
         progress: false,
         relay: dlab::runner::smtp::RelayTarget::Private,
+        management: if plan.transport == dlab::scenario::Transport::Smtp {
+            None
+        } else {
+            management()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,8 +134,10 @@ pub fn run(plan: &Plan) -> RunResult {
     result
 }
 
-/// The ledger's counts against the effect store read with plain SQL, and the
-/// drain against the queue: nothing left behind, nothing unaccounted for.
+/// Every check a finished run gets: the ledger against the effect store
+/// read with plain SQL, the series against the store's timestamps, the
+/// effects against the workers' history, and the ledger against the broker's
+/// own count.
 pub fn assert_agrees_with_effect_store(r: &RunResult) {
     let conn = rusqlite::Connection::open(&r.effect_store).unwrap();
     let (rows, distinct): (i64, i64) = conn
@@ -157,11 +174,256 @@ pub fn assert_agrees_with_effect_store(r: &RunResult) {
         "the queue is empty after the drain"
     );
     assert_eq!(r.counts.unexpected, 0);
+    assert_series_recount(r, &conn);
+    if r.transport == "amqp" {
+        assert_agrees_with_history(r, &conn);
+        assert_agrees_with_broker(r);
+    }
 }
 
-/// Whether the run's timeline shows a consumer abort.
-pub fn crashed(r: &RunResult) -> bool {
-    r.timeline.iter().any(|t| t.event.contains("aborted"))
+/// The effect series recounted from the effect store's own timestamps with
+/// SQL: per 100 ms bucket, the effects and the effects beyond a message's first.
+fn assert_series_recount(r: &RunResult, conn: &rusqlite::Connection) {
+    let bucket_us = r.series.bucket_ms as i64 * 1000;
+    let mut stmt = conn
+        .prepare(
+            "SELECT max(applied_at_us - ?1, 0) / ?2 AS b, count(*), sum(rn > 1)
+             FROM (SELECT applied_at_us,
+                          row_number() OVER (PARTITION BY message_id ORDER BY id) AS rn
+                   FROM effects)
+             GROUP BY b ORDER BY b",
+        )
+        .unwrap();
+    let buckets: Vec<(i64, u64, u64)> = stmt
+        .query_map([r.started_unix_us, bucket_us], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let dense = |pick: fn(&(i64, u64, u64)) -> u64| {
+        let len = buckets.last().map_or(0, |b| b.0 as usize + 1);
+        let mut v = vec![0u64; len];
+        for b in &buckets {
+            v[b.0 as usize] = pick(b);
+        }
+        v
+    };
+    let trim = |v: &[u64]| {
+        let end = v.iter().rposition(|&x| x > 0).map_or(0, |i| i + 1);
+        v[..end].to_vec()
+    };
+    assert_eq!(
+        trim(&r.series.effects),
+        trim(&dense(|b| b.1)),
+        "effects per bucket vs SQL over applied_at_us"
+    );
+    assert_eq!(
+        trim(&r.series.duplicates),
+        trim(&dense(|b| b.2)),
+        "duplicates per bucket vs SQL over applied_at_us"
+    );
+}
+
+/// One event of a run's history file (its time, the first field, is not
+/// compared: a worker's reports arrive in batches).
+#[derive(Debug, Clone)]
+pub struct Happened {
+    /// `consumer 0`, `producer 1`, ...
+    pub worker: String,
+    /// The worker's process.
+    pub pid: u32,
+    /// What it reported (None for an exit line).
+    pub event: Option<WireEvent>,
+    /// How the process ended (`exit 0`, `exit 75`, `signal 6`), on its last line.
+    pub exit: Option<String>,
+}
+
+fn ended(what: &str) -> bool {
+    what.starts_with("exit ") || what.starts_with("signal ")
+}
+
+/// The run's history, as the runner wrote it.
+pub fn history(r: &RunResult) -> Vec<Happened> {
+    let path = r.history.as_ref().expect("an AMQP run keeps its history");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, '\t').collect();
+            assert_eq!(f.len(), 4, "a history line has four fields: {l:?}");
+            Happened {
+                worker: f[1].to_string(),
+                pid: f[2].parse().unwrap(),
+                event: if ended(f[3]) {
+                    None
+                } else {
+                    Some(WireEvent::parse(f[3]).unwrap_or_else(|| panic!("{l:?}")))
+                },
+                exit: ended(f[3]).then(|| f[3].to_string()),
+            }
+        })
+        .collect()
+}
+
+/// The message number of a message ID of run `run_id`.
+pub fn seq_of(r: &RunResult, id: &str) -> u64 {
+    dlab::message_id::parse(&r.run_id, id).unwrap_or_else(|| panic!("{id} is of run {}", r.run_id))
+}
+
+/// Effect rows of the store, as (message number, pid).
+pub fn effect_rows(r: &RunResult) -> Vec<(u64, u32)> {
+    let conn = rusqlite::Connection::open(&r.effect_store).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT message_id, pid FROM effects ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?))
+    })
+    .unwrap()
+    .map(|x| {
+        let (id, pid) = x.unwrap();
+        (seq_of(r, &id), pid)
+    })
+    .collect()
+}
+
+/// Every effect row has a delivery of its message to the same process in
+/// the workers' history; a message shown twice was delivered twice (to
+/// another process, or redelivered to the same one); every crash the result
+/// lists is in the history, from the process that aborted.
+fn assert_agrees_with_history(r: &RunResult, _conn: &rusqlite::Connection) {
+    use std::collections::HashMap;
+    let h = history(r);
+    let mut delivered: HashMap<(u64, u32), u64> = HashMap::new();
+    let mut deliveries = 0u64;
+    for e in &h {
+        if let Some(WireEvent::Delivered { seq, .. }) = e.event {
+            *delivered.entry((seq, e.pid)).or_default() += 1;
+            deliveries += 1;
+        }
+    }
+    assert_eq!(
+        deliveries, r.counts.deliveries,
+        "the history holds every delivery the ledger counted"
+    );
+    let mut shown: HashMap<(u64, u32), u64> = HashMap::new();
+    for key in effect_rows(r) {
+        *shown.entry(key).or_default() += 1;
+    }
+    for (&(seq, pid), &n) in &shown {
+        let got = delivered.get(&(seq, pid)).copied().unwrap_or(0);
+        assert!(
+            got >= n,
+            "message {seq}: {n} effect(s) by pid {pid}, which received it {got} time(s)"
+        );
+    }
+    let mut per_message: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (&(seq, pid), &n) in &shown {
+        per_message
+            .entry(seq)
+            .or_default()
+            .extend(std::iter::repeat_n(pid, n as usize));
+    }
+    for (seq, pids) in per_message.iter().filter(|(_, p)| p.len() > 1) {
+        let total: u64 = delivered
+            .iter()
+            .filter(|((s, _), _)| s == seq)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            total >= pids.len() as u64,
+            "message {seq} shown {} times by {pids:?} but delivered {total} time(s)",
+            pids.len()
+        );
+    }
+    let aborts: Vec<(String, u32, String, u64)> = h
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(WireEvent::Aborted { point, count, .. }) => {
+                Some((e.worker.clone(), e.pid, point.clone(), *count))
+            }
+            _ => None,
+        })
+        .collect();
+    let listed: Vec<(String, u32, String, u64)> = r
+        .crashes
+        .iter()
+        .map(|c| (c.worker.clone(), c.pid, c.point.clone(), c.count))
+        .collect();
+    assert_eq!(aborts, listed, "the result's crashes are the history's");
+}
+
+/// The ledger against RabbitMQ's own counters (their growth over the run).
+/// Without faults the two agree exactly. A consumer process that ends
+/// abnormally (an abort, a lost connection) may take up to a prefetch of
+/// deliveries the broker sent it, and its last acks, with it; a producer
+/// whose connection is cut or that aborts may lose publishes on the wire.
+fn assert_agrees_with_broker(r: &RunResult) {
+    let b = r.broker_count.as_ref().unwrap_or_else(|| {
+        panic!(
+            "every AMQP run carries the broker's own count: {:?}",
+            r.broker_count_missing
+        )
+    });
+    assert_eq!(
+        b.queue_type, r.settings.queue_type,
+        "the broker's queue type"
+    );
+    assert_eq!(
+        b.messages_at_end, 0,
+        "the broker's queue is empty after the drain"
+    );
+    if !b.whole_run {
+        return;
+    }
+    let pair = |n: &str| b.pair(n).unwrap_or_else(|| panic!("{n} in {b:?}"));
+    if r.faults.is_empty() {
+        for p in &b.pairs {
+            assert!(
+                p.agree(),
+                "no fault: the broker and the ledger agree on {p:?}"
+            );
+        }
+        return;
+    }
+    let ended_abnormally = history(r)
+        .iter()
+        .filter(|e| e.worker.starts_with("consumer"))
+        .filter(|e| e.exit.as_ref().is_some_and(|x| x != "exit 0"))
+        .count() as u64;
+    let in_flight = ended_abnormally * u64::from(r.settings.prefetch);
+    let (received, delivered, acked) = (pair("received"), pair("delivered"), pair("acknowledged"));
+    assert!(received.broker <= received.ledger, "{received:?}");
+    let producer_trouble = r.fault_timeline.iter().any(|f| f.effect.is_some())
+        || r.crashes.iter().any(|c| c.worker.starts_with("producer"));
+    if !producer_trouble {
+        assert!(
+            received.agree(),
+            "no publish can be lost on the wire: {received:?}"
+        );
+    }
+    assert!(
+        delivered.ledger <= delivered.broker,
+        "every delivery a worker reported, the broker counted: {delivered:?}"
+    );
+    assert!(acked.broker <= acked.ledger, "{acked:?}");
+    if r.consumer != "auto-ack" {
+        assert!(
+            delivered.broker - delivered.ledger <= in_flight,
+            "deliveries the ledger missed: at most a prefetch for each of the {ended_abnormally} consumer(s) that ended abnormally: {delivered:?}"
+        );
+        assert!(acked.ledger - acked.broker <= in_flight, "{acked:?}");
+    }
+}
+
+/// The crashes of a run's consumers, as the workers reported them.
+pub fn consumer_crashes(r: &RunResult) -> Vec<&dlab::report::CrashRecord> {
+    r.crashes
+        .iter()
+        .filter(|c| c.worker.starts_with("consumer"))
+        .collect()
 }
 
 /// A private Postfix relay for one test, removed when the test ends, passed
