@@ -288,7 +288,12 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
     let max = |r: &serde_json::Value| r["latency"]["end_to_end"]["max_us"].as_u64().unwrap();
     for (i, r) in runs.iter().enumerate() {
         if i < 2 {
-            assert!(max(r) < 1_500_000, "undisturbed {}: {}", r["scenario"], r["latency"]);
+            assert!(
+                max(r) < 1_500_000,
+                "undisturbed {}: {}",
+                r["scenario"],
+                r["latency"]
+            );
         } else {
             assert!(max(r) >= 1_500_000, "{}: {}", r["scenario"], r["latency"]);
         }

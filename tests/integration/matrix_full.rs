@@ -128,7 +128,9 @@ fn the_full_matrix_runs_every_row_of_both_transports_and_holds_but_one_promise()
                 assert!(aborted, "{key} {g}: {}", c["timeline"]);
             } else {
                 assert!(
-                    faults.iter().any(|f| f["fired"] == true && f["note"].is_null()),
+                    faults
+                        .iter()
+                        .any(|f| f["fired"] == true && f["note"].is_null()),
                     "{key} {g}: {faults:?}"
                 );
             }
@@ -153,9 +155,10 @@ fn the_full_matrix_runs_every_row_of_both_transports_and_holds_but_one_promise()
     assert_eq!(count(amo, "lost"), 0, "{amo}");
     let x = &amo["expectations"];
     assert!(
-        x.as_array().unwrap().iter().any(|e| e["name"] == "min_duplicates"
-            && e["bound"] == 1
-            && e["held"] == true),
+        x.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "min_duplicates" && e["bound"] == 1 && e["held"] == true),
         "{x}"
     );
     assert!(

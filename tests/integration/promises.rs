@@ -64,8 +64,9 @@ fn an_inbox_answering_451_has_no_effect_and_the_relay_retries_once_each() {
     let f = record(&r, "inbox-tempfail");
     assert_eq!((c.lost, c.duplicates, c.unique), (0, 0, 1000), "{c:?}");
     let s = r.smtp.as_ref().unwrap();
-    // The inbox refused messages during the fault (a 451 records no effect).
+    // The inbox refused messages during the fault: a 451 records no effect.
     assert!(s.inbox_misbehaved >= 1, "{s:?}");
+    assert_eq!(f.during.unwrap().delivered, 0, "{f:?}");
     // Refused messages stayed on the relay's disk queue during the fault.
     let (from, to) = (f.started_ms.unwrap(), f.ended_ms.unwrap());
     let held = s
@@ -85,18 +86,17 @@ fn an_inbox_answering_451_has_no_effect_and_the_relay_retries_once_each() {
         (1000, 1000, 0),
         "{log:?}"
     );
-    // Deliveries that got the 451 came back later: more sessions' messages
-    // than messages, none of them an effect.
-    assert_eq!(c.effects, 1000);
     assert!(r.expectations_held);
 }
 
 const BROKER_RESTART: &str = r#"
-description = "A graceful stop and start of the broker mid-run."
+description = "A graceful stop and start of the broker mid-run, with a backlog in the queue."
 guarantee = "at-least-once"
-messages = 3000
+messages = 2000
 rate = 1000
-consumers = 2
+consumers = 1
+prefetch = 1
+effect_time = "2ms"
 durable = true
 persistent = true
 confirm_timeout = "2s"
@@ -118,15 +118,23 @@ fn a_graceful_broker_restart_loses_nothing_durable_and_persistent() {
     // The restart took time (a stop and a start of the VM) and every worker
     // lost its connection to it: the timeline shows them reconnecting.
     assert!(window_ms(f) >= 500, "{f:?}");
-    assert!(
-        r.timeline.iter().any(|t| t.event.contains("restarted")),
-        "{:#?}",
-        r.timeline
-    );
+    let at = f.started_ms.unwrap();
+    for event in ["consumer 0 lost its broker connection", "consumer 0 connected again"] {
+        assert!(
+            r.timeline.iter().any(|t| t.event == event && t.at_ms >= at),
+            "{event}: {:#?}",
+            r.timeline
+        );
+    }
+    // The slow consumer left a backlog of confirmed messages in the queue
+    // when the broker stopped (confirms minus effects before the restart,
+    // per 100 ms bucket); the durable queue kept every one of them.
+    let k = (at / r.series.bucket_ms) as usize;
+    let sum = |v: &[u64]| v.iter().take(k).sum::<u64>();
+    let backlog = sum(&r.series.confirmed).saturating_sub(sum(&r.series.effects));
+    assert!(backlog >= 100, "backlog at the restart: {backlog}");
     assert_eq!((c.lost, c.lost_after_confirm), (0, 0), "{c:?}");
-    assert_eq!(c.unique, 3000, "{c:?}");
-    // Publishes in flight at the stop were in doubt and republished.
-    assert!(c.attempts >= c.intended, "{c:?}");
+    assert_eq!(c.unique, 2000, "{c:?}");
 }
 
 const PROXY_FAULTS: &str = r#"
@@ -170,13 +178,13 @@ fn bandwidth_slicer_and_limit_data_do_what_their_records_say_and_lose_nothing() 
     assert_eq!((c.lost, c.unique), (0, 7000), "{c:?}");
 
     // Bandwidth: the producer's bytes to the broker were held to 20,000 B/s.
-    // Each write is followed by a pause of its length at that rate, so the
-    // window passes at most rate x window plus the one write (up to one
-    // 64 KiB read) whose pause outlasts it. At 1000 messages/s the producer
-    // offers far more than that bound.
+    // Each limited write carries at most a tenth of a second of the budget
+    // and is followed by a pause of its length at that rate, so the window
+    // passes at most rate x (window + a tick) plus one such write. At 1000
+    // messages/s the producer offers several times that.
     let bw = record(&r, "bandwidth");
     let e = bw.effect.unwrap();
-    let bound = 20_000 * (window_ms(bw) + 200) / 1000 + 64 * 1024;
+    let bound = 20_000 * (window_ms(bw) + 200) / 1000 + 2_000;
     assert!(
         e.bytes_delayed > 0 && e.bytes_delayed <= bound,
         "bandwidth delayed {} bytes, bound {bound}: {bw:?}",

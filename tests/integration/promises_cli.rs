@@ -4,8 +4,8 @@
 //! external relay named with `--smtp-url`.
 
 use crate::support::{
-    broker_url, delete_queue, dlab, exclusive, output_with_json, queue_depth, show, temp_dir,
-    text, TestRelay,
+    broker_url, delete_queue, dlab, exclusive, output_with_json, queue_depth, show, temp_dir, text,
+    TestRelay,
 };
 use std::net::SocketAddr;
 
@@ -126,8 +126,13 @@ fn a_drain_that_times_out_says_so_and_keep_queue_leaves_what_the_report_counts()
 
     // Without --keep-queue the run deletes its queue.
     let mut cmd = dlab(&home);
-    cmd.args(["run", "scenarios/at-least-once.toml", "--set", "messages=50"])
-        .args(["--amqp-url", &url]);
+    cmd.args([
+        "run",
+        "scenarios/at-least-once.toml",
+        "--set",
+        "messages=50",
+    ])
+    .args(["--amqp-url", &url]);
     let (out, v) = output_with_json(cmd, &home.join("plain.json"));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(queue_depth(&url, v["queue"].as_str().unwrap()), None);
@@ -178,7 +183,8 @@ fn matrix_exits_1_when_a_cell_breaks_its_expectation() {
         assert_eq!(c["counts"]["lost"], 20, "{c}");
         // Every message was accepted by the relay, none reached the phone.
         assert_eq!(c["smtp"]["sender"]["accepted"], 20, "{c}");
-        let breaks = c["guarantee"] != "at-most-once" || c["scenario"].as_str().unwrap().ends_with("hangup");
+        let breaks =
+            c["guarantee"] != "at-most-once" || c["scenario"].as_str().unwrap().ends_with("hangup");
         assert_eq!(c["expectations_held"], !breaks, "{c}");
     }
     assert!(text(&out.stdout).contains("BROKEN"), "{}", show(&out));
@@ -195,14 +201,22 @@ fn an_external_relay_named_with_smtp_url_carries_a_run_and_relay_kill_is_refused
     // A scenario that kills the relay needs one dlab started: refused, exit 2,
     // before anything runs.
     let out = dlab(&home)
-        .args(["run", "scenarios/smtp-relay-kill.toml", "--smtp-url", &smtp_url])
+        .args([
+            "run",
+            "scenarios/smtp-relay-kill.toml",
+            "--smtp-url",
+            &smtp_url,
+        ])
         .args(["--inbox-addr", &inbox.to_string()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("kills the relay") && err.contains("--smtp-url"), "{err}");
+    assert!(
+        err.contains("kills the relay") && err.contains("--smtp-url"),
+        "{err}"
+    );
 
     // The inbox goes down for 4 s: the external relay holds and retries.
     let mut cmd = dlab(&home);
@@ -212,7 +226,15 @@ fn an_external_relay_named_with_smtp_url_carries_a_run_and_relay_kill_is_refused
     let (out, v) = output_with_json(cmd, &dir.join("out.json"));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let c = &v["counts"];
-    assert_eq!((c["lost"].as_u64(), c["unique"].as_u64(), c["duplicates"].as_u64()), (Some(0), Some(300), Some(0)), "{c}");
+    assert_eq!(
+        (
+            c["lost"].as_u64(),
+            c["unique"].as_u64(),
+            c["duplicates"].as_u64()
+        ),
+        (Some(0), Some(300), Some(0)),
+        "{c}"
+    );
     assert_eq!(v["drain"]["completed"], true, "{}", v["drain"]);
     let s = &v["smtp"];
     assert_eq!(s["sender"]["accepted"], 300, "{s}");

@@ -150,9 +150,9 @@ fn lines_in(svg: &str, colour: &str) -> Vec<usize> {
                 .contains(&format!("STROKE=\"{colour}\""))
         })
         .map(|p| {
-            p.split("points=\"")
-                .nth(1)
-                .map_or(0, |pts| pts.split('"').next().unwrap().split_whitespace().count())
+            p.split("points=\"").nth(1).map_or(0, |pts| {
+                pts.split('"').next().unwrap().split_whitespace().count()
+            })
         })
         .collect()
 }

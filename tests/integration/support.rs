@@ -309,16 +309,22 @@ pub fn output_with_json(mut cmd: Command, json: &Path) -> (Output, serde_json::V
 /// Messages ready in `queue` on the broker at `url` (None: no such queue),
 /// read with a passive declare on a fresh connection.
 pub fn queue_depth(url: &str, queue: &str) -> Option<u32> {
-    on_broker(url, |ch, q| async move {
-        dlab::amqp::topology::ready_messages(&ch, &q).await.ok()
-    }, queue)
+    on_broker(
+        url,
+        |ch, q| async move { dlab::amqp::topology::ready_messages(&ch, &q).await.ok() },
+        queue,
+    )
 }
 
 /// Deletes `queue` on the broker at `url`.
 pub fn delete_queue(url: &str, queue: &str) {
-    on_broker(url, |ch, q| async move {
-        dlab::amqp::topology::delete_queue(&ch, &q).await.unwrap();
-    }, queue)
+    on_broker(
+        url,
+        |ch, q| async move {
+            dlab::amqp::topology::delete_queue(&ch, &q).await.unwrap();
+        },
+        queue,
+    )
 }
 
 /// Runs `f` with a channel on a fresh connection to `url`, then closes it.
