@@ -119,7 +119,10 @@ fn a_graceful_broker_restart_loses_nothing_durable_and_persistent() {
     // lost its connection to it: the timeline shows them reconnecting.
     assert!(window_ms(f) >= 500, "{f:?}");
     let at = f.started_ms.unwrap();
-    for event in ["consumer 0 lost its broker connection", "consumer 0 connected again"] {
+    for event in [
+        "consumer 0 lost its broker connection",
+        "consumer 0 connected again",
+    ] {
         assert!(
             r.timeline.iter().any(|t| t.event == event && t.at_ms >= at),
             "{event}: {:#?}",
