@@ -140,15 +140,32 @@ impl Pump<'_> {
             self.limit_passed += data.len() as u64;
         }
         let piece = f.slice.unwrap_or(data.len()).max(1);
-        for part in data.chunks(piece) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            // The bandwidth now, not when the chunk was read: a limit ends
+            // with its fault, not after the rest of a 64 KiB chunk has crept
+            // through at the old rate. A limited write carries at most a
+            // tenth of a second of the budget, so the limit is re-read at
+            // least that often.
+            let bw = self
+                .ctx
+                .faults
+                .borrow()
+                .direction(self.ctx.direction)
+                .bandwidth
+                .map(|b| b.max(1));
+            let n = match bw {
+                Some(b) => piece.min((b / 10).max(1) as usize),
+                None => piece,
+            }
+            .min(rest.len());
+            let (part, tail) = rest.split_at(n);
+            rest = tail;
             dst.write_all(part).await.map_err(|_| End::CloseRst)?;
             Stats::add(&self.ctx.stats.bytes_forwarded, part.len() as u64);
-            if let Some(bw) = f.bandwidth {
+            if let Some(bw) = bw {
                 Stats::add(&self.ctx.stats.bytes_delayed, part.len() as u64);
-                tokio::time::sleep(Duration::from_secs_f64(
-                    part.len() as f64 / bw.max(1) as f64,
-                ))
-                .await;
+                tokio::time::sleep(Duration::from_secs_f64(part.len() as f64 / bw as f64)).await;
             }
         }
         if dot_passes {
@@ -323,6 +340,33 @@ mod tests {
             took >= Duration::from_secs(5) && took < Duration::from_secs(6),
             "{took:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bandwidth_limit_ends_with_its_fault() {
+        // 1000 B/s would take 50 s for these bytes; the fault ends after 1 s
+        // and the rest goes through at once.
+        let d = DirectionFaults {
+            bandwidth: Some(1_000),
+            ..Default::default()
+        };
+        let (rig, ctx) = rig(Direction::ToServer, with(d));
+        let (mut client, mut proxy_in) = duplex(1 << 20);
+        let (mut proxy_out, mut server) = duplex(1 << 20);
+        let start = Instant::now();
+        let pumping = tokio::spawn(async move { pump(&mut proxy_in, &mut proxy_out, ctx).await });
+        client.write_all(&[7u8; 50_000]).await.unwrap();
+        drop(client);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rig.faults.send_modify(|f| f.to_server.bandwidth = None);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(pumping.await.unwrap(), End::Eof);
+        assert_eq!(got.len(), 50_000);
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(1200), "{took:?}");
+        let delayed = rig.stats.snapshot().bytes_delayed;
+        assert!((1_000..=1_200).contains(&delayed), "{delayed}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,7 +2,7 @@
 //! that add up to the counts, latency that shows a stall, the HTML report
 //! rendered in a real headless Chromium, and `dlab report`.
 
-use crate::support::{broker_url, exclusive, plan, run, temp_dir};
+use crate::support::{plan, run};
 use std::path::Path;
 use std::process::Command;
 
@@ -85,42 +85,85 @@ fn chromium() -> &'static str {
     "/usr/bin/chromium"
 }
 
-#[test]
-fn the_html_report_of_a_real_matrix_renders_its_grid_and_charts_in_chromium() {
-    let url = broker_url();
-    let home = temp_dir("html");
-    let html = home.join("matrix.html");
-    let json = home.join("matrix.json");
-    {
-        let _guard = exclusive();
-        let out = Command::new(env!("CARGO_BIN_EXE_dlab"))
-            .env("DLAB_HOME", &home)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "matrix",
-                "--rows",
-                "core",
-                "--transport",
-                "amqp",
-                "--messages",
-                "300",
-                "-q",
-                "--amqp-url",
-                &url,
-                "--html",
-            ])
-            .arg(&html)
-            .arg("--json")
-            .arg(&json)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// The cells of the page's grid: (row label, column, class, run index).
+fn grid_cells(dom: &str) -> Vec<(String, String, String, usize)> {
+    let table = dom
+        .split("<table class=\"grid\">")
+        .nth(1)
+        .expect("a grid")
+        .split("</table>")
+        .next()
+        .unwrap();
+    let mut rows = table.split("<tr>").skip(1);
+    let columns: Vec<String> = rows
+        .next()
+        .unwrap()
+        .split("<th>")
+        .skip(2)
+        .map(|h| h.split("</th>").next().unwrap().to_string())
+        .collect();
+    let mut cells = Vec::new();
+    for row in rows {
+        let mut tds = row.split("<td class=\"").skip(1);
+        let label = tds.next().unwrap();
+        let label = label.split('>').nth(1).unwrap().split('<').next().unwrap();
+        for (k, td) in tds.enumerate() {
+            let class = td.split('"').next().unwrap().to_string();
+            let run: usize = td
+                .split("href=\"#run-")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            cells.push((label.to_string(), columns[k].clone(), class, run));
+        }
     }
-    let page = std::fs::read_to_string(&html).unwrap();
+    cells
+}
+
+/// Each chart's SVG in the page, by its id.
+fn charts(dom: &str) -> std::collections::HashMap<String, String> {
+    dom.split("<svg ")
+        .skip(1)
+        .filter_map(|svg| {
+            let head = svg.split('>').next().unwrap();
+            if !head.contains("class=\"chart\"") {
+                return None;
+            }
+            let id = head.split("id=\"").nth(1)?.split('"').next()?.to_string();
+            Some((id, svg.split("</svg>").next().unwrap().to_string()))
+        })
+        .collect()
+}
+
+/// The number of points of each line drawn in `colour` (the series; axes
+/// and ticks are black, fault windows are rectangles).
+fn lines_in(svg: &str, colour: &str) -> Vec<usize> {
+    svg.split("<polyline")
+        .skip(1)
+        .map(|p| p.split('>').next().unwrap())
+        .filter(|p| {
+            p.to_ascii_uppercase()
+                .contains(&format!("STROKE=\"{colour}\""))
+        })
+        .map(|p| {
+            p.split("points=\"").nth(1).map_or(0, |pts| {
+                pts.split('"').next().unwrap().split_whitespace().count()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn the_html_report_of_the_full_matrix_colours_each_cell_as_its_promise_and_draws_every_series() {
+    let m = crate::matrix_full::full_matrix();
+    assert_eq!(m.code, Some(0), "{}", m.shown);
+    let results = m.json.as_array().unwrap();
+    let (home, html, json) = (&m.home, &m.html, &m.json_path);
+    let page = std::fs::read_to_string(html).unwrap();
     assert!(
         !page.contains("<link") && !page.contains(" src=") && !page.contains("https://"),
         "no external assets"
@@ -164,22 +207,74 @@ fn the_html_report_of_a_real_matrix_renders_its_grid_and_charts_in_chromium() {
         "no script errors: {check}"
     );
     assert_eq!(
-        check["grid"], 9,
+        check["grid"].as_u64(),
+        Some(results.len() as u64),
         "the grid has a coloured cell per preset and row: {check}"
     );
-    let charts = check["charts"].as_array().unwrap();
+
+    // The grid, cell by cell, as the browser has it: each cell links to its
+    // run and is coloured as that run's promise was judged in the JSON.
+    let cells = grid_cells(&dom);
+    assert_eq!(cells.len(), results.len(), "{cells:?}");
+    let mut seen = std::collections::HashSet::new();
+    for (row, column, class, i) in &cells {
+        let r = &results[*i];
+        assert!(seen.insert(*i), "one cell per run: {cells:?}");
+        assert_eq!(r["guarantee"].as_str(), Some(column.as_str()), "{row}");
+        let held = r["promise"]["held"].as_bool().unwrap();
+        assert_eq!(
+            class,
+            if held { "held" } else { "broken" },
+            "{row} / {column}: {}",
+            r["scenario"]
+        );
+    }
     assert_eq!(
-        charts.len(),
-        18,
-        "a throughput and a latency chart per cell: {check}"
+        cells.iter().filter(|c| c.2 == "broken").count(),
+        1,
+        "the one deliberately broken cell"
     );
-    for c in charts {
+
+    // Every chart is sized, labelled, and has its data drawn: the effects
+    // line with a point per 100 ms bucket, the end-to-end latency curve with
+    // a point per percentile, the relay's queue depth with a point per
+    // sample. An empty chart (axes only) has none of these lines.
+    let smtp = results.iter().filter(|r| r["transport"] == "smtp").count();
+    let listed = check["charts"].as_array().unwrap();
+    assert_eq!(listed.len(), 2 * results.len() + smtp, "{check}");
+    for c in listed {
         assert!(
             c["width"].as_u64().unwrap() >= 300 && c["height"].as_u64().unwrap() >= 150,
             "sized: {c}"
         );
-        assert!(c["paths"].as_u64().unwrap() >= 10, "drawn: {c}");
         assert!(c["texts"].as_u64().unwrap() >= 3, "labelled: {c}");
+    }
+    let svgs = charts(&dom);
+    assert_eq!(svgs.len(), listed.len());
+    let len = |v: &serde_json::Value| v.as_array().unwrap().len();
+    for (i, r) in results.iter().enumerate() {
+        let effects = lines_in(&svgs[&format!("throughput-{i}")], "#28963C");
+        let buckets = len(&r["series"]["effects"]);
+        // Two lines in the colour: the legend's sample and the series.
+        assert!(
+            buckets >= 1 && effects.len() >= 2 && effects.contains(&buckets),
+            "throughput-{i}: {effects:?} vs {buckets}"
+        );
+        let e2e = lines_in(&svgs[&format!("latency-{i}")], "#28963C");
+        let pcts = len(&r["latency"]["end_to_end"]["percentiles"]);
+        assert!(
+            pcts >= 1 && e2e.len() >= 2 && e2e.contains(&pcts),
+            "latency-{i}: {e2e:?} vs {pcts}"
+        );
+        if r["transport"] == "smtp" {
+            let depth = lines_in(&svgs[&format!("relay-queue-{i}")], "#783CB4");
+            let samples = len(&r["smtp"]["relay_queue"]);
+            // No legend here: the one line is the series.
+            assert!(
+                samples >= 1 && depth == [samples],
+                "relay-queue-{i}: {depth:?} vs {samples}"
+            );
+        }
     }
     if let Ok(shot) = std::env::var("DLAB_SCREENSHOT") {
         let out = headless(&[&format!("--screenshot={shot}")]);
@@ -190,19 +285,47 @@ fn the_html_report_of_a_real_matrix_renders_its_grid_and_charts_in_chromium() {
         );
     }
 
-    // dlab report reads the same JSON back, side by side.
+    // dlab report reads the same JSON back, side by side: what it prints is
+    // what the JSON holds, run by run.
     let out = Command::new(env!("CARGO_BIN_EXE_dlab"))
         .arg("report")
-        .arg(&json)
+        .arg(json)
         .arg("--html")
         .arg(home.join("again.html"))
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("matrix-exactly-once-no-fault") || text.contains("matrix-exactly-once-"),
-        "{text}"
-    );
+    // Columns of `table::write_side_by_side`: a 26-wide key, 22-wide runs.
+    let column = |key: &str, k: usize| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.len() > 26 && l[..26].trim_end() == key)
+            .unwrap_or_else(|| panic!("a {key} row in {text}"));
+        line.get(26 + 22 * k..(26 + 22 * (k + 1)).min(line.len()))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    for (k, r) in results.iter().enumerate() {
+        let name: String = r["scenario"].as_str().unwrap().chars().take(20).collect();
+        assert_eq!(column("scenario", k), name);
+        for (key, field) in [
+            ("intended", "intended"),
+            ("published", "published"),
+            ("confirmed", "confirmed"),
+            ("in doubt", "in_doubt"),
+            ("effects", "effects"),
+            ("lost", "lost"),
+            ("duplicates", "duplicates"),
+        ] {
+            assert_eq!(
+                column(key, k),
+                r["counts"][field].to_string(),
+                "{key} of {}",
+                r["scenario"]
+            );
+        }
+    }
     assert!(home.join("again.html").exists());
 }

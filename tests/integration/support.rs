@@ -550,3 +550,62 @@ pub fn succeeds_with_json(mut cmd: Command, json: &Path) -> (String, serde_json:
     let v = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     (text(&out.stdout), v)
 }
+
+/// A plan from scenario text written for one test (with overrides), loaded
+/// as `dlab run` loads a file.
+pub fn plan_from(name: &str, toml: &str, set: &[&str]) -> Plan {
+    let file = temp_dir("scenario").join(format!("{name}.toml"));
+    std::fs::write(&file, toml).unwrap();
+    let overrides: Vec<Override> = set.iter().map(|s| Override::parse(s).unwrap()).collect();
+    scenario::load(&file, &overrides).unwrap()
+}
+
+/// Runs `cmd` with `--json JSON` appended, whatever its exit code; returns
+/// its output and the JSON it wrote.
+pub fn output_with_json(mut cmd: Command, json: &Path) -> (Output, serde_json::Value) {
+    let out = cmd.arg("--json").arg(json).output().unwrap();
+    let bytes = std::fs::read(json).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    (out, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// Messages ready in `queue` on the broker at `url` (None: no such queue),
+/// read with a passive declare on a fresh connection.
+pub fn queue_depth(url: &str, queue: &str) -> Option<u32> {
+    on_broker(
+        url,
+        |ch, q| async move { dlab::amqp::topology::ready_messages(&ch, &q).await.ok() },
+        queue,
+    )
+}
+
+/// Deletes `queue` on the broker at `url`.
+pub fn delete_queue(url: &str, queue: &str) {
+    on_broker(
+        url,
+        |ch, q| async move {
+            dlab::amqp::topology::delete_queue(&ch, &q).await.unwrap();
+        },
+        queue,
+    )
+}
+
+/// Runs `f` with a channel on a fresh connection to `url`, then closes it.
+fn on_broker<T, F, Fut>(url: &str, f: F, queue: &str) -> T
+where
+    F: FnOnce(lapin::Channel, String) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = dlab::amqp::connect(url, "dlab-test", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let out = f(ch, queue.to_string()).await;
+        let _ = conn.close(200, "done".into()).await;
+        out
+    })
+}
