@@ -7,6 +7,7 @@ mod cli;
 mod faults;
 mod guarantees;
 mod inbox;
+mod newuser;
 mod node;
 mod relay;
 mod report;
