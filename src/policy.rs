@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How a producer publishes and what it does when it does not know the outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProducerPolicy {
     /// Publish without publisher confirms and never retry.
@@ -23,7 +23,7 @@ pub enum ProducerPolicy {
 }
 
 /// When a consumer acknowledges relative to the effect it applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConsumerPolicy {
     /// The broker forgets the message as soon as it sends it.
@@ -38,7 +38,7 @@ pub enum ConsumerPolicy {
 }
 
 /// A named composition of a producer and a consumer policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Guarantee {
     /// fire-and-forget + auto-ack: never two effects, possibly none.

@@ -19,11 +19,13 @@ pub struct Cli {
 pub struct BrokerArgs {
     /// AMQP URL of an existing broker; without it dlab uses the node of
     /// `dlab up` or starts a private node for this command.
-    #[arg(long, env = "DLAB_AMQP_URL")]
+    /// Its value is never printed (it may hold a password).
+    #[arg(long, env = "DLAB_AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// SMTP runs: `smtp://HOST:PORT` of an existing relay that forwards to
     /// dlab's inbox at --inbox-addr; without it dlab starts a private Postfix.
-    #[arg(long, env = "DLAB_SMTP_URL")]
+    /// Its value is never printed (it may hold a password).
+    #[arg(long, env = "DLAB_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// With --smtp-url: where dlab's inbox listens (the relay's next hop).
     #[arg(long, env = "DLAB_INBOX_ADDR", default_value = "127.0.0.1:2525")]
@@ -131,12 +133,12 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         rate: u64,
         /// The preset on both transports.
-        #[arg(long, default_value = "at-least-once", value_parser = parse_guarantee)]
-        guarantee: crate::policy::Guarantee,
+        #[arg(long, value_enum, default_value_t = GuaranteeArg::AtLeastOnce)]
+        guarantee: GuaranteeArg,
         /// How long the consumers (AMQP) and the inbox (SMTP) are unreachable,
-        /// e.g. "3s"; "0s" runs no outage.
-        #[arg(long, default_value = "3s")]
-        outage: String,
+        /// e.g. "500ms", "3s", "1m"; "0s" runs no outage.
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_outage)]
+        outage: Outage,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -162,16 +164,86 @@ pub enum Command {
     Down,
     /// Show the node `dlab up` started.
     Status,
-    /// Print the JSON Schema of `--json` results.
-    Schema,
+    /// Print the JSON Schema of `--json` results (or, with --scenario, of
+    /// scenario files).
+    Schema {
+        /// The schema of scenario files (TOML, as JSON Schema) instead.
+        #[arg(long)]
+        scenario: bool,
+    },
+    /// Remove run directories under .dlab/runs/ (never the node and relay
+    /// of `dlab up`), and say what was removed and how much space it freed.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["older_than", "all"])))]
+    Clean {
+        /// Only runs last written longer ago than this, e.g. "30m", "12h", "7d".
+        #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Every run.
+        #[arg(long)]
+        all: bool,
+    },
     /// A producer or consumer process (started by `dlab run`).
     #[command(hide = true)]
     Worker(WorkerArgs),
 }
 
-fn parse_guarantee(text: &str) -> Result<crate::policy::Guarantee, String> {
-    crate::policy::Guarantee::ALL
-        .into_iter()
-        .find(|g| g.name() == text)
-        .ok_or_else(|| format!("expected at-most-once, at-least-once or exactly-once, not {text}"))
+/// The preset of `dlab compare`, as clap lists and parses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[allow(clippy::enum_variant_names)] // the names users type: at-most-once...
+pub enum GuaranteeArg {
+    /// fire-and-forget + auto-ack: never two effects, possibly none.
+    AtMostOnce,
+    /// confirm-retry + ack-after-effect: at least one effect, possibly more.
+    AtLeastOnce,
+    /// confirm-retry + idempotent: exactly one effect.
+    ExactlyOnce,
+}
+
+impl From<GuaranteeArg> for crate::policy::Guarantee {
+    fn from(g: GuaranteeArg) -> Self {
+        match g {
+            GuaranteeArg::AtMostOnce => crate::policy::Guarantee::AtMostOnce,
+            GuaranteeArg::AtLeastOnce => crate::policy::Guarantee::AtLeastOnce,
+            GuaranteeArg::ExactlyOnce => crate::policy::Guarantee::ExactlyOnce,
+        }
+    }
+}
+
+/// The `--outage` of `dlab compare`: as written (it becomes a scenario
+/// override) and as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// As the user wrote it, e.g. "3s".
+    pub text: String,
+    /// Its length.
+    pub duration: std::time::Duration,
+}
+
+fn parse_outage(text: &str) -> Result<Outage, String> {
+    crate::scenario::parse_duration(text).map(|duration| Outage {
+        text: text.trim().to_string(),
+        duration,
+    })
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    crate::scenario::parse_age(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn the_guarantee_values_clap_lists_are_the_presets_names() {
+        for g in GuaranteeArg::value_variants() {
+            let name = g.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(name, crate::policy::Guarantee::from(*g).name());
+        }
+        assert_eq!(
+            GuaranteeArg::value_variants().len(),
+            crate::policy::Guarantee::ALL.len()
+        );
+    }
 }

@@ -130,13 +130,12 @@ pub fn dispatch(command: Command) -> Result<i32> {
             output,
             broker,
         } => {
-            let d =
-                scenario::parse_duration(&outage).map_err(|e| anyhow!("--outage {outage}: {e}"))?;
+            let guarantee: crate::policy::Guarantee = guarantee.into();
             let plans = crate::compare::plans(&crate::compare::Workload {
                 messages,
                 rate,
                 guarantee,
-                outage: (!d.is_zero()).then_some(outage),
+                outage: (!outage.duration.is_zero()).then_some(outage.text),
                 seed,
             });
             let results = with_broker(&broker, output.quiet, true, |ctx| async move {
@@ -176,9 +175,17 @@ pub fn dispatch(command: Command) -> Result<i32> {
             }
             Ok(EXIT_OK)
         }
-        Command::Schema => {
-            println!("{}", report::json_schema());
+        Command::Schema { scenario } => {
+            if scenario {
+                println!("{}", scenario::json_schema());
+            } else {
+                println!("{}", report::json_schema());
+            }
             Ok(EXIT_OK)
+        }
+        Command::Clean { older_than, all } => {
+            let age = if all { None } else { older_than };
+            super::clean::clean(&broker::home(), age)
         }
         Command::Up => up(),
         Command::Down => down(),
@@ -387,53 +394,75 @@ fn relay_dir(home: &Path) -> std::path::PathBuf {
     home.join("relay")
 }
 
+/// Starts (or finds) the node and the relay of `dlab up`. Both or nothing:
+/// when the relay cannot start, a node started by this call is stopped again
+/// and the exit is 2; a node that was already running is kept, and said so.
 fn up() -> Result<i32> {
     let home = broker::home();
     let dir = broker::up_dir(&home);
-    if let Some(state) = NodeState::load(&dir).filter(NodeState::alive) {
-        println!("{}", state.url());
-        eprintln!(
-            "dlab: node {} already running (pid {})",
-            state.node, state.pid
-        );
-    } else {
-        let state = runtime()?.block_on(broker::node::start(&dir))?;
-        println!("{}", state.url());
+    let (state, started) = match NodeState::load(&dir).filter(NodeState::alive) {
+        Some(state) => (state, false),
+        None => (runtime()?.block_on(broker::node::start(&dir))?, true),
+    };
+    let relay = match up_relay(&relay_dir(&home)) {
+        Ok(relay) => relay,
+        Err(e) => {
+            let what = if started {
+                let killed = broker::node::stop(&state, std::time::Duration::from_secs(30));
+                let _ = std::fs::remove_file(dir.join("state.json"));
+                format!(
+                    "stopped the RabbitMQ node it had started ({}{}); nothing is left running",
+                    state.node,
+                    if killed { ", killed" } else { "" }
+                )
+            } else {
+                format!(
+                    "the RabbitMQ node {} that was already running is kept (pid {}; `dlab down` stops it)",
+                    state.node, state.pid
+                )
+            };
+            eprintln!("dlab up: the SMTP relay failed to start: {e}");
+            eprintln!("dlab up: {what}");
+            return Ok(super::EXIT_USAGE);
+        }
+    };
+    println!("{}", state.url());
+    if started {
         eprintln!(
             "dlab: node {} running (pid {}, data and logs in {}); `dlab down` stops it",
             state.node,
             state.pid,
             state.dir.display()
         );
+    } else {
+        eprintln!(
+            "dlab: node {} already running (pid {})",
+            state.node, state.pid
+        );
     }
-    up_relay(&relay_dir(&home));
+    println!("{relay}");
     Ok(EXIT_OK)
 }
 
 /// Starts the relay of `dlab up` (forwarding to a fixed inbox address that
-/// SMTP runs listen on), or says why it cannot: AMQP runs need no relay.
-fn up_relay(dir: &Path) {
+/// SMTP runs listen on), or finds it running; returns its URL.
+fn up_relay(dir: &Path) -> Result<String> {
     use crate::relay::Relay;
     if let Some(r) = Relay::attach(dir) {
-        println!("smtp://{}", r.addr());
         eprintln!(
             "dlab: relay already running (forwards to dlab's inbox at {})",
             r.next_hop()
         );
-        return;
+        return Ok(format!("smtp://{}", r.addr()));
     }
     let _ = std::fs::remove_dir_all(dir);
     let inbox = std::net::SocketAddr::from(([127, 0, 0, 1], broker::free_port()));
-    match Relay::start(dir, inbox) {
-        Ok(r) => {
-            println!("smtp://{}", r.addr());
-            eprintln!(
-                "dlab: Postfix relay running (queue and log in {}), forwarding to dlab's inbox at {inbox} during SMTP runs",
-                dir.display()
-            );
-        }
-        Err(e) => eprintln!("dlab: no SMTP relay: {e}"),
-    }
+    let r = Relay::start(dir, inbox)?;
+    eprintln!(
+        "dlab: Postfix relay running (queue and log in {}), forwarding to dlab's inbox at {inbox} during SMTP runs",
+        dir.display()
+    );
+    Ok(format!("smtp://{}", r.addr()))
 }
 
 fn down() -> Result<i32> {

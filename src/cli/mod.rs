@@ -2,6 +2,7 @@
 //! (0 expectations held, 1 an expectation broken, 2 usage or environment error).
 
 mod args;
+mod clean;
 mod commands;
 
 pub use args::{Cli, Command};

@@ -29,6 +29,17 @@ fn postfix_ids() -> Option<(u32, u32)> {
     Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
 }
 
+/// The private relay's retry timing, as `main.cf` parameters (why each value:
+/// see [`write`]). The `relay` service of `compose.yaml` sets the same values
+/// (a test holds it to them).
+pub const RETRY_TIMING: [(&str, &str); 5] = [
+    ("queue_run_delay", "1s"),
+    ("minimal_backoff_time", "2s"),
+    ("maximal_backoff_time", "4s"),
+    ("smtp_connect_timeout", "5s"),
+    ("smtp_data_done_timeout", "3s"),
+];
+
 /// Writes `etc/main.cf` and `etc/master.cf` under `dir`, and the queue, data
 /// and log directories. The data directory and the log file belong to
 /// `postfix`: Postfix requires the first, and the second must be writable by
@@ -89,16 +100,16 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
              relayhost = [{ip}]:{port}\n\
              smtpd_relay_restrictions = permit_mynetworks, reject\n\
              smtputf8_enable = yes\n\
-             queue_run_delay = 1s\n\
-             minimal_backoff_time = 2s\n\
-             maximal_backoff_time = 4s\n\
-             smtp_connect_timeout = 5s\n\
-             smtp_data_done_timeout = 3s\n\
+             {timing}\
              maillog_file = {d}/log/postfix.log\n\
              maillog_file_prefixes = {d}/log\n\
              biff = no\n",
             ip = next_hop.ip(),
             port = next_hop.port(),
+            timing = RETRY_TIMING
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}\n"))
+                .collect::<String>(),
         ),
     )?;
     write_file(

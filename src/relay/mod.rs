@@ -12,6 +12,7 @@
 //! start/stop, the master's pid for a kill) and reads its queue from disk.
 
 mod config;
+pub use config::RETRY_TIMING;
 pub mod log;
 
 use std::net::SocketAddr;
@@ -98,7 +99,12 @@ impl Relay {
         };
         config::write(&relay.dir, relay.port, next_hop)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;
-        relay.launch()?;
+        if let Err(e) = relay.launch() {
+            // Leave nothing behind: no master that started but never
+            // listened, no entry in the system main.cf.
+            relay.retire();
+            return Err(e);
+        }
         let saved = Saved {
             port: relay.port,
             next_hop,

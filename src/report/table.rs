@@ -289,54 +289,93 @@ pub fn write_matrix(
     Ok(())
 }
 
-/// Writes several runs side by side, one column each.
+/// Writes several runs side by side, one column each, each column as wide
+/// as its longest value: nothing is cut (run names that differ only at
+/// their end, e.g. `...-crash-after-effect` and `...-crash-before-effect`,
+/// must stay apart).
 pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Result<()> {
     const KEY: usize = 26;
-    const COL: usize = 22;
-    let cut = |s: &str| s.chars().take(COL - 2).collect::<String>();
-    let row =
-        |out: &mut dyn Write, name: &str, f: &dyn Fn(&RunResult) -> String| -> io::Result<()> {
-            write!(out, "{name:<KEY$}")?;
-            for r in results {
-                write!(out, "{:<COL$}", cut(&f(r)))?;
-            }
-            writeln!(out)
-        };
-    row(out, "scenario", &|r| r.scenario.clone())?;
-    row(out, "transport", &|r| r.transport.clone())?;
-    row(out, "producer", &|r| r.producer.clone())?;
-    row(out, "consumer", &|r| r.consumer.clone())?;
-    row(out, "intended", &|r| r.counts.intended.to_string())?;
-    row(out, "published", &|r| r.counts.published.to_string())?;
-    row(out, "confirmed", &|r| r.counts.confirmed.to_string())?;
-    row(out, "in doubt", &|r| r.counts.in_doubt.to_string())?;
-    row(out, "effects", &|r| r.counts.effects.to_string())?;
-    row(out, "lost", &|r| r.counts.lost.to_string())?;
-    row(out, "duplicates", &|r| r.counts.duplicates.to_string())?;
-    row(out, "promise", &|r| {
-        r.promise
-            .as_ref()
-            .map_or("-".into(), |p| format!("{} {}", p.guarantee, held(p.held)))
-    })?;
-    row(out, "steady effects/s", &|r| {
-        format!("{:.0}", r.steady_throughput_per_s)
-    })?;
-    row(out, "end-to-end p50", &|r| ms(r.latency.end_to_end.p50_us))?;
-    row(out, "end-to-end p99", &|r| ms(r.latency.end_to_end.p99_us))?;
-    row(out, "end-to-end max", &|r| ms(r.latency.end_to_end.max_us))?;
-    row(out, "end-to-end samples", &|r| {
-        r.latency.end_to_end.samples.to_string()
-    })?;
-    row(out, "confirm p99", &|r| {
-        ms(r.latency.publish_to_confirm.p99_us)
-    })?;
-    row(out, "faults", &|r| r.faults.len().to_string())?;
+    const MIN_COL: usize = 22;
+    type Field<'a> = (&'a str, Box<dyn Fn(&RunResult) -> String>);
+    let mut fields: Vec<Field<'_>> = vec![
+        ("scenario", Box::new(|r| r.scenario.clone())),
+        ("transport", Box::new(|r| r.transport.clone())),
+        ("producer", Box::new(|r| r.producer.clone())),
+        ("consumer", Box::new(|r| r.consumer.clone())),
+        ("intended", Box::new(|r| r.counts.intended.to_string())),
+        ("published", Box::new(|r| r.counts.published.to_string())),
+        ("confirmed", Box::new(|r| r.counts.confirmed.to_string())),
+        ("in doubt", Box::new(|r| r.counts.in_doubt.to_string())),
+        ("effects", Box::new(|r| r.counts.effects.to_string())),
+        ("lost", Box::new(|r| r.counts.lost.to_string())),
+        ("duplicates", Box::new(|r| r.counts.duplicates.to_string())),
+        (
+            "promise",
+            Box::new(|r| {
+                r.promise
+                    .as_ref()
+                    .map_or("-".into(), |p| format!("{} {}", p.guarantee, held(p.held)))
+            }),
+        ),
+        (
+            "steady effects/s",
+            Box::new(|r| format!("{:.0}", r.steady_throughput_per_s)),
+        ),
+        (
+            "end-to-end p50",
+            Box::new(|r| ms(r.latency.end_to_end.p50_us)),
+        ),
+        (
+            "end-to-end p99",
+            Box::new(|r| ms(r.latency.end_to_end.p99_us)),
+        ),
+        (
+            "end-to-end max",
+            Box::new(|r| ms(r.latency.end_to_end.max_us)),
+        ),
+        (
+            "end-to-end samples",
+            Box::new(|r| r.latency.end_to_end.samples.to_string()),
+        ),
+        (
+            "confirm p99",
+            Box::new(|r| ms(r.latency.publish_to_confirm.p99_us)),
+        ),
+        ("faults", Box::new(|r| r.faults.len().to_string())),
+    ];
     if results.iter().any(|r| r.smtp.is_some()) {
-        row(out, "relay queue peak", &|r| {
-            r.smtp
-                .as_ref()
-                .map_or("-".into(), |s| s.relay_queue_peak.to_string())
-        })?;
+        fields.push((
+            "relay queue peak",
+            Box::new(|r| {
+                r.smtp
+                    .as_ref()
+                    .map_or("-".into(), |s| s.relay_queue_peak.to_string())
+            }),
+        ));
+    }
+    let cells: Vec<Vec<String>> = fields
+        .iter()
+        .map(|(_, f)| results.iter().map(f).collect())
+        .collect();
+    let widths: Vec<usize> = (0..results.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count() + 2)
+                .fold(MIN_COL, usize::max)
+        })
+        .collect();
+    for ((name, _), row) in fields.iter().zip(&cells) {
+        write!(out, "{name:<KEY$}")?;
+        let last = row.len().saturating_sub(1);
+        for (i, (value, width)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                write!(out, "{value}")?;
+            } else {
+                write!(out, "{value:<width$}")?;
+            }
+        }
+        writeln!(out)?;
     }
     Ok(())
 }

@@ -32,6 +32,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Parses an age, e.g. for `dlab clean --older-than`: a whole or fractional
+/// number with a unit `s`, `m`, `h` or `d` (days), up to ten years.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let expected = "expected an age like \"90s\", \"30m\", \"12h\" or \"7d\"";
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("`{text}` has no unit; {expected}"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age; {expected}"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        _ => return Err(format!("`{text}` has an unknown unit `{unit}`; {expected}")),
+    };
+    if !seconds.is_finite() || seconds > 10.0 * 366.0 * 86_400.0 {
+        return Err(format!(
+            "`{text}` is out of range; expected at most ten years"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +79,16 @@ mod tests {
         assert!(parse_duration("100000m")
             .unwrap_err()
             .contains("out of range"));
+    }
+
+    #[test]
+    fn ages_take_hours_and_days() {
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("0.5d"), Ok(Duration::from_secs(43_200)));
+        assert!(parse_age("7").unwrap_err().contains("no unit"));
+        assert!(parse_age("7w").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("99999d").unwrap_err().contains("out of range"));
     }
 }

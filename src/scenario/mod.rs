@@ -11,7 +11,7 @@ mod overrides;
 mod plan;
 mod spec;
 
-pub use duration::parse_duration;
+pub use duration::{parse_age, parse_duration};
 pub use fault::{Action, Fault, InboxFault, NetEffect, Trigger};
 pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
@@ -40,6 +40,17 @@ impl fmt::Display for ScenarioError {
 }
 
 impl std::error::Error for ScenarioError {}
+
+/// The JSON Schema of a scenario file (its TOML read as JSON): key names and
+/// types. Ranges and rules between keys are `dlab validate`'s. The committed
+/// copy is `schema/scenario.schema.json`.
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Spec);
+    if let Some(o) = schema.as_object_mut() {
+        o.insert("title".into(), "dlab scenario".into());
+    }
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
+}
 
 /// Reads, overrides and validates the scenario at `path`.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<Plan, ScenarioError> {

@@ -8,8 +8,9 @@
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use serde::{Deserialize, Serialize};
 
-/// One scenario file, key for key.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One scenario file, key for key (`dlab schema --scenario` prints its JSON
+/// Schema; ranges and cross-field rules are checked by `dlab validate`).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Short name shown in reports; defaults to the file stem.
@@ -61,7 +62,7 @@ pub struct Spec {
 }
 
 /// Which way notifications travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
     /// AMQP 0-9-1 through RabbitMQ.
@@ -81,7 +82,7 @@ impl Transport {
 }
 
 /// RabbitMQ queue type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QueueType {
     /// The classic queue.
@@ -101,7 +102,7 @@ impl QueueType {
 }
 
 /// The kinds of fault a scenario can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// A consumer worker process aborts at a crash point.
@@ -206,7 +207,7 @@ impl FaultKind {
 }
 
 /// Where in its handling of a delivery a consumer aborts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CrashPoint {
     /// Before the effect of the Nth delivery is applied.
@@ -229,7 +230,7 @@ impl CrashPoint {
 }
 
 /// Which connections a network fault acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinkSpec {
     /// Producers to the broker.
@@ -241,7 +242,7 @@ pub enum LinkSpec {
 }
 
 /// Which way a network fault acts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DirectionSpec {
     /// Client to server.
@@ -253,7 +254,7 @@ pub enum DirectionSpec {
 }
 
 /// How a `cut` closes connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CutMode {
     /// A normal close.
@@ -263,7 +264,7 @@ pub enum CutMode {
 }
 
 /// `every`: a message count (with `after`) or a duration (with `at`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum EverySpec {
     /// Every N messages.
@@ -273,7 +274,7 @@ pub enum EverySpec {
 }
 
 /// One `[[faults]]` entry as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// What happens.
@@ -312,7 +313,7 @@ pub struct FaultSpec {
 }
 
 /// The `[expect]` table as written.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectSpec {
     /// At most this many intended messages with no effect.

@@ -16,9 +16,14 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The largest message accepted (advertised as SIZE).
+/// The largest message accepted (advertised as SIZE): a larger one is read
+/// to its final "." without being kept, and refused with 552 and no effect.
 pub const MAX_SIZE: usize = 10 * 1024 * 1024;
-const MAX_LINE: usize = 4096;
+/// The longest line, command or text, with its CRLF. RFC 5321 allows 1000
+/// octets in a text line and 512 in a command (more with extension
+/// parameters); this is four times that. A line longer still closes the
+/// session with a 500 reply instead of being buffered without end.
+pub const MAX_LINE: usize = 4096;
 
 /// Counters of what the inbox did.
 #[derive(Debug, Default)]
@@ -297,6 +302,16 @@ enum Step {
     Quit,
 }
 
+/// The `SIZE=n` parameter of a `MAIL FROM:<...> SIZE=n` command (RFC 1870).
+fn declared_size(line: &str) -> Option<u64> {
+    line.split_whitespace().skip(1).find_map(|p| {
+        let (key, value) = p.split_once('=')?;
+        key.eq_ignore_ascii_case("SIZE")
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
 fn command(line: &str, mail: &mut bool, rcpt: &mut bool) -> Step {
     let verb = line
         .split_whitespace()
@@ -306,6 +321,9 @@ fn command(line: &str, mail: &mut bool, rcpt: &mut bool) -> Step {
     match verb.as_str() {
         "EHLO" => Step::Reply("250-inbox.dlab.invalid\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"),
         "HELO" => Step::Reply("250 inbox.dlab.invalid\r\n"),
+        "MAIL" if declared_size(line).is_some_and(|n| n > MAX_SIZE as u64) => {
+            Step::Reply("552 5.3.4 Error: message size exceeds fixed limit\r\n")
+        }
         "MAIL" => {
             *mail = true;
             *rcpt = false;
@@ -353,6 +371,15 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
             .await
         {
             Ok(0) | Err(_) => return,
+            Ok(_) if !line.ends_with(b"\n") => {
+                // MAX_LINE octets and no end of line: the client does not
+                // speak SMTP; say so and stop reading. (Shorter: the
+                // connection ended mid-line.)
+                if line.len() >= MAX_LINE {
+                    refuse_and_close(&mut r, &mut w).await;
+                }
+                return;
+            }
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
@@ -371,8 +398,21 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                 {
                     return;
                 }
-                let Some(message) = read_data(&mut r).await else {
-                    return;
+                let message = match read_data(&mut r).await {
+                    Data::Message(m) => m,
+                    Data::TooBig => {
+                        // Read to its final "." (the session stays in step)
+                        // and refused: no effect.
+                        mail = false;
+                        rcpt = false;
+                        reply = "552 5.3.4 Error: message size exceeds fixed limit\r\n".into();
+                        continue;
+                    }
+                    Data::LineTooLong => {
+                        refuse_and_close(&mut r, &mut w).await;
+                        return;
+                    }
+                    Data::Closed => return,
                 };
                 mail = false;
                 rcpt = false;
@@ -400,20 +440,74 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// Reads message lines up to the final "." line, undoing dot-stuffing.
-async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
+/// The reply before closing a session that sent a line longer than [`MAX_LINE`].
+const LINE_TOO_LONG: &[u8] = b"500 5.5.0 Error: line too long; closing the connection\r\n";
+
+/// Answers a line longer than [`MAX_LINE`] with a 500 and closes. What the
+/// client already sent is read and dropped first (up to 1 MiB, for up to a
+/// second): closing with unread input would reset the connection, and the
+/// client might lose the reply.
+async fn refuse_and_close<R, W>(r: &mut R, w: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let _ = w.write_all(LINE_TOO_LONG).await;
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+    let (mut input, mut sink) = (r.take(1 << 20), tokio::io::sink());
+    let drain = tokio::io::copy(&mut input, &mut sink);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
+/// What the text after DATA turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+enum Data {
+    /// The message, dot-stuffing undone.
+    Message(Vec<u8>),
+    /// Read to its final "." but larger than [`MAX_SIZE`]; not kept.
+    TooBig,
+    /// A line longer than [`MAX_LINE`]: the rest cannot be trusted.
+    LineTooLong,
+    /// The connection ended (or failed) before the final ".".
+    Closed,
+}
+
+/// Reads message lines up to the final "." line, undoing dot-stuffing; never
+/// holds more than [`MAX_SIZE`] plus one line.
+async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Data {
     let mut message = Vec::new();
+    let mut too_big = false;
     let mut line = Vec::new();
     loop {
         line.clear();
-        if r.read_until(b'\n', &mut line).await.ok()? == 0 {
-            return None;
+        match (&mut *r)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return Data::Closed,
+            Ok(_) if !line.ends_with(b"\n") => {
+                return if line.len() >= MAX_LINE {
+                    Data::LineTooLong
+                } else {
+                    Data::Closed
+                };
+            }
+            Ok(_) => {}
         }
         if line == b".\r\n" || line == b".\n" {
-            return Some(message);
+            return if too_big {
+                Data::TooBig
+            } else {
+                Data::Message(message)
+            };
         }
         let body = line.strip_prefix(b".").unwrap_or(&line);
-        if message.len() + body.len() <= MAX_SIZE {
+        if too_big || message.len() + body.len() > MAX_SIZE {
+            too_big = true;
+            message = Vec::new();
+        } else {
             message.extend_from_slice(body);
         }
     }
@@ -506,6 +600,27 @@ mod tests {
     async fn dot_stuffing_is_undone_and_the_final_dot_ends_the_message() {
         let data = b"a\r\n..b\r\n.\r\nMAIL";
         let mut r = BufReader::new(&data[..]);
-        assert_eq!(read_data(&mut r).await.unwrap(), b"a\r\n.b\r\n");
+        assert_eq!(
+            read_data(&mut r).await,
+            Data::Message(b"a\r\n.b\r\n".to_vec())
+        );
+        let mut r = BufReader::new(&b"a\r\nno final dot"[..]);
+        assert_eq!(read_data(&mut r).await, Data::Closed);
+    }
+
+    #[test]
+    fn the_declared_size_is_read_from_the_mail_command() {
+        assert_eq!(declared_size("MAIL FROM:<a@b> SIZE=1234"), Some(1234));
+        assert_eq!(
+            declared_size("MAIL FROM:<a@b> BODY=8BITMIME size=7"),
+            Some(7)
+        );
+        assert_eq!(declared_size("MAIL FROM:<a@b>"), None);
+        let (mut mail, mut rcpt) = (false, false);
+        let over = format!("MAIL FROM:<a@b> SIZE={}", MAX_SIZE + 1);
+        assert!(
+            matches!(command(&over, &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("552"))
+        );
+        assert!(!mail, "no transaction was started");
     }
 }

@@ -215,3 +215,147 @@ fn the_sender_delivers_each_notification_once_with_its_message_id_through_the_re
     seqs.sort_unstable();
     assert_eq!(seqs, (0..400).collect::<Vec<_>>());
 }
+
+/// A raw SMTP client over TCP for the size and line-length tests; every read
+/// has a deadline, so an inbox that keeps waiting fails the test.
+struct Raw {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let (r, w) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        let mut raw = Raw {
+            r: BufReader::new(r),
+            w,
+        };
+        assert!(raw.reply().await.starts_with("220"));
+        raw
+    }
+
+    /// The last line of the next reply ("" when the inbox closed).
+    async fn reply(&mut self) -> String {
+        let read = async {
+            loop {
+                let mut line = String::new();
+                if self.r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return String::new();
+                }
+                let last = line.trim_end().to_string();
+                if last.as_bytes().get(3) != Some(&b'-') {
+                    return last;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the inbox replies within 30 s")
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> String {
+        self.w.write_all(bytes).await.unwrap();
+        self.reply().await
+    }
+
+    /// Whether the inbox closed the connection (EOF within the deadline).
+    async fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(&mut self.r, &mut rest);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(30), read).await,
+            Ok(Ok(_)) | Ok(Err(_))
+        )
+    }
+}
+
+fn new_inbox(rt: &tokio::runtime::Runtime, store: &Path) -> Inbox {
+    rt.block_on(Inbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        store,
+        false,
+        0,
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_message_over_the_advertised_size_gets_552_and_no_effect() {
+    use dlab::smtp::inbox::MAX_SIZE;
+    let dir = temp_dir("inbox-size");
+    let store = new_store(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inbox = new_inbox(&rt, &store);
+    rt.block_on(async {
+        let mut c = Raw::connect(inbox.addr()).await;
+        assert!(c.send(b"EHLO t\r\n").await.contains("SIZE 10485760"));
+        // Declared too big: refused at once.
+        let over = format!("MAIL FROM:<a@t> SIZE={}\r\n", MAX_SIZE + 1);
+        let reply = c.send(over.as_bytes()).await;
+        assert!(reply.starts_with("552"), "{reply}");
+        let reply = c.send(b"RCPT TO:<b@t>\r\n").await;
+        assert!(
+            reply.starts_with("503"),
+            "no transaction after a 552: {reply}"
+        );
+
+        // Declared within the limit, but larger on the wire: read to the
+        // final dot, refused with 552, nothing recorded.
+        let within = format!("MAIL FROM:<a@t> SIZE={MAX_SIZE}\r\n");
+        assert!(c.send(within.as_bytes()).await.starts_with("250"));
+        assert!(c.send(b"RCPT TO:<b@t>\r\n").await.starts_with("250"));
+        assert!(c.send(b"DATA\r\n").await.starts_with("354"));
+        let line = format!("{}\r\n", "x".repeat(998));
+        let mut big = b"Message-ID: <too-big@t>\r\n\r\n".to_vec();
+        while big.len() <= MAX_SIZE + 1000 {
+            big.extend_from_slice(line.as_bytes());
+        }
+        big.extend_from_slice(b".\r\n");
+        let reply = c.send(&big).await;
+        assert!(reply.starts_with("552"), "{reply}");
+
+        // The session is still in step: a small message is taken.
+        for cmd in ["MAIL FROM:<a@t>\r\n", "RCPT TO:<b@t>\r\n"] {
+            assert!(c.send(cmd.as_bytes()).await.starts_with("250"));
+        }
+        assert!(c.send(b"DATA\r\n").await.starts_with("354"));
+        let reply = c.send(b"Message-ID: <small@t>\r\n\r\nhello\r\n.\r\n").await;
+        assert!(reply.starts_with("250"), "{reply}");
+    });
+    assert_eq!(rows(&store), (1, 1), "only the small message is an effect");
+    assert_eq!(inbox.stats().accepted.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_line_without_an_end_closes_the_session_with_an_error_and_no_effect() {
+    use dlab::smtp::inbox::MAX_LINE;
+    let dir = temp_dir("inbox-line");
+    let store = new_store(&dir);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let inbox = new_inbox(&rt, &store);
+    let endless = vec![b'a'; 16 * MAX_LINE];
+    rt.block_on(async {
+        // A command line.
+        let mut c = Raw::connect(inbox.addr()).await;
+        let reply = c.send(&endless).await;
+        assert!(reply.starts_with("500"), "{reply}");
+        assert!(c.closed().await, "the inbox closed the session");
+
+        // A line of message text.
+        let mut c = Raw::connect(inbox.addr()).await;
+        for cmd in ["EHLO t\r\n", "MAIL FROM:<a@t>\r\n", "RCPT TO:<b@t>\r\n"] {
+            assert!(c.send(cmd.as_bytes()).await.starts_with("250"));
+        }
+        assert!(c.send(b"DATA\r\n").await.starts_with("354"));
+        let mut text = b"Message-ID: <endless@t>\r\n\r\n".to_vec();
+        text.extend_from_slice(&endless);
+        let reply = c.send(&text).await;
+        assert!(reply.starts_with("500"), "{reply}");
+        assert!(c.closed().await, "the inbox closed the session");
+    });
+    assert_eq!(rows(&store), (0, 0));
+    assert_eq!(inbox.stats().accepted.load(Ordering::Relaxed), 0);
+}

@@ -8,6 +8,7 @@ mod faults;
 mod guarantees;
 mod inbox;
 mod matrix_full;
+mod newuser;
 mod node;
 mod promises;
 mod promises_cli;
