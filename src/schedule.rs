@@ -53,6 +53,9 @@ pub fn describe(t: Trigger) -> String {
 
 #[cfg(test)]
 mod tests {
+    // Mutants that survive `cargo mutants` (README, "Tests"), and why:
+    // - fires: `probability > 0.0` -> `>= 0.0`: differs only when a draw is exactly 0.0
+    //   (the top 53 bits of a SplitMix64 output all zero, odds 2^-53) and probability is 0.
     use super::*;
     use crate::scenario::LinkSpec;
     use crate::scenario::{Action, NetEffect};
