@@ -262,6 +262,23 @@ mod tests {
     }
 
     #[test]
+    fn now_is_microseconds_since_the_unix_epoch() {
+        let micros = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64
+        };
+        let before = micros();
+        let now = now_us();
+        let after = micros();
+        assert!(
+            (before..=after).contains(&now),
+            "{before} <= {now} <= {after}"
+        );
+    }
+
+    #[test]
     fn an_uncommitted_batch_leaves_nothing() {
         let (mut store, dir) = temp_store();
         {

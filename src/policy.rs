@@ -165,4 +165,58 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn names_are_the_scenario_file_spellings() {
+        // Scenario files and reports spell policies with these names; the serde
+        // attribute above must agree with `name()`.
+        fn json(v: impl Serialize) -> String {
+            serde_json::to_string(&v).unwrap()
+        }
+        for g in Guarantee::ALL {
+            assert_eq!(json(g), format!("\"{}\"", g.name()));
+            assert_eq!(g.to_string(), g.name());
+        }
+        assert_eq!(
+            Guarantee::ALL.map(Guarantee::name),
+            ["at-most-once", "at-least-once", "exactly-once"]
+        );
+        let producers = [
+            ProducerPolicy::FireAndForget,
+            ProducerPolicy::ConfirmRetry,
+            ProducerPolicy::SendOnce,
+            ProducerPolicy::Retry,
+        ];
+        for p in producers {
+            assert_eq!(json(p), format!("\"{}\"", p.name()));
+        }
+        let consumers = [
+            ConsumerPolicy::AutoAck,
+            ConsumerPolicy::AckBeforeEffect,
+            ConsumerPolicy::AckAfterEffect,
+            ConsumerPolicy::Idempotent,
+        ];
+        for c in consumers {
+            assert_eq!(json(c), format!("\"{}\"", c.name()));
+        }
+    }
+
+    #[test]
+    fn what_each_policy_implies() {
+        use ConsumerPolicy::*;
+        use ProducerPolicy::*;
+        assert_eq!(
+            [FireAndForget, ConfirmRetry, SendOnce, Retry].map(ProducerPolicy::is_smtp),
+            [false, false, true, true]
+        );
+        assert_eq!(
+            [AutoAck, AckBeforeEffect, AckAfterEffect, Idempotent].map(ConsumerPolicy::manual_ack),
+            [false, true, true, true]
+        );
+        assert_eq!(
+            [AutoAck, AckBeforeEffect, AckAfterEffect, Idempotent]
+                .map(ConsumerPolicy::acks_after_effect),
+            [false, false, true, true]
+        );
+    }
 }

@@ -157,6 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn acks_are_counted_run_wide_not_per_message() {
+        let mut l = Ledger::new(2);
+        l.record(Event::Acked(0));
+        l.record(Event::Acked(0));
+        l.record(Event::Acked(1));
+        assert_eq!(l.reconcile().counts.acks, 3);
+        assert_eq!(l.get(0), Some(&Record::default()));
+    }
+
+    #[test]
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Record>(), 16);
     }

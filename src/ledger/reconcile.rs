@@ -179,6 +179,48 @@ mod tests {
     }
 
     #[test]
+    fn every_count_of_a_mixed_run() {
+        // Per-message counters that are "messages with at least one": a
+        // message with none must not count, one with two must count once.
+        let mut l = Ledger::new(4);
+        delivered(&mut l, 0, 1);
+        l.record(Event::Attempt(1));
+        l.record(Event::Nacked(1));
+        l.record(Event::Attempt(1));
+        l.record(Event::Nacked(1));
+        l.record(Event::Attempt(2));
+        l.record(Event::InDoubt(2));
+        l.record(Event::Attempt(2));
+        l.record(Event::InDoubt(2));
+        l.record(Event::Acked(0));
+        l.record(Event::Effect(9));
+        let c = l.reconcile().counts;
+        assert_eq!(
+            c,
+            super::Counts {
+                intended: 4,
+                published: 3,
+                attempts: 5,
+                confirmed: 1,
+                nacked: 1,
+                in_doubt: 1,
+                deliveries: 1,
+                redelivered: 0,
+                acks: 1,
+                effects: 1,
+                unique: 1,
+                duplicates: 0,
+                duplicated_messages: 0,
+                suppressed: 0,
+                lost: 3,
+                lost_after_confirm: 0,
+                lost_unconfirmed: 3,
+                unexpected: 1,
+            }
+        );
+    }
+
+    #[test]
     fn never_published_messages_are_lost_unconfirmed() {
         let l = Ledger::new(4);
         let r = l.reconcile();

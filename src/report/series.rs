@@ -132,4 +132,29 @@ mod tests {
         );
         assert_eq!(Series::new().steady_rate(), 0.0);
     }
+
+    #[test]
+    fn the_steady_span_starts_and_ends_at_effects_and_trims_from_ten_buckets() {
+        // Effects in buckets 5..=5+span-1 only (1 in the first and last, 50
+        // between); sends run on to bucket 30, so the padded effects series
+        // has empty buckets on both sides of the span.
+        let series = |span: u64| {
+            let mut s = Series::new();
+            for b in 5..5 + span {
+                let n = if b == 5 || b == 4 + span { 1 } else { 50 };
+                for _ in 0..n {
+                    s.effect(b * 100 + 10, false);
+                }
+            }
+            s.sent(3000);
+            s.finish();
+            s
+        };
+        // Ten buckets: the first and last are left out, 8 x 50 in 0.8 s.
+        let ten = series(10).steady_rate();
+        assert!((ten - 500.0).abs() < 1e-9, "{ten}");
+        // Nine: all of the span counts, (1 + 7 x 50 + 1) in 0.9 s.
+        let nine = series(9).steady_rate();
+        assert!((nine - 352.0 / 0.9).abs() < 1e-9, "{nine}");
+    }
 }
