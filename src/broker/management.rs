@@ -11,7 +11,8 @@
 //!   between two samples takes its last counts with it (a short producer's
 //!   publishes then count as zero).
 //! - The **management API** for what the broker says of the queue itself:
-//!   its type and how many messages it holds.
+//!   its type. (Its `messages` is a sample too, up to 5 s old; the queue's
+//!   depth after the drain is asked over AMQP instead.)
 //!
 //! Requests are plain HTTP/1.0 (one GET, no keep-alive), so the answer is
 //! never chunked and ends with the connection.
@@ -37,8 +38,6 @@ pub struct Management {
 pub struct QueueInfo {
     /// `classic`, `quorum` or `stream`, as the broker declared it.
     pub kind: String,
-    /// Messages in the queue (ready and unacknowledged).
-    pub messages: u64,
 }
 
 /// The node's AMQP 0-9-1 message counters (totals since the node started).
@@ -99,8 +98,6 @@ impl Counters {
 struct RawQueue {
     #[serde(rename = "type", default)]
     kind: String,
-    #[serde(default)]
-    messages: u64,
 }
 
 /// Percent-encodes one path segment of the API (queue and vhost names).
@@ -186,7 +183,7 @@ impl Management {
         )
     }
 
-    /// What the broker says of `queue`: its type and its depth.
+    /// What the broker says of `queue`: its type.
     pub async fn queue(&self, queue: &str) -> Result<QueueInfo, String> {
         let path = format!("/api/queues/{}/{}", segment(&self.vhost), segment(queue));
         let body = self.get(self.port, &path).await?;
@@ -196,10 +193,7 @@ impl Management {
                 self.host, self.port
             )
         })?;
-        Ok(QueueInfo {
-            kind: raw.kind,
-            messages: raw.messages,
-        })
+        Ok(QueueInfo { kind: raw.kind })
     }
 
     /// The node's message counters now.

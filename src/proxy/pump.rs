@@ -102,8 +102,8 @@ impl Pump<'_> {
             && self.ctx.direction == Direction::ToClient
             && self.ctx.dot_passed.load(Ordering::SeqCst)
         {
-            // The server's reply to the final ".": it never reaches the client.
-            Stats::add(&self.ctx.stats.frames_dropped, 1);
+            // The server's reply to the final ".": it never reaches the client
+            // (counted as dropped when the dot passed).
             return Err(End::CloseRst);
         }
         if smtp && self.ctx.direction == Direction::ToServer {
@@ -111,6 +111,9 @@ impl Pump<'_> {
                 if self.ctx.reply_lost_armed.swap(false, Ordering::SeqCst) {
                     data = &data[..dot_end];
                     dot_passes = true;
+                    // Its reply is dropped: counted now, inside the fault's
+                    // window (the reply itself comes after the window ends).
+                    Stats::add(&self.ctx.stats.frames_dropped, 1);
                 }
             }
         }
@@ -138,6 +141,12 @@ impl Pump<'_> {
                 end = end.or(Some(End::CloseFin));
             }
             self.limit_passed += data.len() as u64;
+        }
+        // The server's next bytes are the reply to this final ".": mark it
+        // before the dot leaves, or a fast server's 250 could overtake the
+        // mark, reach the client, and the cut would fall on a later reply.
+        if dot_passes {
+            self.ctx.dot_passed.store(true, Ordering::SeqCst);
         }
         let piece = f.slice.unwrap_or(data.len()).max(1);
         let mut rest = data;
@@ -167,9 +176,6 @@ impl Pump<'_> {
                 Stats::add(&self.ctx.stats.bytes_delayed, part.len() as u64);
                 tokio::time::sleep(Duration::from_secs_f64(part.len() as f64 / bw as f64)).await;
             }
-        }
-        if dot_passes {
-            self.ctx.dot_passed.store(true, Ordering::SeqCst);
         }
         match end {
             Some(e) => Err(e),

@@ -19,9 +19,6 @@ pub struct BrokerCount {
     /// Whether the broker's counters cover the whole run. A broker that was
     /// killed or restarted starts its counters again at zero.
     pub whole_run: bool,
-    /// Messages in the queue when it was read (after the drain), as the
-    /// management API says.
-    pub messages_at_end: u64,
     /// Each count, the broker's beside the ledger's.
     pub pairs: Vec<CountPair>,
 }
@@ -74,7 +71,6 @@ impl BrokerCount {
             source,
             queue_type: queue.kind.clone(),
             whole_run,
-            messages_at_end: queue.messages,
             pairs: vec![
                 pair("received", "attempts", counted.received, counts.attempts),
                 pair(
@@ -135,10 +131,7 @@ mod tests {
     }
 
     fn queue(kind: &str) -> QueueInfo {
-        QueueInfo {
-            kind: kind.into(),
-            messages: 0,
-        }
+        QueueInfo { kind: kind.into() }
     }
 
     #[test]

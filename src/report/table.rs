@@ -217,9 +217,8 @@ fn write_broker_count(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     };
     writeln!(
         out,
-        "  broker    {} queue, {} message(s) in it after the drain; its own count ({}){}:",
+        "  broker    {} queue; its own count ({}){}:",
         b.queue_type,
-        b.messages_at_end,
         b.source,
         if b.whole_run {
             ""

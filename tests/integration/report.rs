@@ -296,19 +296,34 @@ fn the_html_report_of_the_full_matrix_colours_each_cell_as_its_promise_and_draws
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    // Columns of `table::write_side_by_side`: a 26-wide key, 22-wide runs.
+    // Columns of `table::write_side_by_side`: a 26-wide key, then one column
+    // per run, as wide as its widest value; the scenario row shows where
+    // each column starts (its full name, in the order of the runs).
+    let scenario_line = text
+        .lines()
+        .find(|l| l.starts_with("scenario "))
+        .unwrap_or_else(|| panic!("a scenario row in {text}"));
+    let mut starts = Vec::new();
+    let mut from = 26;
+    for r in results.iter() {
+        let name = r["scenario"].as_str().unwrap();
+        let at = from
+            + scenario_line[from..]
+                .find(name)
+                .unwrap_or_else(|| panic!("{name} in full in {scenario_line}"));
+        starts.push(at);
+        from = at + name.len();
+    }
     let column = |key: &str, k: usize| -> String {
         let line = text
             .lines()
             .find(|l| l.len() > 26 && l[..26].trim_end() == key)
             .unwrap_or_else(|| panic!("a {key} row in {text}"));
-        line.get(26 + 22 * k..(26 + 22 * (k + 1)).min(line.len()))
-            .unwrap_or("")
-            .trim()
-            .to_string()
+        let end = starts.get(k + 1).copied().unwrap_or(line.len()).min(line.len());
+        line.get(starts[k]..end).unwrap_or("").trim().to_string()
     };
     for (k, r) in results.iter().enumerate() {
-        let name: String = r["scenario"].as_str().unwrap().chars().take(20).collect();
+        let name = r["scenario"].as_str().unwrap();
         assert_eq!(column("scenario", k), name);
         for (key, field) in [
             ("intended", "intended"),

@@ -371,10 +371,6 @@ fn assert_agrees_with_broker(r: &RunResult) {
         b.queue_type, r.settings.queue_type,
         "the broker's queue type"
     );
-    assert_eq!(
-        b.messages_at_end, 0,
-        "the broker's queue is empty after the drain"
-    );
     if !b.whole_run {
         return;
     }
