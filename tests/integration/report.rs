@@ -319,7 +319,11 @@ fn the_html_report_of_the_full_matrix_colours_each_cell_as_its_promise_and_draws
             .lines()
             .find(|l| l.len() > 26 && l[..26].trim_end() == key)
             .unwrap_or_else(|| panic!("a {key} row in {text}"));
-        let end = starts.get(k + 1).copied().unwrap_or(line.len()).min(line.len());
+        let end = starts
+            .get(k + 1)
+            .copied()
+            .unwrap_or(line.len())
+            .min(line.len());
         line.get(starts[k]..end).unwrap_or("").trim().to_string()
     };
     for (k, r) in results.iter().enumerate() {
