@@ -423,17 +423,32 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) {
                 if how == Some(Misbehaviour::Tempfail) {
                     "451 4.3.2 dlab inbox: try again later\r\n".to_string()
                 } else {
-                    let reply = match accept(&shared, message).await {
-                        Ok(n) => format!("250 2.0.0 Ok: queued as {n}\r\n"),
-                        Err(e) => format!("451 4.3.0 Error: {e}\r\n"),
-                    };
-                    match how {
-                        // The effect is committed; the client never hears so.
-                        Some(Misbehaviour::Hangup) => return,
-                        Some(Misbehaviour::Slow) => tokio::time::sleep(SLOW_REPLY).await,
-                        _ => {}
+                    // The commit and its reply are one step, in a task of
+                    // their own: taking the inbox down aborts this session,
+                    // but a message already being committed still gets its
+                    // 250 (a phone switched off does not forget to answer
+                    // what it showed; losing that reply is `inbox-hangup`).
+                    let shared = shared.clone();
+                    let step = tokio::spawn(async move {
+                        let reply = match accept(&shared, message).await {
+                            Ok(n) => format!("250 2.0.0 Ok: queued as {n}\r\n"),
+                            Err(e) => format!("451 4.3.0 Error: {e}\r\n"),
+                        };
+                        match how {
+                            // The effect is committed; the client never hears so.
+                            Some(Misbehaviour::Hangup) => return None,
+                            Some(Misbehaviour::Slow) => tokio::time::sleep(SLOW_REPLY).await,
+                            _ => {}
+                        }
+                        let sent =
+                            w.write_all(reply.as_bytes()).await.is_ok() && w.flush().await.is_ok();
+                        sent.then_some(w)
+                    });
+                    match step.await {
+                        Ok(Some(back)) => w = back,
+                        _ => return,
                     }
-                    reply
+                    String::new()
                 }
             }
         };
