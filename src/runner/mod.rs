@@ -179,7 +179,7 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     };
     // The broker's counters before the run: its own count is their growth.
     let counters_before = match &ctx.management {
-        Some(m) => m.counters().await,
+        Some(m) => m.counters().await.map(|before| (m, before)),
         None => Err("no management API is known for this broker".to_string()),
     };
     let mut driver = faults::Driver::new(
@@ -195,10 +195,9 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     drop(driver);
 
     // The broker's own count, read before the queue is deleted.
-    let broker_read = match (&ctx.management, counters_before) {
-        (Some(m), Ok(before)) => broker_count_read(m, &queue, before).await,
-        (_, Err(e)) => Err(e),
-        (None, _) => Err("no management API is known for this broker".to_string()),
+    let broker_read = match counters_before {
+        Ok((m, before)) => broker_count_read(m, &queue, before).await,
+        Err(e) => Err(e),
     };
     let remaining = inspector.finish(ctx.keep_queue).await?;
 
@@ -222,21 +221,16 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         .iter()
         .any(|r| r.fired && plan.faults[r.fault].action.restarts_broker());
     let (broker_count, broker_count_missing) = match broker_read {
-        Ok((source, (queue_info, now), counted)) => {
-            let whole_run = counted.is_some() && !restarted;
-            // After a restart, the counters count from the node's new start.
-            let counted = counted.unwrap_or(now);
-            (
-                Some(report::BrokerCount::compare(
-                    source,
-                    &queue_info,
-                    &counted,
-                    &reconciliation.counts,
-                    whole_run,
-                )),
-                None,
-            )
-        }
+        Ok(read) => (
+            Some(report::BrokerCount::compare(
+                read.source,
+                &read.queue,
+                &read.counted,
+                &reconciliation.counts,
+                read.since_start && !restarted,
+            )),
+            None,
+        ),
         Err(why) => (None, Some(why)),
     };
     let mut result = report::build(report::Inputs {
@@ -271,17 +265,31 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     Ok(result)
 }
 
-/// What the broker says after the drain: where from, its queue and its
-/// counters now, and their growth since `before` (None when a counter went
-/// down: the node restarted and began again at zero).
+/// What the broker said after the drain.
+struct BrokerRead {
+    source: String,
+    queue: QueueInfo,
+    /// Its counters' growth since the run started or, when a counter went
+    /// down (the node restarted and began again at zero), since that restart.
+    counted: Counters,
+    /// Whether `counted` covers the whole run.
+    since_start: bool,
+}
+
 async fn broker_count_read(
     m: &crate::broker::Management,
     queue: &str,
     before: Counters,
-) -> Result<(String, (QueueInfo, Counters), Option<Counters>), String> {
-    let info = m.queue(queue).await?;
+) -> Result<BrokerRead, String> {
+    let queue = m.queue(queue).await?;
     let now = m.counters().await?;
-    Ok((m.describe(), (info, now), now.since(&before)))
+    let grown = now.since(&before);
+    Ok(BrokerRead {
+        source: m.describe(),
+        queue,
+        since_start: grown.is_some(),
+        counted: grown.unwrap_or(now),
+    })
 }
 
 /// The socket address of the broker a URL names.

@@ -176,7 +176,7 @@ pub fn assert_agrees_with_effect_store(r: &RunResult) {
     assert_eq!(r.counts.unexpected, 0);
     assert_series_recount(r, &conn);
     if r.transport == "amqp" {
-        assert_agrees_with_history(r, &conn);
+        assert_agrees_with_history(r);
         assert_agrees_with_broker(r);
     }
 }
@@ -293,7 +293,7 @@ pub fn effect_rows(r: &RunResult) -> Vec<(u64, u32)> {
 /// the workers' history; a message shown twice was delivered twice (to
 /// another process, or redelivered to the same one); every crash the result
 /// lists is in the history, from the process that aborted.
-fn assert_agrees_with_history(r: &RunResult, _conn: &rusqlite::Connection) {
+fn assert_agrees_with_history(r: &RunResult) {
     use std::collections::HashMap;
     let h = history(r);
     let mut delivered: HashMap<(u64, u32), u64> = HashMap::new();
