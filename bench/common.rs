@@ -36,16 +36,19 @@ impl Bench {
     /// A run context on this broker, workers from the dlab binary.
     pub fn context(&self, always_proxy: bool) -> RunContext {
         RunContext {
-            amqp_url: self.url.clone(),
             home: self.home.clone(),
             worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
             keep_queue: false,
-            node: None,
             always_proxy,
             progress: false,
-            relay: dlab::runner::smtp::RelayTarget::Private,
             // The benchmarks measure speed; the broker's own count is the tests'.
-            management: None,
+            amqp: Some(dlab::runner::AmqpTarget {
+                url: self.url.clone(),
+                node: None,
+                management: None,
+            }),
+            relay: dlab::smtp::RelayTarget::Private,
+            cancel: dlab::runner::Cancel::never(),
         }
     }
 

@@ -22,6 +22,7 @@
 use super::connect::connect;
 use super::publisher::{DUE_HEADER, ROUND_TRIP_LIMIT};
 use crate::effects::EffectStore;
+use crate::ledger::Event;
 use crate::message_id;
 use crate::metrics;
 use crate::policy::ConsumerPolicy;
@@ -108,7 +109,7 @@ impl State<'_> {
         .await?;
         for it in items {
             if let Some(seq) = it.seq {
-                self.emit.push(WireEvent::Acked(seq));
+                self.emit.push(WireEvent::Ledger(Event::Acked(seq)));
             }
         }
         if prove {
@@ -130,7 +131,7 @@ impl State<'_> {
         let last = self.handled + items.len() as u64;
         let crash = self.crash;
         for _ in items.iter().filter(|it| it.seq.is_none()) {
-            self.emit.push(WireEvent::Unexpected);
+            self.emit.push(WireEvent::Ledger(Event::Unexpected));
         }
         if self.policy == ConsumerPolicy::AckBeforeEffect {
             let prove = self.crash_in(first, last);
@@ -242,11 +243,11 @@ fn die(
 ) -> ! {
     while let Some(Some(Ok(d))) = deliveries.next().now_or_never() {
         match item(&d, run_id).seq {
-            Some(seq) => emit.push(WireEvent::Delivered {
+            Some(seq) => emit.push(WireEvent::Ledger(Event::Delivered {
                 seq,
                 redelivered: d.redelivered,
-            }),
-            None => emit.push(WireEvent::Unexpected),
+            })),
+            None => emit.push(WireEvent::Ledger(Event::Unexpected)),
         }
     }
     emit.push(WireEvent::Aborted {
@@ -370,10 +371,10 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
             Some(Ok(d)) => {
                 let it = item(&d, &args.run_id);
                 if let Some(seq) = it.seq {
-                    state.emit.push(WireEvent::Delivered {
+                    state.emit.push(WireEvent::Ledger(Event::Delivered {
                         seq,
                         redelivered: d.redelivered,
-                    });
+                    }));
                 }
                 items.push(it);
                 true

@@ -1,14 +1,20 @@
 //! The AMQP transport: a RabbitMQ queue between producer and consumer workers.
 //!
 //! Split by role as in vector's AMQP sink: connecting, the queue, the
-//! publisher (producer policies), the consumer (consumer policies).
+//! publisher (producer policies), the consumer (consumer policies); and the
+//! run's side of it: the [`Engine`] behind the run skeleton, the
+//! supervision of the worker processes, the runner's view of the queue.
 
 pub mod connect;
 pub mod consumer;
+mod engine;
+mod inspect;
 pub mod publisher;
 pub mod send_log;
+mod supervise;
 pub mod topology;
 pub mod url;
 
 pub use connect::{connect, BrokerError};
+pub use engine::Engine;
 pub use url::mask_password;

@@ -14,6 +14,7 @@
 
 use super::connect::connect;
 use super::send_log::SendLog;
+use crate::ledger::Event;
 use crate::message_id;
 use crate::metrics;
 use crate::policy::ProducerPolicy;
@@ -294,7 +295,7 @@ impl Out {
             self.emit
                 .push(WireEvent::Note(format!("send log write failed: {e}")));
         }
-        self.emit.push(WireEvent::Attempt(seq));
+        self.emit.push(WireEvent::Ledger(Event::Attempt(seq)));
     }
 
     /// After the publish of `seq` left: the scheduled producer crash, if this
@@ -314,7 +315,7 @@ impl Out {
 
     fn confirmed(&mut self, seq: u64) {
         self.log.confirmed(seq);
-        self.emit.push(WireEvent::Confirmed(seq));
+        self.emit.push(WireEvent::Ledger(Event::Confirmed(seq)));
     }
 
     fn maybe_flush(&mut self) {
@@ -371,7 +372,7 @@ async fn fire_and_forget(
             out.published(seq);
         }
         if let Err(e) = sent {
-            out.emit.push(WireEvent::InDoubt(p.seq));
+            out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
             out.emit.push(WireEvent::Note(format!(
                 "publish failed, not retried (fire-and-forget): {e}"
             )));
@@ -442,7 +443,7 @@ async fn confirm_retry(
                     out.published(seq);
                 }
                 Err(e) => {
-                    out.emit.push(WireEvent::InDoubt(p.seq));
+                    out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
                     out.emit.push(WireEvent::Note(format!(
                         "publish failed, will republish: {e}"
                     )));
@@ -468,15 +469,15 @@ async fn confirm_retry(
                         out.confirmed(p.seq);
                     }
                     Outcome::Nack => {
-                        out.emit.push(WireEvent::Nacked(p.seq));
+                        out.emit.push(WireEvent::Ledger(Event::Nacked(p.seq)));
                         retry.push_back(p);
                     }
                     Outcome::TimedOut => {
-                        out.emit.push(WireEvent::InDoubt(p.seq));
+                        out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
                         retry.push_back(p);
                     }
                     Outcome::Lost(e) => {
-                        out.emit.push(WireEvent::InDoubt(p.seq));
+                        out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
                         if link.take().is_some() {
                             out.emit.push(WireEvent::Note(format!("connection lost with confirms pending, will republish: {e}")));
                         }

@@ -5,9 +5,9 @@ use super::{EXIT_BROKEN, EXIT_OK};
 use crate::broker::{self, BrokerHandle, NodeState};
 use crate::matrix;
 use crate::report::{self, table, RunResult};
-use crate::runner::smtp::RelayTarget;
-use crate::runner::{self, RunContext};
+use crate::runner::{self, AmqpTarget, RunContext, EXIT_INTERRUPTED};
 use crate::scenario::{self, Override, Plan, Transport};
+use crate::smtp::RelayTarget;
 use anyhow::{anyhow, Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -62,11 +62,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 std::fs::write(path, page)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
-            Ok(if result.expectations_held {
-                EXIT_OK
-            } else {
-                EXIT_BROKEN
-            })
+            Ok(exit_code(&results))
         }
         Command::Matrix {
             messages,
@@ -199,6 +195,14 @@ async fn run_each(plans: &[Plan], ctx: &RunContext, command: &str) -> Result<Vec
     for plan in plans {
         eprintln!("dlab {command}: running {}", plan.name);
         results.push(runner::run(plan, ctx).await?);
+        if ctx.cancel.is_cancelled() {
+            eprintln!(
+                "dlab {command}: interrupted after {} of {} run(s)",
+                results.len(),
+                plans.len()
+            );
+            break;
+        }
     }
     Ok(results)
 }
@@ -219,11 +223,18 @@ fn write_outputs(
         report::write_json(path, &results)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(if results.iter().all(|r| r.expectations_held) {
+    Ok(exit_code(results))
+}
+
+/// 130 when a signal stopped a run, else 0 when every expectation held, else 1.
+fn exit_code(results: &[RunResult]) -> i32 {
+    if results.iter().any(|r| r.interrupted) {
+        EXIT_INTERRUPTED
+    } else if results.iter().all(|r| r.expectations_held) {
         EXIT_OK
     } else {
         EXIT_BROKEN
-    })
+    }
 }
 
 fn load(file: &Path, set: &[String]) -> Result<Plan> {
@@ -264,11 +275,14 @@ where
     rt.block_on(async {
         let home = broker::home();
         let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // From here on, SIGINT, SIGTERM and SIGHUP stop the run in order.
+        let cancel = runner::cancel::on_signals().context("cannot install signal handlers")?;
         if !amqp {
             let ctx = RunContext {
                 progress,
                 relay,
-                ..RunContext::new("", &home)?
+                cancel,
+                ..RunContext::new(&home)?
             };
             return f(ctx).await;
         }
@@ -279,11 +293,15 @@ where
             None => broker::Management::beside(handle.url()),
         };
         let ctx = RunContext {
-            node: handle.node().cloned(),
             progress,
             relay,
-            management,
-            ..RunContext::new(handle.url(), &home)?
+            cancel,
+            amqp: Some(AmqpTarget {
+                url: handle.url().to_string(),
+                node: handle.node().cloned(),
+                management,
+            }),
+            ..RunContext::new(&home)?
         };
         let out = f(ctx).await;
         handle.shutdown();
@@ -314,15 +332,15 @@ fn print_matrix(
 ) -> Result<()> {
     let out = &mut std::io::stdout().lock();
     use std::io::Write;
-    let first = |t: &str| {
+    let first = |t: Transport| {
         results
             .iter()
             .find(|r| r.transport == t)
             .map(|r| r.broker.clone())
     };
     let via: Vec<String> = [
-        first("amqp").map(|b| format!("broker {b}")),
-        first("smtp").map(|b| {
+        first(Transport::Amqp).map(|b| format!("broker {b}")),
+        first(Transport::Smtp).map(|b| {
             if b.contains("dlab up") {
                 format!("relay {b}")
             } else {
@@ -339,7 +357,7 @@ fn print_matrix(
          promise: at-most-once = no message twice; at-least-once = no message lost; exactly-once = both",
         via.join("; ")
     )?;
-    if first("smtp").is_some() {
+    if first(Transport::Smtp).is_some() {
         writeln!(
             out,
             "smtp: send-once / retry sender, inbox with ack-after-effect / idempotent; across a store-and-forward\n\

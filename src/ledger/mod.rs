@@ -33,6 +33,8 @@ pub enum Event {
     Effect(u64),
     /// The idempotent layer recognised the message and applied no effect.
     Suppressed(u64),
+    /// A delivery or effect whose message ID is not one of this run's.
+    Unexpected,
 }
 
 /// Per-message counters. Sixteen bytes, so that 10^7 messages fit in 160 MB.
@@ -85,6 +87,10 @@ impl Ledger {
             | Event::Acked(s)
             | Event::Effect(s)
             | Event::Suppressed(s) => s,
+            Event::Unexpected => {
+                self.unexpected += 1;
+                return;
+            }
         };
         let Some(r) = self.records.get_mut(seq as usize) else {
             self.unexpected += 1;
@@ -107,13 +113,9 @@ impl Ledger {
             }
             Event::Effect(_) => &mut r.effects,
             Event::Suppressed(_) => &mut r.suppressed,
+            Event::Unexpected => unreachable!("counted above"),
         };
         *counter = counter.saturating_add(1);
-    }
-
-    /// Records a delivery or effect whose message ID did not belong to this run.
-    pub fn record_unexpected(&mut self) {
-        self.unexpected += 1;
     }
 
     /// The record of message `seq`.
@@ -152,7 +154,7 @@ mod tests {
     fn foreign_ids_are_unexpected_not_panics() {
         let mut l = Ledger::new(1);
         l.record(Event::Effect(7));
-        l.record_unexpected();
+        l.record(Event::Unexpected);
         assert_eq!(l.reconcile().counts.unexpected, 2);
     }
 

@@ -127,7 +127,7 @@ fn summary_table(results: &[RunResult]) -> String {
             h,
             "<tr><td class=\"label {class}\"><a href=\"#run-{i}\">{}</a></td><td>{}</td><td>{} + {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.scenario),
-            esc(&r.transport),
+            esc(r.transport.name()),
             esc(&r.producer),
             esc(&r.consumer),
             r.counts.intended,
@@ -158,7 +158,7 @@ fn run_section(i: usize, r: &RunResult) -> String {
         esc(&r.description),
         esc(&r.producer),
         esc(&r.consumer),
-        esc(&r.transport),
+        esc(r.transport.name()),
         r.seed,
         esc(&r.run_id),
         esc(&r.broker)
@@ -323,8 +323,8 @@ fn throughput_svg(i: usize, r: &RunResult) -> String {
         (x_max.max(0.1), y_top),
         true,
         |chart| {
-            for t in r.timeline.iter().filter(|t| t.event.contains("aborted")) {
-                let x = t.at_ms as f64 / 1000.0;
+            for c in &r.crashes {
+                let x = c.at_ms as f64 / 1000.0;
                 let _ = chart.draw_series(LineSeries::new([(x, 0.0), (x, y_top)], RED.mix(0.6)));
             }
             let series: [(&str, &Vec<u64>, RGBColor); 4] = [

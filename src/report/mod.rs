@@ -2,6 +2,7 @@
 //! runner produces a [`RunResult`], renderers only read it.
 
 mod broker_count;
+mod fault_record;
 pub mod html;
 mod html_smtp;
 pub mod progress;
@@ -12,9 +13,10 @@ mod smtp_text;
 pub mod table;
 
 pub use broker_count::{BrokerCount, CountPair};
+pub use fault_record::{FaultRecord, Tally};
 pub use result::{
     describe_fault, CrashRecord, Drain, ExpectationResult, Latency, Promise, Recount, RunResult,
-    Settings, TimelineEntry,
+    Settings, TimelineEntry, TimelineKind,
 };
 pub use series::Series;
 pub use smtp::{QueueSample, RelayLogCount, SmtpReport, TextCheck};
@@ -55,7 +57,7 @@ pub struct Inputs<'a> {
     /// Worker notes.
     pub notes: Vec<String>,
     /// The fault occurrences.
-    pub faults: Vec<crate::runner::faults::FaultRecord>,
+    pub faults: Vec<FaultRecord>,
     /// Throughput over time.
     pub series: Series,
     /// Worker aborts as the workers reported them.
@@ -94,7 +96,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
     RunResult {
         scenario: i.plan.name.clone(),
         description: i.plan.description.clone(),
-        transport: i.plan.transport.name().into(),
+        transport: i.plan.transport,
         guarantee: i.plan.guarantee.map(|g| g.name().to_string()),
         producer: i.plan.producer.name().to_string(),
         consumer: i.plan.consumer.name().to_string(),
@@ -136,6 +138,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         history: i.history.map(|p| p.display().to_string()),
         started_unix_us: i.started_unix_us,
         smtp: None,
+        interrupted: false,
     }
 }
 

@@ -2,7 +2,7 @@
 //! faults active now. Shown only when stderr is a terminal and not `--quiet`;
 //! it draws what the runner already counted and measures nothing itself.
 
-use crate::runner::faults::Tally;
+use super::Tally;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 

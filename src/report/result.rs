@@ -2,11 +2,12 @@
 //!
 //! Field names are a contract (`--json`): add fields, do not rename them.
 
+use super::FaultRecord;
 use super::Series;
 use crate::ledger::{Counts, Verdicts};
 use crate::metrics::LatencySummary;
 use crate::policy::Guarantee;
-use crate::runner::faults::FaultRecord;
+use crate::scenario::Transport;
 use crate::scenario::{Fault, Plan};
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ pub struct RunResult {
     /// What it teaches.
     pub description: String,
     /// `amqp` or `smtp`.
-    pub transport: String,
+    pub transport: Transport,
     /// The preset the policies form, if any.
     pub guarantee: Option<String>,
     /// Producer policy.
@@ -94,6 +95,10 @@ pub struct RunResult {
     /// log's own count, whether the text arrived intact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<super::SmtpReport>,
+    /// The run was stopped by a signal before it finished: its counts are
+    /// what it saw until then (messages in flight count as lost).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// The workload, as run.
@@ -209,8 +214,40 @@ pub struct Recount {
 pub struct TimelineEntry {
     /// Milliseconds since the run started.
     pub at_ms: u64,
+    /// What kind of moment it is (renderers and tests read this, never the text).
+    #[serde(default)]
+    pub kind: TimelineKind,
     /// What happened.
     pub event: String,
+}
+
+/// What kind of moment a timeline entry marks.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimelineKind {
+    /// A phase of the run: started, ready, producers finished, drained.
+    #[default]
+    Phase,
+    /// A worker aborted (the crash the worker reported).
+    Crash,
+    /// A worker started again after a crash or a lost connection.
+    Restart,
+    /// A worker lost its connection, or connected again.
+    Connection,
+    /// A worker ended in a way the run did not ask for.
+    Exit,
+    /// A scheduled fault began.
+    FaultStart,
+    /// A scheduled fault ended.
+    FaultEnd,
+    /// The drain ended by its timeout.
+    DrainTimeout,
+    /// The run was stopped by a signal.
+    Interrupted,
+    /// Anything else worth a line.
+    Note,
 }
 
 /// A worker abort as the worker reported it just before it aborted.

@@ -56,7 +56,10 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     writeln!(
         out,
         "  {} + {}{preset} over {}, broker {}",
-        r.producer, r.consumer, r.transport, r.broker
+        r.producer,
+        r.consumer,
+        r.transport.name(),
+        r.broker
     )?;
     if r.smtp.is_some() {
         writeln!(
@@ -298,7 +301,7 @@ pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Res
     type Field<'a> = (&'a str, Box<dyn Fn(&RunResult) -> String>);
     let mut fields: Vec<Field<'_>> = vec![
         ("scenario", Box::new(|r| r.scenario.clone())),
-        ("transport", Box::new(|r| r.transport.clone())),
+        ("transport", Box::new(|r| r.transport.name().to_string())),
         ("producer", Box::new(|r| r.producer.clone())),
         ("consumer", Box::new(|r| r.consumer.clone())),
         ("intended", Box::new(|r| r.counts.intended.to_string())),

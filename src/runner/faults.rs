@@ -6,82 +6,14 @@
 //! Crashes are not driven here: a crashing worker is told its crash point on
 //! its command line and aborts by itself.
 
-use crate::broker::Node;
+use super::servers::Servers;
 use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
-use crate::relay::Relay;
+pub use crate::report::{FaultRecord, Tally};
 use crate::scenario::{Action, DirectionSpec, Fault, InboxFault, LinkSpec, NetEffect, Trigger};
 use crate::schedule;
-use crate::smtp::inbox::{Inbox, Misbehaviour};
-use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use crate::smtp::inbox::Misbehaviour;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-
-/// Running totals of what workers reported, to show what a fault changed.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-pub struct Tally {
-    /// Publish attempts.
-    pub published: u64,
-    /// Confirms.
-    pub confirmed: u64,
-    /// Nacks.
-    pub nacked: u64,
-    /// Attempts in doubt.
-    pub in_doubt: u64,
-    /// Deliveries.
-    pub delivered: u64,
-    /// Redeliveries.
-    pub redelivered: u64,
-    /// Acks.
-    pub acked: u64,
-}
-
-impl Tally {
-    fn since(&self, e: &Tally) -> Tally {
-        Tally {
-            published: self.published - e.published,
-            confirmed: self.confirmed - e.confirmed,
-            nacked: self.nacked - e.nacked,
-            in_doubt: self.in_doubt - e.in_doubt,
-            delivered: self.delivered - e.delivered,
-            redelivered: self.redelivered - e.redelivered,
-            acked: self.acked - e.acked,
-        }
-    }
-}
-
-/// One occurrence of a fault in the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct FaultRecord {
-    /// Index of the fault in the scenario.
-    pub fault: usize,
-    /// The fault, in words.
-    pub description: String,
-    /// Which occurrence (0 is the first).
-    pub occurrence: u64,
-    /// The trigger that was reached.
-    pub trigger: String,
-    /// Whether the seed let it fire.
-    pub fired: bool,
-    /// When it started, ms after the run started.
-    pub started_ms: Option<u64>,
-    /// When it ended.
-    pub ended_ms: Option<u64>,
-    /// What the proxy did meanwhile (network faults).
-    pub effect: Option<StatsSnapshot>,
-    /// What the workers reported while it was active.
-    pub during: Option<Tally>,
-    /// What they reported from its end to the end of the run.
-    pub after: Option<Tally>,
-    /// A problem applying or ending it.
-    pub note: Option<String>,
-    /// Broker process faults: messages ready in the run's queue just before
-    /// it fired (the backlog the fault put at risk), as the broker said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backlog: Option<u64>,
-}
 
 /// The two proxied links: producers to broker, consumers to broker.
 pub struct Links {
@@ -113,14 +45,6 @@ impl Links {
     }
 }
 
-/// What SMTP faults act on: the inbox, and the relay when dlab started it.
-pub struct SmtpTargets {
-    /// dlab's inbox.
-    pub inbox: Arc<Inbox>,
-    /// The private relay (None with an external one).
-    pub relay: Option<Arc<Relay>>,
-}
-
 struct Active {
     record: usize,
     until: Instant,
@@ -136,8 +60,7 @@ pub struct Driver {
     next: Vec<u64>,
     active: Vec<Option<Active>>,
     links: Option<Links>,
-    node: Option<Arc<Node>>,
-    smtp: Option<SmtpTargets>,
+    servers: Servers,
     queue: Option<String>,
     start: Instant,
     /// Every occurrence so far.
@@ -211,7 +134,7 @@ impl Driver {
         faults: &[Fault],
         seed: u64,
         links: Option<Links>,
-        node: Option<Arc<Node>>,
+        servers: Servers,
         start: Instant,
     ) -> Driver {
         let faults: Vec<(usize, Fault)> = faults
@@ -231,8 +154,7 @@ impl Driver {
             faults,
             seed,
             links,
-            node,
-            smtp: None,
+            servers,
             queue: None,
             start,
             records: Vec::new(),
@@ -240,14 +162,8 @@ impl Driver {
     }
 
     /// The run's queue, whose backlog broker process faults record.
-    pub fn with_queue(mut self, queue: &str) -> Driver {
-        self.queue = Some(queue.to_string());
-        self
-    }
-
-    /// The same driver acting on an SMTP run's inbox and relay.
-    pub fn with_smtp(mut self, targets: SmtpTargets) -> Driver {
-        self.smtp = Some(targets);
+    pub fn with_queue(mut self, queue: Option<String>) -> Driver {
+        self.queue = queue;
         self
     }
 
@@ -376,7 +292,7 @@ impl Driver {
     /// Messages ready in the run's queue, asked of the node directly (not
     /// through a proxy a fault may hold), or None if it cannot be asked.
     async fn backlog(&self) -> Option<u64> {
-        let (node, queue) = (self.node.as_ref()?, self.queue.as_ref()?);
+        let (node, queue) = (self.servers.node()?, self.queue.as_ref()?);
         let url = node.state().url();
         let conn = crate::amqp::connect(&url, "dlab fault driver", Duration::from_secs(2))
             .await
@@ -420,7 +336,7 @@ impl Driver {
                 }
                 (fault.duration, None, None)
             }
-            Action::BrokerKill { restart_after } => match self.node.clone() {
+            Action::BrokerKill { restart_after } => match self.servers.node().cloned() {
                 Some(node) => {
                     node.kill();
                     let task = tokio::spawn(async move {
@@ -435,7 +351,7 @@ impl Driver {
                     Some("no dlab-started node to kill".into()),
                 ),
             },
-            Action::BrokerRestart => match self.node.clone() {
+            Action::BrokerRestart => match self.servers.node().cloned() {
                 Some(node) => {
                     let task = tokio::spawn(async move {
                         tokio::task::spawn_blocking({
@@ -454,7 +370,7 @@ impl Driver {
                     Some("no dlab-started node to restart".into()),
                 ),
             },
-            Action::BrokerPause => match &self.node {
+            Action::BrokerPause => match self.servers.node() {
                 Some(node) => {
                     node.pause(true);
                     (fault.duration, None, None)
@@ -465,7 +381,7 @@ impl Driver {
                     Some("no dlab-started node to pause".into()),
                 ),
             },
-            Action::MemoryAlarm => match &self.node {
+            Action::MemoryAlarm => match self.servers.node() {
                 Some(node) => (
                     fault.duration,
                     None,
@@ -473,12 +389,12 @@ impl Driver {
                 ),
                 None => (Duration::ZERO, None, Some("no dlab-started node".into())),
             },
-            Action::Inbox { fault: how } => match &self.smtp {
-                Some(t) => {
+            Action::Inbox { fault: how } => match self.servers.inbox() {
+                Some(inbox) => {
                     let note = match misbehaviour(how) {
-                        None => t.inbox.set_down(true).await.err().map(|e| e.to_string()),
+                        None => inbox.set_down(true).await.err().map(|e| e.to_string()),
                         Some(m) => {
-                            t.inbox.misbehave(Some(m));
+                            inbox.misbehave(Some(m));
                             None
                         }
                     };
@@ -486,29 +402,27 @@ impl Driver {
                 }
                 None => (Duration::ZERO, None, Some("no inbox on this run".into())),
             },
-            Action::RelayKill { restart_after } => {
-                match self.smtp.as_ref().and_then(|t| t.relay.clone()) {
-                    Some(relay) => {
-                        let task = tokio::spawn(async move {
-                            let r = relay.clone();
-                            tokio::task::spawn_blocking(move || r.kill())
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            tokio::time::sleep(restart_after).await;
-                            tokio::task::spawn_blocking(move || relay.launch())
-                                .await
-                                .map_err(|e| e.to_string())?
-                                .map_err(|e| e.to_string())
-                        });
-                        (restart_after, Some(task), None)
-                    }
-                    None => (
-                        Duration::ZERO,
-                        None,
-                        Some("no dlab-started relay to kill".into()),
-                    ),
+            Action::RelayKill { restart_after } => match self.servers.relay().cloned() {
+                Some(relay) => {
+                    let task = tokio::spawn(async move {
+                        let r = relay.clone();
+                        tokio::task::spawn_blocking(move || r.kill())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tokio::time::sleep(restart_after).await;
+                        tokio::task::spawn_blocking(move || relay.launch())
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())
+                    });
+                    (restart_after, Some(task), None)
                 }
-            }
+                None => (
+                    Duration::ZERO,
+                    None,
+                    Some("no dlab-started relay to kill".into()),
+                ),
+            },
             Action::ConsumerCrash { .. } | Action::ProducerCrash { .. } => {
                 (Duration::ZERO, None, None)
             }
@@ -535,20 +449,20 @@ impl Driver {
                 }
             }
             Action::BrokerPause => {
-                if let Some(n) = &self.node {
+                if let Some(n) = self.servers.node() {
                     n.pause(false);
                 }
             }
             Action::MemoryAlarm => {
-                if let Some(n) = &self.node {
+                if let Some(n) = self.servers.node() {
                     note = n.set_memory_watermark(0.4).await.err();
                 }
             }
             Action::Inbox { fault: how } => {
-                if let Some(t) = &self.smtp {
+                if let Some(inbox) = self.servers.inbox() {
                     match misbehaviour(how) {
-                        None => note = t.inbox.set_down(false).await.err().map(|e| e.to_string()),
-                        Some(_) => t.inbox.misbehave(None),
+                        None => note = inbox.set_down(false).await.err().map(|e| e.to_string()),
+                        Some(_) => inbox.misbehave(None),
                     }
                 }
             }

@@ -1,30 +1,43 @@
-//! The runner: runs one [`Plan`] against a broker and reconciles the outcome.
+//! The run skeleton: runs one [`Plan`] through its transport and reconciles
+//! the outcome.
 //!
-//! Phases: declare the queue; start consumers and wait until they are ready;
-//! start producers; supervise (restart crashed consumers); drain (producers
-//! finished, queue empty, consumers idle, or the drain timeout); stop the
-//! consumers; read the effect store into the ledger; reconcile.
+//! What every run does is here, once: the run directory and the effect
+//! store, the fault driver, the one event fold ([`fold`]), the one drain
+//! loop (one definition of "quiet"), one way to stop ([`cancel`]) and the
+//! one report build. What differs between transports is behind
+//! [`engine::Engine`]: AMQP in `src/amqp/engine.rs`, SMTP in
+//! `src/smtp/engine.rs`.
 //!
 //! Architecture invariant: counts come from the ledger, and the ledger only
-//! from worker events and effect-store rows. A failure during the run (a
-//! crash, a lost connection) is an event, never an early return.
+//! from the events a transport streams into the fold and from effect-store
+//! rows. A failure during the run (a crash, a lost connection) is an event,
+//! never an early return.
 
+pub mod cancel;
+pub mod engine;
 pub mod faults;
-mod inspect;
-pub mod smtp;
-mod supervise;
+pub mod fold;
+pub mod servers;
 pub mod workers;
 
-use crate::amqp::{self, topology, BrokerError};
-use crate::broker::{Counters, Node, QueueInfo};
-use crate::effects::{EffectStore, EffectStoreError, Row};
-use crate::ledger::{Event, Ledger};
+pub use cancel::{Cancel, EXIT_INTERRUPTED};
+
+use crate::amqp::BrokerError;
+use crate::effects::{EffectStore, EffectStoreError};
 use crate::message_id;
-use crate::proxy::{Protocol, Proxy};
-use crate::report::{self, RunResult, Series};
+use crate::report::{self, progress::Progress, RunResult, TimelineKind};
 use crate::scenario::{Plan, Transport};
+use engine::{Engine, Prepared, Setup};
+use fold::Fold;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the in-flight work must have been quiet (no ledger event) for
+/// the run to count as drained; checked twice, 100 ms apart.
+const QUIET: Duration = Duration::from_millis(400);
+/// How long producers may run past their schedule before they are stopped.
+const PRODUCE_GRACE: Duration = Duration::from_secs(300);
 
 /// Why a run could not produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -56,60 +69,92 @@ pub enum RunError {
 }
 
 impl RunError {
-    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    /// Maps an OS error to a [`RunError::Io`] saying what dlab was doing.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
         let what = what.into();
         move |source| RunError::Io { what, source }
     }
 }
 
+/// The broker an AMQP run uses.
+#[derive(Debug, Clone)]
+pub struct AmqpTarget {
+    /// Its AMQP URL.
+    pub url: String,
+    /// Its process, when dlab started it (needed by broker faults).
+    pub node: Option<Arc<crate::broker::Node>>,
+    /// Its management API, for its own count of the run (a private node's,
+    /// or the one beside an external broker).
+    pub management: Option<crate::broker::Management>,
+}
+
 /// Where and how to run.
 #[derive(Debug, Clone)]
 pub struct RunContext {
-    /// The broker's AMQP URL.
-    pub amqp_url: String,
     /// dlab's home (`.dlab`): run directories go under `runs/`.
     pub home: PathBuf,
     /// The `dlab` executable that workers run as.
     pub worker_exe: PathBuf,
     /// Keep the queue after the run (for inspection) instead of deleting it.
     pub keep_queue: bool,
-    /// The broker's process, when dlab started it (needed by broker faults).
-    pub node: Option<Arc<Node>>,
     /// Put the fault proxies in place even when no network fault is scheduled
     /// (to measure what the proxy costs).
     pub always_proxy: bool,
     /// Show live progress on the terminal (stderr).
     pub progress: bool,
+    /// AMQP runs: the broker.
+    pub amqp: Option<AmqpTarget>,
     /// SMTP runs: a private Postfix relay, or an external one.
-    pub relay: smtp::RelayTarget,
-    /// AMQP runs: the broker's management API, for its own count of the
-    /// run's queue (a private node's, or the one beside an external broker).
-    pub management: Option<crate::broker::Management>,
+    pub relay: crate::smtp::RelayTarget,
+    /// Stops the run early (signals, at the command line).
+    pub cancel: Cancel,
 }
 
 impl RunContext {
-    /// A context whose workers run the current executable.
-    pub fn new(
-        amqp_url: impl Into<String>,
-        home: impl Into<PathBuf>,
-    ) -> Result<RunContext, RunError> {
+    /// A context whose workers run the current executable, with no broker.
+    pub fn new(home: impl Into<PathBuf>) -> Result<RunContext, RunError> {
         Ok(RunContext {
-            amqp_url: amqp_url.into(),
             home: home.into(),
             worker_exe: std::env::current_exe()
                 .map_err(RunError::io("cannot locate the dlab executable"))?,
             keep_queue: false,
-            node: None,
             always_proxy: false,
             progress: false,
-            relay: smtp::RelayTarget::Private,
-            management: None,
+            amqp: None,
+            relay: crate::smtp::RelayTarget::Private,
+            cancel: Cancel::never(),
         })
+    }
+
+    /// The same context with a broker at `url` (no node, no management API).
+    pub fn with_broker(mut self, url: impl Into<String>) -> RunContext {
+        self.amqp = Some(AmqpTarget {
+            url: url.into(),
+            node: None,
+            management: None,
+        });
+        self
     }
 }
 
-/// Runs `plan` and reconciles its outcome.
+/// Runs `plan` through its transport and reconciles its outcome.
 pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
+    // The one registration line per transport.
+    match plan.transport {
+        Transport::Amqp => run_with::<crate::amqp::Engine>(plan, ctx).await,
+        Transport::Smtp => run_with::<crate::smtp::Engine>(plan, ctx).await,
+    }
+}
+
+/// How the driving phase ended.
+struct Drove {
+    drained: bool,
+    drain_time: Duration,
+    interrupted: bool,
+    publish_start: Instant,
+}
+
+async fn run_with<E: Engine>(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     let run_id = message_id::new_run_id();
     let run_dir = std::path::absolute(ctx.home.join("runs").join(&run_id))
         .map_err(RunError::io("cannot resolve the run directory"))?;
@@ -126,221 +171,175 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     )))?;
     let store_path = run_dir.join("effects.sqlite");
     EffectStore::create(&store_path)?;
-    if plan.transport == Transport::Smtp {
-        return smtp::run(plan, ctx, &run_id, &run_dir, &store_path).await;
-    }
+    let setup = Setup {
+        plan,
+        ctx,
+        run_id: &run_id,
+        run_dir: &run_dir,
+        plan_file: &plan_file,
+        store: &store_path,
+    };
 
-    let queue = format!("dlab.{}.{run_id}", plan.name);
-    let mut inspector =
-        inspect::Inspector::connect(&ctx.amqp_url, &queue, &format!("dlab runner {run_id}"))
-            .await?;
-    let channel = inspector
-        .channel()
-        .await
-        .ok_or_else(|| BrokerError::refused(&ctx.amqp_url, "a channel", "the connection closed"))?;
-    topology::declare_queue(channel, &queue, plan)
-        .await
-        .map_err(|e| BrokerError::refused(&ctx.amqp_url, &format!("declaring queue {queue}"), e))?;
-
-    if plan.needs_node() && ctx.node.is_none() {
-        return Err(RunError::Unsupported(format!(
-            "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
-            plan.name
-        )));
-    }
-    let (producer_url, consumer_url, links) = if plan.needs_proxy() || ctx.always_proxy {
-        let upstream = broker_addr(&ctx.amqp_url).await?;
-        let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
-            .await
-            .map_err(RunError::io("cannot start the fault proxy"))?;
-        let consumers = Proxy::start(upstream, Protocol::Amqp, plan.seed ^ 1)
-            .await
-            .map_err(RunError::io("cannot start the fault proxy"))?;
-        (
-            amqp::url::with_host_port(&ctx.amqp_url, producers.addr()),
-            amqp::url::with_host_port(&ctx.amqp_url, consumers.addr()),
-            Some(faults::Links {
-                producers,
-                consumers,
-            }),
-        )
-    } else {
-        (ctx.amqp_url.clone(), ctx.amqp_url.clone(), None)
-    };
-    let launch = workers::Launch {
-        exe: ctx.worker_exe.clone(),
-        plan: plan_file,
-        producer_url,
-        consumer_url,
-        queue: queue.clone(),
-        run_id: run_id.clone(),
-        effect_store: store_path.clone(),
-        log_dir: run_dir.clone(),
-    };
-    // The broker's counters before the run: its own count is their growth.
-    let counters_before = match &ctx.management {
-        Some(m) => m.counters().await.map(|before| (m, before)),
-        None => Err("no management API is known for this broker".to_string()),
-    };
-    let mut driver = faults::Driver::new(
-        &plan.faults,
-        plan.seed,
+    let Prepared {
+        mut engine,
+        servers,
         links,
-        ctx.node.clone(),
-        std::time::Instant::now(),
-    )
-    .with_queue(&queue);
-    let outcome =
-        supervise::supervise(plan, &launch, &mut inspector, &mut driver, ctx.progress).await?;
-    drop(driver);
+        backlog_queue,
+    } = E::prepare(&setup).await?;
+    let history = run_dir.join("history.tsv");
+    let mut fold = Fold::new(plan.messages, &history)
+        .map_err(RunError::io(format!("cannot write {}", history.display())))?;
+    let mut driver = faults::Driver::new(&plan.faults, plan.seed, links, servers, fold.start())
+        .with_queue(backlog_queue);
 
-    // The broker's own count, read before the queue is deleted.
-    let broker_read = match counters_before {
-        Ok((m, before)) => broker_count_read(m, &queue, before).await,
-        Err(e) => Err(e),
-    };
-    let remaining = inspector.finish(ctx.keep_queue).await?;
+    // Whatever happened while driving, the workers and servers are stopped
+    // before the error (or the result) goes up.
+    let drove = drive(&mut engine, &setup, &mut fold, &mut driver).await;
+    let stopped = engine.stop(&mut fold).await;
+    driver.finish(fold.tally).await;
+    let finished = engine.finish(&mut fold).await;
+    let drove = drove?;
+    stopped?;
+    let finished = finished?;
+    let history = fold.close_history();
 
-    let mut ledger = outcome.ledger;
-    let mut series = outcome.series;
     let store = EffectStore::open(&store_path)?;
-    read_effects(
-        &store,
-        &run_id,
-        &mut ledger,
-        &mut series,
-        outcome.start_wall_us,
-        false,
-        &mut |_, _| {},
-    )?;
-    series.finish();
+    fold.read_effects(&store, &run_id, &mut |seq, us| {
+        engine.effect_latency(seq, us)
+    })?;
     let (effect_rows, distinct_message_ids) = store.recount()?;
-    let reconciliation = ledger.reconcile();
-    let restarted = outcome
-        .faults
-        .iter()
-        .any(|r| r.fired && plan.faults[r.fault].action.restarts_broker());
-    let (broker_count, broker_count_missing) = match broker_read {
-        Ok(read) => (
-            Some(report::BrokerCount::compare(
-                read.source,
-                &read.queue,
-                &read.counted,
-                &reconciliation.counts,
-                read.since_start && !restarted,
-            )),
-            None,
-        ),
-        Err(why) => (None, Some(why)),
-    };
+    let (timeline, notes, crashes) = fold.take_observed();
+    let active = fold
+        .last_event()
+        .saturating_duration_since(drove.publish_start);
     let mut result = report::build(report::Inputs {
         plan,
         run_id: &run_id,
-        broker: &amqp::mask_password(&ctx.amqp_url),
-        queue: &queue,
-        reconciliation,
+        broker: &finished.broker,
+        queue: &finished.queue,
+        reconciliation: fold.ledger.reconcile(),
         recount: report::Recount {
             effect_rows,
             distinct_message_ids,
         },
         drain: report::Drain {
-            completed: outcome.drained,
-            seconds: outcome.drain_time.as_secs_f64(),
-            remaining_in_queue: u64::from(remaining),
+            completed: drove.drained,
+            seconds: drove.drain_time.as_secs_f64(),
+            remaining_in_queue: finished.remaining,
         },
-        timeline: outcome.timeline,
-        active: outcome.active,
-        publish_to_confirm: &outcome.publish_to_confirm,
-        end_to_end: &outcome.end_to_end,
+        timeline,
+        active,
+        publish_to_confirm: &fold.publish_to_confirm,
+        end_to_end: &fold.end_to_end,
         effect_store: &store_path,
-        notes: outcome.notes,
-        faults: outcome.faults,
-        series,
-        crashes: outcome.crashes,
-        history: Some(&outcome.history),
-        started_unix_us: outcome.start_wall_us,
+        notes,
+        faults: std::mem::take(&mut driver.records),
+        series: std::mem::take(&mut fold.series),
+        crashes,
+        history: Some(&history),
+        started_unix_us: fold.start_wall_us,
     });
-    result.broker_count = broker_count;
-    result.broker_count_missing = broker_count_missing;
+    result.interrupted = drove.interrupted;
+    engine.complete(&setup, &mut result).await?;
     Ok(result)
 }
 
-/// What the broker said after the drain.
-struct BrokerRead {
-    source: String,
-    queue: QueueInfo,
-    /// Its counters' growth since the run started or, when a counter went
-    /// down (the node restarted and began again at zero), since that restart.
-    counted: Counters,
-    /// Whether `counted` covers the whole run.
-    since_start: bool,
-}
-
-async fn broker_count_read(
-    m: &crate::broker::Management,
-    queue: &str,
-    before: Counters,
-) -> Result<BrokerRead, String> {
-    let queue = m.queue(queue).await?;
-    let now = m.counters().await?;
-    let grown = now.since(&before);
-    Ok(BrokerRead {
-        source: m.describe(),
-        queue,
-        since_start: grown.is_some(),
-        counted: grown.unwrap_or(now),
-    })
-}
-
-/// The socket address of the broker a URL names.
-async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
-    let (host, port) = amqp::url::host_port(url).ok_or_else(|| {
-        RunError::Unsupported(format!(
-            "cannot read host and port from {}",
-            amqp::mask_password(url)
-        ))
-    })?;
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| RunError::Unsupported(format!("cannot resolve the broker host {host}")))
-}
-
-/// Feeds every effect-store row into the ledger, and the effects into the
-/// throughput series (a message's second effect is a duplicate);
-/// `first_effect` hears of each message's first effect and its time (µs
-/// since the run's start). With `rows_are_deliveries` (SMTP: the inbox
-/// writes a row for every message it accepts), each row is also a delivery,
-/// and a message's later rows are redeliveries.
-fn read_effects(
-    store: &EffectStore,
-    run_id: &str,
-    ledger: &mut Ledger,
-    series: &mut Series,
-    start_wall_us: i64,
-    rows_are_deliveries: bool,
-    first_effect: &mut dyn FnMut(u64, i64),
-) -> Result<(), EffectStoreError> {
-    store.scan(|id, row, at_us| {
-        let Some(seq) = message_id::parse(run_id, id) else {
-            return ledger.record_unexpected();
-        };
-        if rows_are_deliveries {
-            let redelivered = ledger.get(seq).is_some_and(|r| r.deliveries > 0);
-            ledger.record(Event::Delivered { seq, redelivered });
+/// Starts the transport, then folds its events, ticks the fault driver and
+/// watches for the drain until it completes, times out or is cancelled.
+async fn drive<E: Engine>(
+    engine: &mut E,
+    s: &Setup<'_>,
+    fold: &mut Fold,
+    driver: &mut faults::Driver,
+) -> Result<Drove, RunError> {
+    let plan = s.plan;
+    let cancel = s.ctx.cancel.clone();
+    let interrupted = |fold: &mut Fold| {
+        let why = cancel.reason().unwrap_or_default();
+        fold.mark(
+            TimelineKind::Interrupted,
+            format!("interrupted ({why}): the run stops without draining"),
+        );
+    };
+    tokio::select! {
+        started = engine.start(s, fold) => started?,
+        _ = cancel.cancelled() => {
+            interrupted(fold);
+            return Ok(Drove { drained: false, drain_time: Duration::ZERO, interrupted: true, publish_start: Instant::now() });
         }
-        let since_start_us = at_us - start_wall_us;
-        match row {
-            Row::Effect => {
-                let duplicate = ledger.get(seq).is_some_and(|r| r.effects > 0);
-                if !duplicate {
-                    first_effect(seq, since_start_us);
+    }
+    let publish_start = Instant::now();
+    let bar = s.ctx.progress.then(|| Progress::new(&plan.name));
+    // A watchdog, not a measurement: producers that have not finished long
+    // after their schedule are asked to stop, so a run always ends.
+    let schedule = if plan.rate > 0 {
+        Duration::from_secs_f64(plan.messages as f64 / plan.rate as f64)
+    } else {
+        Duration::ZERO
+    };
+    let produce_deadline = publish_start + schedule + PRODUCE_GRACE;
+    let mut watchdog_fired = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut drain_start: Option<Instant> = None;
+    let mut settled_checks = 0;
+    let mut drained = false;
+    let mut was_interrupted = false;
+    loop {
+        tokio::select! {
+            next = engine.next(fold) => {
+                next?;
+                // Count triggers fire as soon as the runner learns the count.
+                if driver.next_count_trigger().is_some_and(|n| fold.tally.published >= n) {
+                    driver.tick(publish_start.elapsed(), fold.tally, engine.producing()).await;
                 }
-                series.effect((since_start_us.max(0) / 1000) as u64, duplicate);
-                ledger.record(Event::Effect(seq));
             }
-            Row::Suppressed => ledger.record(Event::Suppressed(seq)),
+            _ = tick.tick() => {
+                engine.tick(fold).await?;
+                if let Some(b) = &bar {
+                    b.update(&fold.tally, publish_start.elapsed(), driver.active_names());
+                }
+                let producing = engine.producing();
+                if producing && !watchdog_fired && Instant::now() >= produce_deadline {
+                    watchdog_fired = true;
+                    fold.mark(TimelineKind::Note, format!("producers still running {}s after their schedule: stopping them", PRODUCE_GRACE.as_secs()));
+                    engine.stop_producing();
+                }
+                driver.tick(publish_start.elapsed(), fold.tally, producing).await;
+                if drain_start.is_none() && !producing {
+                    drain_start = Some(Instant::now());
+                    fold.mark(TimelineKind::Phase, "producers finished; draining");
+                }
+                if let Some(since) = drain_start {
+                    let settled = !driver.busy()
+                        && fold.quiet_for() >= QUIET
+                        && engine.settled(fold, since).await;
+                    settled_checks = if settled { settled_checks + 1 } else { 0 };
+                    if settled_checks >= 2 {
+                        drained = true;
+                        fold.mark(TimelineKind::Phase, "drained");
+                        break;
+                    }
+                    if since.elapsed() >= plan.drain_timeout {
+                        fold.mark(TimelineKind::DrainTimeout, format!("drain timed out after {}s", plan.drain_timeout.as_secs()));
+                        break;
+                    }
+                }
+            }
+            _ = cancel.cancelled() => {
+                interrupted(fold);
+                engine.stop_producing();
+                was_interrupted = true;
+                break;
+            }
         }
+    }
+    if let Some(b) = bar {
+        b.finish();
+    }
+    Ok(Drove {
+        drained,
+        drain_time: drain_start.map_or(Duration::ZERO, |d| d.elapsed()),
+        interrupted: was_interrupted,
+        publish_start,
     })
 }

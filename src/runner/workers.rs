@@ -150,9 +150,12 @@ pub fn spawn(
         }
         cmd.arg("--crash-after").arg(after.to_string());
     }
+    // A process group of its own: a Ctrl-C at the terminal reaches dlab
+    // only, which then stops its workers in order (their stdin closes).
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);

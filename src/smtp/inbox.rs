@@ -88,6 +88,16 @@ struct Shared {
     mode: std::sync::atomic::AtomicU8,
     /// The text every message should carry, to check it arrived intact.
     expect_text: Option<String>,
+    /// Where each committed message is reported as a delivery.
+    deliveries: Mutex<Option<Deliveries>>,
+}
+
+/// The run whose messages the inbox reports as deliveries, and where to.
+struct Deliveries {
+    run_id: String,
+    events: crate::smtp::sender::Events,
+    /// Messages received before: a second receipt is a redelivery.
+    seen: std::collections::HashSet<u64>,
 }
 
 impl Shared {
@@ -182,6 +192,7 @@ impl Inbox {
             stats: InboxStats::default(),
             mode: Default::default(),
             expect_text,
+            deliveries: Mutex::new(None),
         });
         let inbox = Inbox {
             addr,
@@ -191,6 +202,19 @@ impl Inbox {
         };
         inbox.listen(listener);
         Ok(inbox)
+    }
+
+    /// Reports every message of run `run_id` whose effect (or suppressed
+    /// duplicate) is committed as a delivery to `events`, the same ledger
+    /// event a consumer worker reports (its text is the effect store's).
+    pub fn report_deliveries(&self, run_id: &str, events: crate::smtp::sender::Events) {
+        if let Ok(mut d) = self.shared.deliveries.lock() {
+            *d = Some(Deliveries {
+                run_id: run_id.to_string(),
+                events,
+                seen: Default::default(),
+            });
+        }
     }
 
     fn listen(&self, listener: TcpListener) {
@@ -557,13 +581,25 @@ async fn accept(shared: &Arc<Shared>, message: Vec<u8>) -> Result<u64, String> {
         .writer
         .lock()
         .map_err(|_| "the effect writer is gone".to_string())?
-        .send((id, tx))
+        .send((id.clone(), tx))
         .map_err(|_| "the effect writer is gone".to_string())?;
     let applied = rx
         .await
         .map_err(|_| "the effect writer is gone".to_string())??;
     if !applied {
         stats.suppressed.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Ok(mut guard) = shared.deliveries.lock() {
+        // A message of another run (or none) is counted from its row.
+        if let Some(d) = guard.as_mut() {
+            if let Some(seq) = crate::message_id::parse(&d.run_id, &id) {
+                let redelivered = !d.seen.insert(seq);
+                let _ = d.events.send((
+                    crate::ledger::Event::Delivered { seq, redelivered },
+                    std::time::Instant::now(),
+                ));
+            }
+        }
     }
     Ok(stats.accepted.fetch_add(1, Ordering::Relaxed) + 1)
 }

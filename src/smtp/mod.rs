@@ -1,10 +1,15 @@
-//! The SMTP side: dlab's sender (notifications as emails through
+//! The SMTP transport: dlab's sender (notifications as emails through
 //! `mail-send`), its inbox (the recipient's phone as an SMTP server), the
-//! decoding of a message's text, and what a server advertises after EHLO.
-//! The private relay between sender and inbox is [`crate::relay`]; an SMTP
-//! run is [`crate::runner::smtp`].
+//! decoding of a message's text, what a server advertises after EHLO, and
+//! the run's side of it: the [`Engine`] behind the run skeleton and the
+//! relay a run goes through. The private relay itself is [`crate::relay`].
 
 pub mod body;
 pub mod ehlo;
+mod engine;
 pub mod inbox;
+mod relay_use;
 pub mod sender;
+
+pub use engine::Engine;
+pub use relay_use::RelayTarget;

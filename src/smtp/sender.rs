@@ -6,6 +6,7 @@
 //! failure; `retry` sends again until a 2xx reply, also after a lost reply
 //! (the message may then arrive twice: RFC 1047).
 
+use crate::ledger::Event;
 use crate::message_id;
 use mail_send::mail_builder::MessageBuilder;
 use mail_send::SmtpClientBuilder;
@@ -53,19 +54,6 @@ fn message(run_id: &str, seq: u64) -> MessageBuilder<'static> {
         .text_body(BODY)
 }
 
-/// What happened to one attempt, as the runner's ledger needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// A DATA transaction for the message started.
-    Attempt(u64),
-    /// The relay answered 2xx: it owns the message now.
-    Accepted(u64),
-    /// The relay answered 4xx or 5xx.
-    Refused(u64),
-    /// The reply never came (connection lost, timeout): in doubt.
-    InDoubt(u64),
-}
-
 /// How to send.
 #[derive(Debug, Clone, Copy)]
 pub struct SendOptions {
@@ -77,8 +65,11 @@ pub struct SendOptions {
     pub rate: u64,
 }
 
-/// Where the sender reports each attempt, with the moment it happened.
-pub type Events = tokio::sync::mpsc::UnboundedSender<(Sent, std::time::Instant)>;
+/// Where the sender reports each attempt, with the moment it happened, as
+/// the ledger's events: an attempt is a DATA transaction, a 2xx reply a
+/// confirm (the relay owns the message), 4xx or 5xx a nack, a lost reply in
+/// doubt.
+pub type Events = tokio::sync::mpsc::UnboundedSender<(Event, std::time::Instant)>;
 
 /// Sends messages `seqs` of run `run_id` to `addr` over `sessions` sessions.
 pub async fn send_all(
@@ -93,18 +84,38 @@ pub async fn send_all(
         policy,
         rate: 0,
     };
-    send(addr, run_id, seqs, options, None).await
+    send(addr, run_id, Pending::new(seqs), options, None).await
 }
 
-/// Sends messages `seqs` as `options` say, reporting every attempt to `events`.
+/// The messages the sender has yet to send (retries go back in); emptying
+/// it stops the sender once the transactions in progress end.
+#[derive(Debug, Clone, Default)]
+pub struct Pending(Arc<Mutex<VecDeque<u64>>>);
+
+impl Pending {
+    /// Messages `seqs`, to be sent in this order.
+    pub fn new(seqs: Vec<u64>) -> Pending {
+        Pending(Arc::new(Mutex::new(VecDeque::from(seqs))))
+    }
+
+    /// Drops every message not sent yet and says how many there were.
+    pub fn clear(&self) -> usize {
+        let mut q = self.0.lock().expect("not poisoned");
+        let n = q.len();
+        q.clear();
+        n
+    }
+}
+
+/// Sends the `pending` messages as `options` say, reporting every attempt to `events`.
 pub async fn send(
     addr: SocketAddr,
     run_id: &str,
-    seqs: Vec<u64>,
+    pending: Pending,
     options: SendOptions,
     events: Option<Events>,
 ) -> SendReport {
-    let queue = Arc::new(Mutex::new(VecDeque::from(seqs)));
+    let queue = pending.0;
     let report = Arc::new(Mutex::new(SendReport::default()));
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::new();
@@ -138,7 +149,7 @@ struct Session {
 }
 
 impl Session {
-    fn event(&self, e: Sent) {
+    fn event(&self, e: Event) {
         if let Some(tx) = &self.events {
             let _ = tx.send((e, std::time::Instant::now()));
         }
@@ -191,25 +202,25 @@ impl Session {
             }
             let c = client.as_mut().expect("connected above");
             self.report.lock().expect("not poisoned").attempts += 1;
-            self.event(Sent::Attempt(seq));
+            self.event(Event::Attempt(seq));
             let outcome = c.send(message(&self.run_id, seq)).await;
             let retry = match outcome {
                 Ok(_) => {
                     failures = 0;
                     self.report.lock().expect("not poisoned").accepted += 1;
-                    self.event(Sent::Accepted(seq));
+                    self.event(Event::Confirmed(seq));
                     false
                 }
                 Err(mail_send::Error::UnexpectedReply(_)) => {
                     self.report.lock().expect("not poisoned").refused += 1;
-                    self.event(Sent::Refused(seq));
+                    self.event(Event::Nacked(seq));
                     // The session may be mid-transaction; start clean.
                     client = None;
                     true
                 }
                 Err(_) => {
                     self.report.lock().expect("not poisoned").in_doubt += 1;
-                    self.event(Sent::InDoubt(seq));
+                    self.event(Event::InDoubt(seq));
                     client = None;
                     true
                 }

@@ -4,6 +4,7 @@
 //! Jepsen's history: it records what the worker did, it holds no state the
 //! guarantee depends on (that lives in the broker and the effect store).
 
+use crate::ledger::Event;
 use std::fmt;
 
 /// One thing a worker reports.
@@ -11,25 +12,10 @@ use std::fmt;
 pub enum WireEvent {
     /// Connected and ready (a consumer: its consumer is registered).
     Ready,
-    /// Published one attempt of message `seq`.
-    Attempt(u64),
-    /// The broker confirmed an attempt.
-    Confirmed(u64),
-    /// The broker nacked an attempt.
-    Nacked(u64),
-    /// The outcome of an attempt is unknown (connection lost, confirm timeout).
-    InDoubt(u64),
-    /// A delivery of message `seq` arrived.
-    Delivered {
-        /// The message number.
-        seq: u64,
-        /// The broker's redelivered flag.
-        redelivered: bool,
-    },
-    /// The ack for message `seq` was sent.
-    Acked(u64),
-    /// A delivery whose message ID is not one of this run's.
-    Unexpected,
+    /// What happened to a message: an attempt, confirm, nack, attempt in
+    /// doubt, delivery, ack, or a delivery of another run's message. The
+    /// same events the SMTP sender and the inbox emit: one event type.
+    Ledger(Event),
     /// A latency histogram (HdrHistogram V2 serialization, base64).
     Histogram {
         /// Which latency it measures.
@@ -58,15 +44,19 @@ impl fmt::Display for WireEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireEvent::Ready => f.write_str("ready"),
-            WireEvent::Attempt(s) => write!(f, "A {s}"),
-            WireEvent::Confirmed(s) => write!(f, "C {s}"),
-            WireEvent::Nacked(s) => write!(f, "N {s}"),
-            WireEvent::InDoubt(s) => write!(f, "D {s}"),
-            WireEvent::Delivered { seq, redelivered } => {
-                write!(f, "R {seq} {}", u8::from(*redelivered))
-            }
-            WireEvent::Acked(s) => write!(f, "K {s}"),
-            WireEvent::Unexpected => f.write_str("X"),
+            WireEvent::Ledger(e) => match e {
+                Event::Attempt(s) => write!(f, "A {s}"),
+                Event::Confirmed(s) => write!(f, "C {s}"),
+                Event::Nacked(s) => write!(f, "N {s}"),
+                Event::InDoubt(s) => write!(f, "D {s}"),
+                Event::Delivered { seq, redelivered } => {
+                    write!(f, "R {seq} {}", u8::from(*redelivered))
+                }
+                Event::Acked(s) => write!(f, "K {s}"),
+                Event::Effect(s) => write!(f, "E {s}"),
+                Event::Suppressed(s) => write!(f, "S {s}"),
+                Event::Unexpected => f.write_str("X"),
+            },
             WireEvent::Histogram { name, data } => write!(f, "H {name} {data}"),
             WireEvent::Aborted { point, count, seq } => match seq {
                 Some(seq) => write!(f, "abort {point} {count} {seq}"),
@@ -100,12 +90,14 @@ impl WireEvent {
         Some(match tag {
             "ready" => WireEvent::Ready,
             "done" => WireEvent::Done,
-            "X" => WireEvent::Unexpected,
-            "A" => WireEvent::Attempt(num()?),
-            "C" => WireEvent::Confirmed(num()?),
-            "N" => WireEvent::Nacked(num()?),
-            "D" => WireEvent::InDoubt(num()?),
-            "K" => WireEvent::Acked(num()?),
+            "X" => WireEvent::Ledger(Event::Unexpected),
+            "A" => WireEvent::Ledger(Event::Attempt(num()?)),
+            "C" => WireEvent::Ledger(Event::Confirmed(num()?)),
+            "N" => WireEvent::Ledger(Event::Nacked(num()?)),
+            "D" => WireEvent::Ledger(Event::InDoubt(num()?)),
+            "K" => WireEvent::Ledger(Event::Acked(num()?)),
+            "E" => WireEvent::Ledger(Event::Effect(num()?)),
+            "S" => WireEvent::Ledger(Event::Suppressed(num()?)),
             "R" => {
                 let seq = num()?;
                 let redelivered = match parts.next()? {
@@ -113,7 +105,7 @@ impl WireEvent {
                     "1" => true,
                     _ => return None,
                 };
-                WireEvent::Delivered { seq, redelivered }
+                WireEvent::Ledger(Event::Delivered { seq, redelivered })
             }
             "H" => WireEvent::Histogram {
                 name: parts.next()?.to_string(),
@@ -133,20 +125,22 @@ mod tests {
     fn every_event_round_trips() {
         let events = [
             WireEvent::Ready,
-            WireEvent::Attempt(1),
-            WireEvent::Confirmed(2),
-            WireEvent::Nacked(3),
-            WireEvent::InDoubt(4),
-            WireEvent::Delivered {
+            WireEvent::Ledger(Event::Attempt(1)),
+            WireEvent::Ledger(Event::Confirmed(2)),
+            WireEvent::Ledger(Event::Nacked(3)),
+            WireEvent::Ledger(Event::InDoubt(4)),
+            WireEvent::Ledger(Event::Delivered {
                 seq: 5,
                 redelivered: true,
-            },
-            WireEvent::Delivered {
+            }),
+            WireEvent::Ledger(Event::Delivered {
                 seq: 6,
                 redelivered: false,
-            },
-            WireEvent::Acked(7),
-            WireEvent::Unexpected,
+            }),
+            WireEvent::Ledger(Event::Acked(7)),
+            WireEvent::Ledger(Event::Effect(8)),
+            WireEvent::Ledger(Event::Suppressed(9)),
+            WireEvent::Ledger(Event::Unexpected),
             WireEvent::Histogram {
                 name: "e2e".into(),
                 data: "SGVsbG8=".into(),

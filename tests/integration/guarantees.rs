@@ -4,6 +4,7 @@
 //! must be what that point means.
 
 use crate::support::{consumer_crashes, effect_rows, history, plan, run};
+use dlab::ledger::Event;
 use dlab::report::{CrashRecord, RunResult};
 use dlab::worker::wire::WireEvent;
 
@@ -43,12 +44,12 @@ fn fate(r: &RunResult, c: &CrashRecord) -> Fate {
             .count(),
         acked_by_crashed: h
             .iter()
-            .any(|e| e.pid == c.pid && e.event == Some(WireEvent::Acked(seq))),
+            .any(|e| e.pid == c.pid && e.event == Some(WireEvent::Ledger(Event::Acked(seq)))),
         delivered_to_others: h
             .iter()
             .filter(|e| {
                 e.pid != c.pid
-                    && matches!(e.event, Some(WireEvent::Delivered { seq: s, .. }) if s == seq)
+                    && matches!(e.event, Some(WireEvent::Ledger(Event::Delivered { seq: s, .. })) if s == seq)
             })
             .count(),
     }

@@ -5,8 +5,8 @@
 //! counts, and the fault's own record.
 
 use crate::support::{plan, plan_from, run};
+use dlab::report::FaultRecord;
 use dlab::report::RunResult;
-use dlab::runner::faults::FaultRecord;
 
 /// The one record of the fault whose description starts with `kind`,
 /// required to have fired, ended and gone without a problem.

@@ -18,7 +18,7 @@ fn replies_dropped(r: &RunResult) -> u64 {
 fn store_and_forward_loses_nothing_and_the_relay_queue_grows_then_drains() {
     let r = run(&plan("smtp-store-and-forward.toml", &[]));
     let c = &r.counts;
-    assert_eq!(r.transport, "smtp");
+    assert_eq!(r.transport, dlab::scenario::Transport::Smtp);
     assert_eq!((c.lost, c.unique), (0, c.intended), "{c:?}");
     assert!(r.drain.completed, "{:?}", r.drain);
     let s = r.smtp.as_ref().expect("an SMTP section");

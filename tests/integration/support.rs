@@ -3,6 +3,7 @@
 //! every result agrees with an independent count.
 
 use dlab::broker::Node;
+use dlab::ledger::Event;
 use dlab::relay::Relay;
 use dlab::report::RunResult;
 use dlab::runner::{self, RunContext};
@@ -107,20 +108,21 @@ pub fn run(plan: &Plan) -> RunResult {
         (broker_url(), None)
     };
     let _guard = exclusive();
+    let amqp =
+        (plan.transport == dlab::scenario::Transport::Amqp).then(|| dlab::runner::AmqpTarget {
+            url,
+            node,
+            management: management(),
+        });
     let ctx = RunContext {
-        amqp_url: url,
         home: temp_dir("home"),
         worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
         keep_queue: false,
-        node,
         always_proxy: false,
         progress: false,
-        relay: dlab::runner::smtp::RelayTarget::Private,
-        management: if plan.transport == dlab::scenario::Transport::Smtp {
-            None
-        } else {
-            management()
-        },
+        amqp,
+        relay: dlab::smtp::RelayTarget::Private,
+        cancel: dlab::runner::Cancel::never(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -175,7 +177,7 @@ pub fn assert_agrees_with_effect_store(r: &RunResult) {
     );
     assert_eq!(r.counts.unexpected, 0);
     assert_series_recount(r, &conn);
-    if r.transport == "amqp" {
+    if r.transport == dlab::scenario::Transport::Amqp {
         assert_agrees_with_history(r);
         assert_agrees_with_broker(r);
     }
@@ -299,7 +301,7 @@ fn assert_agrees_with_history(r: &RunResult) {
     let mut delivered: HashMap<(u64, u32), u64> = HashMap::new();
     let mut deliveries = 0u64;
     for e in &h {
-        if let Some(WireEvent::Delivered { seq, .. }) = e.event {
+        if let Some(WireEvent::Ledger(Event::Delivered { seq, .. })) = e.event {
             *delivered.entry((seq, e.pid)).or_default() += 1;
             deliveries += 1;
         }

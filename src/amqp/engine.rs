@@ -1,0 +1,227 @@
+//! The AMQP transport's engine: a RabbitMQ queue between producer and
+//! consumer worker processes, behind the run skeleton's
+//! [`Engine`](crate::runner::engine::Engine) interface.
+//!
+//! Prepare: declare the run's queue, put the fault proxies in front of the
+//! broker, read the broker's own counters. Run: the [`Supervisor`] starts
+//! the workers and folds their events. Settled: every consumer ready and
+//! owing no ack, and the queue has no ready message. Finish: read the
+//! broker's counters again and delete the queue. Its report section: the
+//! broker's own count beside the ledger's.
+
+use super::inspect::Inspector;
+use super::supervise::Supervisor;
+use super::{topology, BrokerError};
+use crate::broker::{Counters, Management, QueueInfo};
+use crate::proxy::{Protocol, Proxy};
+use crate::report::{self, RunResult};
+use crate::runner::engine::{Engine as EngineTrait, Finished, Prepared, Setup};
+use crate::runner::faults::Links;
+use crate::runner::fold::Fold;
+use crate::runner::servers::{Part, Servers};
+use crate::runner::workers::Launch;
+use crate::runner::RunError;
+use std::time::Instant;
+
+/// One AMQP run in progress.
+pub struct Engine {
+    url: String,
+    queue: String,
+    keep_queue: bool,
+    /// Taken when the run finishes (the queue is deleted then).
+    inspector: Option<Inspector>,
+    workers: Supervisor,
+    /// The management API and its counters before the run (or why there are none).
+    counters_before: Result<(Management, Counters), String>,
+    broker_read: Result<BrokerRead, String>,
+}
+
+/// What the broker said after the drain.
+struct BrokerRead {
+    source: String,
+    queue: QueueInfo,
+    /// Its counters' growth since the run started or, when a counter went
+    /// down (the node restarted and began again at zero), since that restart.
+    counted: Counters,
+    /// Whether `counted` covers the whole run.
+    since_start: bool,
+}
+
+impl EngineTrait for Engine {
+    async fn prepare(s: &Setup<'_>) -> Result<Prepared<Engine>, RunError> {
+        let (plan, ctx) = (s.plan, s.ctx);
+        let target = ctx.amqp.as_ref().ok_or_else(|| {
+            RunError::Unsupported(
+                "an AMQP run needs a broker: give --amqp-url, or let dlab start one".into(),
+            )
+        })?;
+        let url = target.url.clone();
+        if plan.needs_node() && target.node.is_none() {
+            return Err(RunError::Unsupported(format!(
+                "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
+                plan.name
+            )));
+        }
+        let queue = format!("dlab.{}.{}", plan.name, s.run_id);
+        let mut inspector =
+            Inspector::connect(&url, &queue, &format!("dlab runner {}", s.run_id)).await?;
+        let channel = inspector
+            .channel()
+            .await
+            .ok_or_else(|| BrokerError::refused(&url, "a channel", "the connection closed"))?;
+        topology::declare_queue(channel, &queue, plan)
+            .await
+            .map_err(|e| BrokerError::refused(&url, &format!("declaring queue {queue}"), e))?;
+
+        let (producer_url, consumer_url, links) = if plan.needs_proxy() || ctx.always_proxy {
+            let upstream = broker_addr(&url).await?;
+            let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
+                .await
+                .map_err(RunError::io("cannot start the fault proxy"))?;
+            let consumers = Proxy::start(upstream, Protocol::Amqp, plan.seed ^ 1)
+                .await
+                .map_err(RunError::io("cannot start the fault proxy"))?;
+            (
+                super::url::with_host_port(&url, producers.addr()),
+                super::url::with_host_port(&url, consumers.addr()),
+                Some(Links {
+                    producers,
+                    consumers,
+                }),
+            )
+        } else {
+            (url.clone(), url.clone(), None)
+        };
+        let launch = Launch {
+            exe: ctx.worker_exe.clone(),
+            plan: s.plan_file.to_path_buf(),
+            producer_url,
+            consumer_url,
+            queue: queue.clone(),
+            run_id: s.run_id.to_string(),
+            effect_store: s.store.to_path_buf(),
+            log_dir: s.run_dir.to_path_buf(),
+        };
+        // The broker's counters before the run: its own count is their growth.
+        let counters_before = match &target.management {
+            Some(m) => m.counters().await.map(|before| (m.clone(), before)),
+            None => Err("no management API is known for this broker".to_string()),
+        };
+        let mut servers = Servers::none();
+        if let Some(node) = &target.node {
+            servers.add("node", Part::Node(node.clone()));
+        }
+        Ok(Prepared {
+            engine: Engine {
+                url,
+                queue: queue.clone(),
+                keep_queue: ctx.keep_queue,
+                inspector: Some(inspector),
+                workers: Supervisor::new(plan, launch),
+                counters_before,
+                broker_read: Err("the run did not finish".into()),
+            },
+            servers,
+            links,
+            backlog_queue: Some(queue),
+        })
+    }
+
+    async fn start(&mut self, _s: &Setup<'_>, fold: &mut Fold) -> Result<(), RunError> {
+        self.workers.start(fold).await
+    }
+
+    async fn next(&mut self, fold: &mut Fold) -> Result<(), RunError> {
+        self.workers.next(fold).await
+    }
+
+    async fn tick(&mut self, fold: &mut Fold) -> Result<(), RunError> {
+        self.workers.restart_due(fold)
+    }
+
+    fn producing(&self) -> bool {
+        !self.workers.producers_finished()
+    }
+
+    fn stop_producing(&mut self) {
+        self.workers.stop_producers();
+    }
+
+    async fn settled(&mut self, _fold: &Fold, _drain_started: Instant) -> bool {
+        self.workers.consumers_settled()
+            && match self.inspector.as_mut() {
+                Some(i) => i.ready().await == Some(0),
+                None => false,
+            }
+    }
+
+    async fn stop(&mut self, fold: &mut Fold) -> Result<(), RunError> {
+        self.workers.stop(fold).await
+    }
+
+    async fn finish(&mut self, _fold: &mut Fold) -> Result<Finished, RunError> {
+        // The broker's own count, read before the queue is deleted.
+        self.broker_read = match &self.counters_before {
+            Ok((m, before)) => broker_count_read(m, &self.queue, before).await,
+            Err(e) => Err(e.clone()),
+        };
+        let inspector = self.inspector.take().expect("a run finishes once");
+        let remaining = inspector.finish(self.keep_queue).await?;
+        Ok(Finished {
+            broker: super::mask_password(&self.url),
+            queue: self.queue.clone(),
+            remaining: u64::from(remaining),
+        })
+    }
+
+    async fn complete(self, s: &Setup<'_>, result: &mut RunResult) -> Result<(), RunError> {
+        let restarted = result
+            .fault_timeline
+            .iter()
+            .any(|r| r.fired && s.plan.faults[r.fault].action.restarts_broker());
+        match self.broker_read {
+            Ok(read) => {
+                result.broker_count = Some(report::BrokerCount::compare(
+                    read.source,
+                    &read.queue,
+                    &read.counted,
+                    &result.counts,
+                    read.since_start && !restarted,
+                ))
+            }
+            Err(why) => result.broker_count_missing = Some(why),
+        }
+        Ok(())
+    }
+}
+
+async fn broker_count_read(
+    m: &Management,
+    queue: &str,
+    before: &Counters,
+) -> Result<BrokerRead, String> {
+    let queue = m.queue(queue).await?;
+    let now = m.counters().await?;
+    let grown = now.since(before);
+    Ok(BrokerRead {
+        source: m.describe(),
+        queue,
+        since_start: grown.is_some(),
+        counted: grown.unwrap_or(now),
+    })
+}
+
+/// The socket address of the broker a URL names.
+async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
+    let (host, port) = super::url::host_port(url).ok_or_else(|| {
+        RunError::Unsupported(format!(
+            "cannot read host and port from {}",
+            super::mask_password(url)
+        ))
+    })?;
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| RunError::Unsupported(format!("cannot resolve the broker host {host}")))
+}
