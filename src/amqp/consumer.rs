@@ -21,6 +21,7 @@
 
 use super::connect::connect;
 use super::publisher::{DUE_HEADER, ROUND_TRIP_LIMIT};
+use super::worker::WorkerArgs;
 use crate::effects::EffectStore;
 use crate::ledger::Event;
 use crate::message_id;
@@ -28,7 +29,7 @@ use crate::metrics;
 use crate::policy::ConsumerPolicy;
 use crate::scenario::{CrashPoint, Plan};
 use crate::worker::wire::WireEvent;
-use crate::worker::{abort_now, Emitter, WorkerArgs, EXIT_CONNECTION_LOST, EXIT_SETUP};
+use crate::worker::{abort_now, Emitter, EXIT_CONNECTION_LOST, EXIT_SETUP};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};

@@ -11,6 +11,7 @@
 
 use super::inspect::Inspector;
 use super::supervise::Supervisor;
+use super::worker::WorkerArgs;
 use super::{topology, BrokerError};
 use crate::broker::{Counters, Management, QueueInfo};
 use crate::proxy::{Protocol, Proxy};
@@ -94,14 +95,22 @@ impl EngineTrait for Engine {
         };
         let launch = Launch {
             exe: ctx.worker_exe.clone(),
+            transport: "amqp",
             plan: s.plan_file.to_path_buf(),
-            producer_url,
-            consumer_url,
-            queue: queue.clone(),
             run_id: s.run_id.to_string(),
-            effect_store: s.store.to_path_buf(),
             log_dir: s.run_dir.to_path_buf(),
         };
+        let worker = |url: String| WorkerArgs {
+            amqp_url: url,
+            queue: queue.clone(),
+            effect_store: Some(s.store.to_path_buf()),
+            send_log: None,
+            crash_point: None,
+            crash_after: None,
+            index: 0,
+            run_id: s.run_id.to_string(),
+        };
+        let (producer, consumer) = (worker(producer_url), worker(consumer_url));
         // The broker's counters before the run: its own count is their growth.
         let counters_before = match &target.management {
             Some(m) => m.counters().await.map(|before| (m.clone(), before)),
@@ -117,7 +126,7 @@ impl EngineTrait for Engine {
                 queue: queue.clone(),
                 keep_queue: ctx.keep_queue,
                 inspector: Some(inspector),
-                workers: Supervisor::new(plan, launch),
+                workers: Supervisor::new(plan, launch, producer, consumer),
                 counters_before,
                 broker_read: Err("the run did not finish".into()),
             },
@@ -136,6 +145,7 @@ impl EngineTrait for Engine {
     }
 
     async fn tick(&mut self, fold: &mut Fold) -> Result<(), RunError> {
+        self.workers.catch_up(fold)?;
         self.workers.restart_due(fold)
     }
 

@@ -14,6 +14,7 @@ pub mod send_log;
 mod supervise;
 pub mod topology;
 pub mod url;
+pub mod worker;
 
 pub use connect::{connect, BrokerError};
 pub use engine::Engine;

@@ -14,6 +14,7 @@
 
 use super::connect::connect;
 use super::send_log::SendLog;
+use super::worker::WorkerArgs;
 use crate::ledger::Event;
 use crate::message_id;
 use crate::metrics;
@@ -21,7 +22,7 @@ use crate::policy::ProducerPolicy;
 use crate::scenario::Plan;
 use crate::worker::abort_now;
 use crate::worker::wire::WireEvent;
-use crate::worker::{Emitter, WorkerArgs};
+use crate::worker::Emitter;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -46,9 +47,9 @@ struct Pending {
     due_us: i64,
 }
 
-type ConfirmFuture = Pin<Box<dyn Future<Output = (Pending, Instant, Outcome)>>>;
+type ConfirmFuture = Pin<Box<dyn Future<Output = (Pending, Instant, ConfirmOutcome)>>>;
 
-enum Outcome {
+enum ConfirmOutcome {
     Ack,
     Nack,
     Lost(String),
@@ -258,7 +259,7 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
             done.len()
         )));
     }
-    let mut out = Out {
+    let mut out = Records {
         emit,
         log,
         published: 0,
@@ -281,14 +282,14 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
 }
 
 /// Where a producer records what it does: the runner's instrument and its own send log.
-struct Out {
+struct Records {
     emit: Emitter,
     log: SendLog,
     published: u64,
     crash_after: Option<u64>,
 }
 
-impl Out {
+impl Records {
     /// Before a publish: the send log first (write-ahead), then the instrument.
     fn attempt(&mut self, seq: u64) {
         if let Err(e) = self.log.sending(seq) {
@@ -348,7 +349,7 @@ async fn fire_and_forget(
     args: &WorkerArgs,
     plan: &Plan,
     payload: &[u8],
-    out: &mut Out,
+    out: &mut Records,
     mut schedule: Schedule,
     mut stop: watch::Receiver<bool>,
 ) -> i32 {
@@ -391,7 +392,7 @@ async fn confirm_retry(
     args: &WorkerArgs,
     plan: &Plan,
     payload: &[u8],
-    out: &mut Out,
+    out: &mut Records,
     mut schedule: Schedule,
     mut stop: watch::Receiver<bool>,
 ) -> i32 {
@@ -433,10 +434,10 @@ async fn confirm_retry(
                 Ok(confirm) => {
                     in_flight.push(Box::pin(async move {
                         let outcome = match tokio::time::timeout(timeout, confirm).await {
-                            Ok(Ok(Confirmation::Nack(_))) => Outcome::Nack,
-                            Ok(Ok(_)) => Outcome::Ack,
-                            Ok(Err(e)) => Outcome::Lost(e.to_string()),
-                            Err(_) => Outcome::TimedOut,
+                            Ok(Ok(Confirmation::Nack(_))) => ConfirmOutcome::Nack,
+                            Ok(Ok(_)) => ConfirmOutcome::Ack,
+                            Ok(Err(e)) => ConfirmOutcome::Lost(e.to_string()),
+                            Err(_) => ConfirmOutcome::TimedOut,
                         };
                         (p, sent_at, outcome)
                     }));
@@ -464,19 +465,19 @@ async fn confirm_retry(
         tokio::select! {
             Some((p, sent_at, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 match outcome {
-                    Outcome::Ack => {
+                    ConfirmOutcome::Ack => {
                         let _ = confirm_latency.record(sent_at.elapsed().as_micros() as u64);
                         out.confirmed(p.seq);
                     }
-                    Outcome::Nack => {
+                    ConfirmOutcome::Nack => {
                         out.emit.push(WireEvent::Ledger(Event::Nacked(p.seq)));
                         retry.push_back(p);
                     }
-                    Outcome::TimedOut => {
+                    ConfirmOutcome::TimedOut => {
                         out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
                         retry.push_back(p);
                     }
-                    Outcome::Lost(e) => {
+                    ConfirmOutcome::Lost(e) => {
                         out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
                         if link.take().is_some() {
                             out.emit.push(WireEvent::Note(format!("connection lost with confirms pending, will republish: {e}")));

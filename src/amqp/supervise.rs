@@ -5,6 +5,7 @@
 //! this module keeps only what the supervision itself needs per slot
 //! (running, ready, deliveries awaiting their ack, a pending restart).
 
+use super::worker::WorkerArgs;
 use crate::ledger::Event;
 use crate::report::{CrashRecord, TimelineKind};
 use crate::runner::fold::Fold;
@@ -43,6 +44,10 @@ struct SlotState {
 pub struct Supervisor {
     plan: Plan,
     launch: Launch,
+    /// The arguments every producer gets (before its own send log and crash).
+    producer: WorkerArgs,
+    /// The arguments every consumer gets (before its own crash).
+    consumer: WorkerArgs,
     tx: mpsc::UnboundedSender<Report>,
     rx: mpsc::UnboundedReceiver<Report>,
     producers: Vec<SlotState>,
@@ -51,12 +56,20 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Supervision of `plan`'s workers, launched as `launch` says.
-    pub fn new(plan: &Plan, launch: Launch) -> Supervisor {
+    /// Supervision of `plan`'s workers, launched as `launch` says, producers
+    /// and consumers with their own arguments.
+    pub fn new(
+        plan: &Plan,
+        launch: Launch,
+        producer: WorkerArgs,
+        consumer: WorkerArgs,
+    ) -> Supervisor {
         let (tx, rx) = mpsc::unbounded_channel();
         Supervisor {
             plan: plan.clone(),
             launch,
+            producer,
+            consumer,
             tx,
             rx,
             producers: (0..plan.producers).map(|_| SlotState::default()).collect(),
@@ -74,22 +87,44 @@ impl Supervisor {
 
     fn spawn(&mut self, slot: Slot) -> Result<(), RunError> {
         let incarnation = self.state(slot).incarnation;
-        let crash = match (slot.role, incarnation) {
-            (Role::Consumer, 0) => self
-                .plan
-                .crash_for_consumer(slot.index)
-                .map(|(p, n, _)| (Some(p), n)),
-            (Role::Producer, 0) => self
-                .plan
-                .crash_for_producer(slot.index)
-                .map(|(n, _)| (None, n)),
-            _ => None,
+        // Only a slot's first process crashes; its restarts run clean.
+        let args = match slot.role {
+            Role::Consumer => {
+                let crash = self
+                    .plan
+                    .crash_for_consumer(slot.index)
+                    .filter(|_| incarnation == 0);
+                WorkerArgs {
+                    crash_point: crash.map(|(p, _, _)| p.into()),
+                    crash_after: crash.map(|(_, n, _)| n),
+                    ..self.consumer.clone()
+                }
+            }
+            Role::Producer => WorkerArgs {
+                send_log: Some(
+                    self.launch
+                        .log_dir
+                        .join(format!("producer-{}.sendlog", slot.index)),
+                ),
+                crash_after: self
+                    .plan
+                    .crash_for_producer(slot.index)
+                    .filter(|_| incarnation == 0)
+                    .map(|(n, _)| n),
+                ..self.producer.clone()
+            },
         };
-        let running = workers::spawn(&self.launch, slot, incarnation, crash, self.tx.clone())
-            .map_err(RunError::io(format!(
-                "cannot start {slot} ({})",
-                self.launch.exe.display()
-            )))?;
+        let running = workers::spawn(
+            &self.launch,
+            slot,
+            incarnation,
+            &args.to_args(),
+            self.tx.clone(),
+        )
+        .map_err(RunError::io(format!(
+            "cannot start {slot} ({})",
+            self.launch.exe.display()
+        )))?;
         let s = self.state(slot);
         s.running = Some(running);
         s.ready = false;
@@ -283,6 +318,15 @@ impl Supervisor {
                     fold.mark(kind, what);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Folds every report already waiting, so that the fold is current
+    /// before the fault driver reads its tally.
+    pub fn catch_up(&mut self, fold: &mut Fold) -> Result<(), RunError> {
+        while let Ok(report) = self.rx.try_recv() {
+            self.handle(report, fold)?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use std::path::Path;
 /// Runs one subcommand.
 pub fn dispatch(command: Command) -> Result<i32> {
     match command {
-        Command::Worker(args) => Ok(crate::worker::main(args)),
+        Command::Worker(args) => Ok(crate::worker::main(args, runner::worker_entry)),
         Command::Validate { file, set } => {
             let plan = load(&file, &set)?;
             println!(

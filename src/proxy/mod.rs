@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-struct Shared {
+struct ProxyState {
     upstream: SocketAddr,
     protocol: Protocol,
     faults: watch::Sender<LinkFaults>,
@@ -41,7 +41,7 @@ struct Shared {
 /// A running proxy for one link (say, the producers' connections to the broker).
 pub struct Proxy {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -80,7 +80,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (faults, _) = watch::channel(LinkFaults::default());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ProxyState {
             upstream,
             protocol,
             faults,
@@ -151,7 +151,7 @@ impl Proxy {
     }
 }
 
-async fn serve(client: TcpStream, shared: Arc<Shared>) {
+async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
     if shared.faults.borrow().down {
         Stats::add(&shared.stats.refused, 1);
         set_linger_zero(&client);

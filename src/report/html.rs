@@ -136,15 +136,15 @@ fn summary_table(results: &[RunResult]) -> String {
             r.counts.duplicates,
             r.counts.in_doubt,
             r.steady_throughput_per_s,
-            ms(r.latency.end_to_end.p50_us),
-            ms(r.latency.end_to_end.p99_us),
+            us_as_ms(r.latency.end_to_end.p50_us),
+            us_as_ms(r.latency.end_to_end.p99_us),
         );
     }
     h.push_str("</table>");
     h
 }
 
-fn ms(us: u64) -> String {
+fn us_as_ms(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
 }
 
@@ -187,8 +187,8 @@ fn run_section(i: usize, r: &RunResult) -> String {
         verdict("at-least-once", v.at_least_once),
         verdict("exactly-once", v.exactly_once),
         r.steady_throughput_per_s,
-        ms(r.latency.end_to_end.p50_us),
-        ms(r.latency.end_to_end.p99_us),
+        us_as_ms(r.latency.end_to_end.p50_us),
+        us_as_ms(r.latency.end_to_end.p99_us),
         r.latency.end_to_end.samples,
         if r.drain.completed { "completed" } else { "timed out" }
     );

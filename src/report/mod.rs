@@ -93,6 +93,24 @@ pub fn build(i: Inputs<'_>) -> RunResult {
     })
     .collect();
     let secs = i.active.as_secs_f64();
+    // The timeline tells the whole story: fault windows among the rest.
+    let mut timeline = i.timeline;
+    for f in i.faults.iter().filter(|f| f.fired) {
+        let marks = [
+            (f.started_ms, TimelineKind::FaultStart, "started"),
+            (f.ended_ms, TimelineKind::FaultEnd, "ended"),
+        ];
+        for (at, kind, what) in marks {
+            if let Some(at_ms) = at {
+                timeline.push(TimelineEntry {
+                    at_ms,
+                    kind,
+                    event: format!("fault #{} {what}: {}", f.fault, f.description),
+                });
+            }
+        }
+    }
+    timeline.sort_by_key(|t| t.at_ms);
     RunResult {
         scenario: i.plan.name.clone(),
         description: i.plan.description.clone(),
@@ -116,7 +134,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         verdicts: i.reconciliation.verdicts,
         drain: i.drain,
         recount: i.recount,
-        timeline: i.timeline,
+        timeline,
         fault_timeline: i.faults,
         duration_s: secs,
         steady_throughput_per_s: i.series.steady_rate(),

@@ -1,6 +1,6 @@
 //! The terminal renderer: a run as a readable block, the matrix as a grid.
 
-use super::RunResult;
+use super::{RunResult, TimelineKind};
 use crate::metrics::LatencySummary;
 use std::io::{self, Write};
 
@@ -12,7 +12,7 @@ fn held(b: bool) -> &'static str {
     }
 }
 
-fn ms(us: u64) -> String {
+fn us_as_ms(us: u64) -> String {
     if us >= 10_000 {
         format!("{:.0}ms", us as f64 / 1000.0)
     } else {
@@ -26,11 +26,11 @@ fn latency(name: &str, l: &LatencySummary) -> String {
     } else {
         format!(
             "{name}: p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
-            ms(l.p50_us),
-            ms(l.p90_us),
-            ms(l.p99_us),
-            ms(l.p999_us),
-            ms(l.max_us),
+            us_as_ms(l.p50_us),
+            us_as_ms(l.p90_us),
+            us_as_ms(l.p99_us),
+            us_as_ms(l.p999_us),
+            us_as_ms(l.max_us),
             l.samples
         )
     }
@@ -165,7 +165,12 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     if let Some(smtp) = &r.smtp {
         super::smtp_text::write(out, smtp, r.counts.duplicates)?;
     }
-    for t in &r.timeline {
+    // Fault windows are told in detail below, from the fault timeline.
+    for t in r
+        .timeline
+        .iter()
+        .filter(|t| !matches!(t.kind, TimelineKind::FaultStart | TimelineKind::FaultEnd))
+    {
         writeln!(out, "  {:>7}ms  {}", t.at_ms, t.event)?;
     }
     for f in &r.fault_timeline {
@@ -325,15 +330,15 @@ pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Res
         ),
         (
             "end-to-end p50",
-            Box::new(|r| ms(r.latency.end_to_end.p50_us)),
+            Box::new(|r| us_as_ms(r.latency.end_to_end.p50_us)),
         ),
         (
             "end-to-end p99",
-            Box::new(|r| ms(r.latency.end_to_end.p99_us)),
+            Box::new(|r| us_as_ms(r.latency.end_to_end.p99_us)),
         ),
         (
             "end-to-end max",
-            Box::new(|r| ms(r.latency.end_to_end.max_us)),
+            Box::new(|r| us_as_ms(r.latency.end_to_end.max_us)),
         ),
         (
             "end-to-end samples",
@@ -341,7 +346,7 @@ pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Res
         ),
         (
             "confirm p99",
-            Box::new(|r| ms(r.latency.publish_to_confirm.p99_us)),
+            Box::new(|r| us_as_ms(r.latency.publish_to_confirm.p99_us)),
         ),
         ("faults", Box::new(|r| r.faults.len().to_string())),
     ];
@@ -407,7 +412,7 @@ pub fn write_outage_summary(out: &mut dyn Write, results: &[RunResult]) -> io::R
             end,
             during,
             caught_up.map_or("-".into(), |t| format!("{t}ms")),
-            ms(r.latency.end_to_end.max_us)
+            us_as_ms(r.latency.end_to_end.max_us)
         )?;
     }
     Ok(())

@@ -167,7 +167,7 @@ impl Driver {
         self
     }
 
-    fn ms(&self, t: Instant) -> u64 {
+    fn ms_since_start(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.start).as_millis() as u64
     }
 
@@ -261,7 +261,7 @@ impl Driver {
                 occurrence: k,
                 trigger: schedule::describe(trigger),
                 fired,
-                started_ms: fired.then(|| self.ms(now)),
+                started_ms: fired.then(|| self.ms_since_start(now)),
                 ended_ms: None,
                 effect: None,
                 during: None,
@@ -474,7 +474,7 @@ impl Driver {
             }
         }
         let stats = self.stats().since(&active.stats_before);
-        let ended = self.ms(Instant::now());
+        let ended = self.ms_since_start(Instant::now());
         let r = &mut self.records[active.record];
         r.ended_ms = Some(ended);
         r.effect = self.links.is_some().then_some(stats);

@@ -146,8 +146,18 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     }
 }
 
+/// The worker entry of each transport whose workers are processes of their
+/// own (`dlab worker --transport NAME`).
+pub fn worker_entry(transport: &str) -> Option<crate::worker::Entry> {
+    // The one registration line per transport with worker processes.
+    match transport {
+        "amqp" => Some(crate::amqp::worker::run),
+        _ => None,
+    }
+}
+
 /// How the driving phase ended.
-struct Drove {
+struct Ending {
     drained: bool,
     drain_time: Duration,
     interrupted: bool,
@@ -251,7 +261,7 @@ async fn drive<E: Engine>(
     s: &Setup<'_>,
     fold: &mut Fold,
     driver: &mut faults::Driver,
-) -> Result<Drove, RunError> {
+) -> Result<Ending, RunError> {
     let plan = s.plan;
     let cancel = s.ctx.cancel.clone();
     let interrupted = |fold: &mut Fold| {
@@ -265,7 +275,7 @@ async fn drive<E: Engine>(
         started = engine.start(s, fold) => started?,
         _ = cancel.cancelled() => {
             interrupted(fold);
-            return Ok(Drove { drained: false, drain_time: Duration::ZERO, interrupted: true, publish_start: Instant::now() });
+            return Ok(Ending { drained: false, drain_time: Duration::ZERO, interrupted: true, publish_start: Instant::now() });
         }
     }
     let publish_start = Instant::now();
@@ -336,7 +346,7 @@ async fn drive<E: Engine>(
     if let Some(b) = bar {
         b.finish();
     }
-    Ok(Drove {
+    Ok(Ending {
         drained,
         drain_time: drain_start.map_or(Duration::ZERO, |d| d.elapsed()),
         interrupted: was_interrupted,

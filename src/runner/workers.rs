@@ -5,9 +5,8 @@
 //! and finally the exit status to the runner over one channel, so the runner
 //! handles everything in the order it arrived.
 
-use crate::scenario::CrashPoint;
 use crate::worker::wire::WireEvent;
-use crate::worker::{CrashPointArg, Role};
+use crate::worker::Role;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -58,18 +57,12 @@ pub enum Report {
 pub struct Launch {
     /// The `dlab` executable.
     pub exe: PathBuf,
+    /// The transport whose workers these are (`dlab worker --transport`).
+    pub transport: &'static str,
     /// The plan file.
     pub plan: PathBuf,
-    /// The broker URL producers use (through their proxy, if any).
-    pub producer_url: String,
-    /// The broker URL consumers use (through their proxy, if any).
-    pub consumer_url: String,
-    /// The queue.
-    pub queue: String,
     /// The run ID.
     pub run_id: String,
-    /// The effect store file.
-    pub effect_store: PathBuf,
     /// Where stderr logs go.
     pub log_dir: PathBuf,
 }
@@ -97,59 +90,38 @@ impl Running {
     }
 }
 
-/// Starts incarnation `incarnation` of `slot`, reporting to `tx`.
+/// Starts incarnation `incarnation` of `slot` with its transport's own
+/// arguments `args`, reporting to `tx`.
 pub fn spawn(
     launch: &Launch,
     slot: Slot,
     incarnation: u32,
-    crash: Option<(Option<CrashPoint>, u64)>,
+    args: &[String],
     tx: UnboundedSender<Report>,
 ) -> std::io::Result<Running> {
-    let log = std::fs::File::create(launch.log_dir.join(format!(
-        "{}-{}.{}.log",
-        match slot.role {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-        },
-        slot.index,
-        incarnation
-    )))?;
+    let role = match slot.role {
+        Role::Producer => "producer",
+        Role::Consumer => "consumer",
+    };
+    let log = std::fs::File::create(
+        launch
+            .log_dir
+            .join(format!("{role}-{}.{incarnation}.log", slot.index)),
+    )?;
     let mut cmd = Command::new(&launch.exe);
     cmd.arg("worker")
+        .arg("--transport")
+        .arg(launch.transport)
         .arg("--role")
-        .arg(match slot.role {
-            Role::Producer => "producer",
-            Role::Consumer => "consumer",
-        })
+        .arg(role)
         .arg("--index")
         .arg(slot.index.to_string())
         .arg("--plan")
         .arg(&launch.plan)
-        .arg("--amqp-url")
-        .arg(match slot.role {
-            Role::Producer => &launch.producer_url,
-            Role::Consumer => &launch.consumer_url,
-        })
-        .arg("--queue")
-        .arg(&launch.queue)
         .arg("--run-id")
         .arg(&launch.run_id)
-        .arg("--effect-store")
-        .arg(&launch.effect_store)
-        .arg("--send-log")
-        .arg(
-            launch
-                .log_dir
-                .join(format!("producer-{}.sendlog", slot.index)),
-        );
-    if let Some((point, after)) = crash {
-        if let Some(point) = point {
-            let value = clap::ValueEnum::to_possible_value(&CrashPointArg::from(point))
-                .expect("every crash point has a name");
-            cmd.arg("--crash-point").arg(value.get_name());
-        }
-        cmd.arg("--crash-after").arg(after.to_string());
-    }
+        .arg("--")
+        .args(args);
     // A process group of its own: a Ctrl-C at the terminal reaches dlab
     // only, which then stops its workers in order (their stdin closes).
     cmd.stdin(Stdio::piped())

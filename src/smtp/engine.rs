@@ -223,6 +223,10 @@ impl EngineTrait for Engine {
     }
 
     async fn tick(&mut self, fold: &mut Fold) -> Result<(), RunError> {
+        // The fold is current before the fault driver reads its tally.
+        while let Ok((e, at)) = self.rx.try_recv() {
+            self.fold(e, at, fold);
+        }
         let now = Instant::now();
         if let Some(r) = self
             .relay

@@ -51,7 +51,7 @@ pub struct InboxStats {
 /// A running inbox.
 pub struct Inbox {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<InboxState>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     sessions: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
@@ -81,7 +81,7 @@ pub const SLOW_REPLY: std::time::Duration = std::time::Duration::from_secs(6);
 
 type Reply = tokio::sync::oneshot::Sender<Result<bool, String>>;
 
-struct Shared {
+struct InboxState {
     writer: Mutex<std::sync::mpsc::Sender<(String, Reply)>>,
     stats: InboxStats,
     /// 0: well behaved; else a [`Misbehaviour`] (see `misbehaviour`).
@@ -100,7 +100,7 @@ struct Deliveries {
     seen: std::collections::HashSet<u64>,
 }
 
-impl Shared {
+impl InboxState {
     fn misbehaviour(&self) -> Option<Misbehaviour> {
         match self.mode.load(Ordering::SeqCst) {
             1 => Some(Misbehaviour::Tempfail),
@@ -187,7 +187,7 @@ impl Inbox {
         let store = EffectStore::open(store).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(InboxState {
             writer: Mutex::new(writer(store, idempotent, consumer)),
             stats: InboxStats::default(),
             mode: Default::default(),
@@ -371,7 +371,7 @@ fn command(line: &str, mail: &mut bool, rcpt: &mut bool) -> Step {
     }
 }
 
-async fn session(stream: TcpStream, shared: Arc<Shared>) {
+async fn session(stream: TcpStream, shared: Arc<InboxState>) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
@@ -554,7 +554,7 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Data {
 
 /// Applies the message's effect (committed with whatever else is waiting)
 /// and returns a queue number.
-async fn accept(shared: &Arc<Shared>, message: Vec<u8>) -> Result<u64, String> {
+async fn accept(shared: &Arc<InboxState>, message: Vec<u8>) -> Result<u64, String> {
     let stats = &shared.stats;
     if message.iter().any(|b| *b > 127) {
         stats.eight_bit.fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,8 @@
-//! Worker processes: producers and consumers run as their own OS processes
+//! The worker host: producers and consumers run as their own OS processes
 //! (`dlab worker`, spawned by the runner) so that a crash is a real abort.
+//! The host knows no transport: it reads the plan, sets the process up and
+//! calls the [`Entry`] of the transport named on its command line
+//! (registered in `src/runner/mod.rs`), which parses its own arguments.
 //!
 //! Architecture invariant: nothing a guarantee depends on lives only in a
 //! worker's memory. It is in the broker or in the effect store; the worker's
@@ -10,8 +13,7 @@ pub mod wire;
 
 pub use emit::Emitter;
 
-use crate::amqp;
-use crate::scenario::{CrashPoint, Plan};
+use crate::scenario::Plan;
 use std::path::PathBuf;
 
 /// Exit code of a worker whose connection to the broker was lost; the runner restarts it.
@@ -30,9 +32,13 @@ pub enum Role {
     Consumer,
 }
 
-/// Everything a worker process needs, passed on its command line.
+/// What every worker process gets on its command line; what follows `--`
+/// belongs to its transport, which parses it itself.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
+    /// The transport whose worker this is (`amqp`).
+    #[arg(long)]
+    pub transport: String,
     /// Producer or consumer.
     #[arg(long, value_enum)]
     pub role: Role,
@@ -42,60 +48,32 @@ pub struct WorkerArgs {
     /// The plan as JSON, written by the runner.
     #[arg(long)]
     pub plan: PathBuf,
-    /// The broker.
-    #[arg(long)]
-    pub amqp_url: String,
-    /// The queue the run uses.
-    #[arg(long)]
-    pub queue: String,
     /// The run ID that prefixes message IDs.
     #[arg(long)]
     pub run_id: String,
-    /// The effect store file (consumers).
-    #[arg(long)]
-    pub effect_store: Option<PathBuf>,
-    /// The producer's append-only send log (what it sent and saw confirmed).
-    #[arg(long)]
-    pub send_log: Option<PathBuf>,
-    /// Consumers: abort at this point of the delivery `crash_after`.
-    #[arg(long, value_enum)]
-    pub crash_point: Option<CrashPointArg>,
-    /// Consumers: the delivery (1-based, counted by this process) at which to
-    /// abort; producers: abort right after this publish.
-    #[arg(long)]
-    pub crash_after: Option<u64>,
+    /// The transport's own arguments.
+    #[arg(last = true)]
+    pub transport_args: Vec<String>,
 }
 
-/// [`CrashPoint`] as a command-line value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CrashPointArg {
-    /// See [`CrashPoint::BeforeEffect`].
-    BeforeEffect,
-    /// See [`CrashPoint::AfterEffectBeforeAck`].
-    AfterEffectBeforeAck,
-    /// See [`CrashPoint::AfterAck`].
-    AfterAck,
+/// What the host hands a transport's worker.
+pub struct Host {
+    /// Producer or consumer.
+    pub role: Role,
+    /// 0-based index among workers of the same role.
+    pub index: u32,
+    /// The plan.
+    pub plan: Plan,
+    /// The run ID that prefixes message IDs.
+    pub run_id: String,
+    /// The transport's own arguments (after `--`).
+    pub args: Vec<String>,
+    /// Turns true when the runner closes the worker's stdin: finish and exit.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
-impl From<CrashPoint> for CrashPointArg {
-    fn from(p: CrashPoint) -> Self {
-        match p {
-            CrashPoint::BeforeEffect => CrashPointArg::BeforeEffect,
-            CrashPoint::AfterEffectBeforeAck => CrashPointArg::AfterEffectBeforeAck,
-            CrashPoint::AfterAck => CrashPointArg::AfterAck,
-        }
-    }
-}
-
-impl From<CrashPointArg> for CrashPoint {
-    fn from(p: CrashPointArg) -> Self {
-        match p {
-            CrashPointArg::BeforeEffect => CrashPoint::BeforeEffect,
-            CrashPointArg::AfterEffectBeforeAck => CrashPoint::AfterEffectBeforeAck,
-            CrashPointArg::AfterAck => CrashPoint::AfterAck,
-        }
-    }
-}
+/// A transport's worker: runs to completion and returns the exit code.
+pub type Entry = fn(Host) -> std::pin::Pin<Box<dyn std::future::Future<Output = i32>>>;
 
 /// Aborts the process on the spot: no unwinding, no destructors, no flushing
 /// of anything but what was already written. Core dumps are disabled at
@@ -115,9 +93,14 @@ fn disable_core_dumps() {
     }
 }
 
-/// Runs a worker to completion and returns its exit code.
-pub fn main(args: WorkerArgs) -> i32 {
+/// Runs a worker of the transport `entry` finds for `args.transport` to
+/// completion and returns its exit code.
+pub fn main(args: WorkerArgs, entry: fn(&str) -> Option<Entry>) -> i32 {
     disable_core_dumps();
+    let Some(worker) = entry(&args.transport) else {
+        eprintln!("dlab worker: no worker for transport {:?}", args.transport);
+        return EXIT_SETUP;
+    };
     let plan: Plan = match std::fs::read(&args.plan)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -142,11 +125,15 @@ pub fn main(args: WorkerArgs) -> i32 {
         }
     };
     let code = runtime.block_on(async move {
-        let stop = stop_signal();
-        match args.role {
-            Role::Producer => amqp::publisher::run(&args, &plan, stop).await,
-            Role::Consumer => amqp::consumer::run(&args, &plan, stop).await,
-        }
+        worker(Host {
+            role: args.role,
+            index: args.index,
+            plan,
+            run_id: args.run_id,
+            args: args.transport_args,
+            stop: stop_signal(),
+        })
+        .await
     });
     // The stdin reader sits in a blocking read; do not wait for it.
     runtime.shutdown_background();

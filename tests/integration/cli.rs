@@ -278,7 +278,10 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
     assert!(down["effect"]["refused"].as_u64().unwrap() >= 1, "{down}");
     assert_eq!(down["effect"]["accepted"], 0, "{down}");
     let inbox = outage(&runs[3], "inbox-down");
-    assert_eq!(inbox["during"]["delivered"], 0, "{inbox}");
+    assert!(
+        inbox["during"]["delivered"].as_u64().unwrap() <= crate::support::COMMITTED_AS_FAULT_BEGAN,
+        "{inbox}"
+    );
     for r in &runs[..2] {
         assert!(r["fault_timeline"].as_array().unwrap().is_empty(), "{r}");
     }

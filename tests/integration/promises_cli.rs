@@ -249,5 +249,8 @@ fn an_external_relay_named_with_smtp_url_carries_a_run_and_relay_kill_is_refused
     // The outage happened at the inbox, downstream of the external relay.
     let f = &v["fault_timeline"][0];
     assert!(f["fired"] == true && f["note"].is_null(), "{f}");
-    assert_eq!(f["during"]["delivered"], 0, "{f}");
+    assert!(
+        f["during"]["delivered"].as_u64().unwrap() <= crate::support::COMMITTED_AS_FAULT_BEGAN,
+        "{f}"
+    );
 }

@@ -503,6 +503,13 @@ pub fn dumps(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// How many deliveries an inbox fault's window may count although nothing
+/// new reached the inbox during it: a message whose DATA ended just before
+/// the fault began commits (and is reported) just after, once per relay
+/// session open then, and Postfix opens at most 20 to one destination
+/// (`default_destination_concurrency_limit`).
+pub const COMMITTED_AS_FAULT_BEGAN: u64 = 20;
+
 /// Waits up to `secs` for `cond`, failing the test with `what` after that.
 pub fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
