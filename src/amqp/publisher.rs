@@ -17,7 +17,7 @@ use super::send_log::SendLog;
 use crate::message_id;
 use crate::metrics;
 use crate::policy::ProducerPolicy;
-use crate::scenario::Plan;
+use crate::scenario::{AmqpPlan, Plan};
 use crate::worker::abort_now;
 use crate::worker::wire::WireEvent;
 use crate::worker::{Emitter, WorkerArgs};
@@ -66,7 +66,7 @@ impl Link {
     async fn publish(
         &self,
         args: &WorkerArgs,
-        plan: &Plan,
+        plan: &AmqpPlan,
         payload: &[u8],
         p: Pending,
     ) -> Result<lapin::PublisherConfirm, String> {
@@ -164,7 +164,7 @@ impl Schedule {
 /// wrong moment must become an error, never a wait without end.
 pub const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(10);
 
-async fn open(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
+async fn open(args: &WorkerArgs, plan: &AmqpPlan, confirms: bool) -> Result<Link, String> {
     tokio::time::timeout(ROUND_TRIP_LIMIT, open_unbounded(args, plan, confirms))
         .await
         .unwrap_or_else(|_| {
@@ -175,7 +175,11 @@ async fn open(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, St
         })
 }
 
-async fn open_unbounded(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
+async fn open_unbounded(
+    args: &WorkerArgs,
+    plan: &AmqpPlan,
+    confirms: bool,
+) -> Result<Link, String> {
     let name = format!("dlab producer {} run {}", args.index, args.run_id);
     let conn = connect(&args.amqp_url, &name, Duration::from_secs(10))
         .await
@@ -198,7 +202,7 @@ async fn open_unbounded(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Resul
 /// Reconnects with backoff; None once `RECONNECT_PATIENCE` has passed without success.
 async fn reconnect(
     args: &WorkerArgs,
-    plan: &Plan,
+    plan: &AmqpPlan,
     confirms: bool,
     emit: &mut Emitter,
 ) -> Option<Link> {
@@ -224,7 +228,7 @@ async fn reconnect(
     }
 }
 
-fn properties(args: &WorkerArgs, plan: &Plan, p: Pending) -> BasicProperties {
+fn properties(args: &WorkerArgs, plan: &AmqpPlan, p: Pending) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(DUE_HEADER.into(), AMQPValue::LongLongInt(p.due_us));
     BasicProperties::default()
@@ -235,6 +239,13 @@ fn properties(args: &WorkerArgs, plan: &Plan, p: Pending) -> BasicProperties {
 
 /// Runs the producer worker; returns its exit code.
 pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) -> i32 {
+    let Some(amqp) = plan.amqp() else {
+        eprintln!(
+            "dlab producer: the plan's transport is {}, not amqp",
+            plan.transport.name()
+        );
+        return crate::worker::EXIT_SETUP;
+    };
     let mut emit = Emitter::new();
     let (log, recovered) = match SendLog::open(args.send_log.as_deref()) {
         Ok(x) => x,
@@ -263,14 +274,14 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
         published: 0,
         crash_after: args.crash_after,
     };
-    let payload = payload(plan);
+    let payload = payload(plan.seed, amqp);
     let schedule = Schedule::new(plan, args.index, done);
     let code = match plan.producer {
         ProducerPolicy::FireAndForget | ProducerPolicy::SendOnce => {
-            fire_and_forget(args, plan, &payload, &mut out, schedule, stop).await
+            fire_and_forget(args, amqp, &payload, &mut out, schedule, stop).await
         }
         ProducerPolicy::ConfirmRetry | ProducerPolicy::Retry => {
-            confirm_retry(args, plan, &payload, &mut out, schedule, stop).await
+            confirm_retry(args, amqp, &payload, &mut out, schedule, stop).await
         }
     };
     let _ = out.log.flush();
@@ -324,8 +335,8 @@ impl Out {
 }
 
 /// A body of `payload_bytes` bytes, the same for every message of a seed.
-fn payload(plan: &Plan) -> Vec<u8> {
-    let mut x = plan.seed | 1;
+fn payload(seed: u64, plan: &AmqpPlan) -> Vec<u8> {
+    let mut x = seed | 1;
     (0..plan.payload_bytes)
         .map(|_| {
             x ^= x << 13;
@@ -345,7 +356,7 @@ async fn wait_until(due: Instant, stop: &mut watch::Receiver<bool>) -> bool {
 
 async fn fire_and_forget(
     args: &WorkerArgs,
-    plan: &Plan,
+    plan: &AmqpPlan,
     payload: &[u8],
     out: &mut Out,
     mut schedule: Schedule,
@@ -388,7 +399,7 @@ async fn fire_and_forget(
 
 async fn confirm_retry(
     args: &WorkerArgs,
-    plan: &Plan,
+    plan: &AmqpPlan,
     payload: &[u8],
     out: &mut Out,
     mut schedule: Schedule,

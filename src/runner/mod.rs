@@ -22,7 +22,7 @@ use crate::ledger::{Event, Ledger};
 use crate::message_id;
 use crate::proxy::{Protocol, Proxy};
 use crate::report::{self, RunResult, Series};
-use crate::scenario::{Plan, Transport};
+use crate::scenario::{Plan, TransportPlan};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -126,9 +126,9 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     )))?;
     let store_path = run_dir.join("effects.sqlite");
     EffectStore::create(&store_path)?;
-    if plan.transport == Transport::Smtp {
+    let TransportPlan::Amqp(amqp) = &plan.transport else {
         return smtp::run(plan, ctx, &run_id, &run_dir, &store_path).await;
-    }
+    };
 
     let queue = format!("dlab.{}.{run_id}", plan.name);
     let mut inspector =
@@ -138,7 +138,7 @@ pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
         .channel()
         .await
         .ok_or_else(|| BrokerError::refused(&ctx.amqp_url, "a channel", "the connection closed"))?;
-    topology::declare_queue(channel, &queue, plan)
+    topology::declare_queue(channel, &queue, amqp)
         .await
         .map_err(|e| BrokerError::refused(&ctx.amqp_url, &format!("declaring queue {queue}"), e))?;
 

@@ -414,7 +414,9 @@ pub async fn supervise(
         launch,
         tx,
         producers: (0..plan.producers).map(|_| SlotState::default()).collect(),
-        consumers: (0..plan.consumers).map(|_| SlotState::default()).collect(),
+        consumers: (0..plan.consumer_workers())
+            .map(|_| SlotState::default())
+            .collect(),
         ledger: Ledger::new(plan.messages),
         start: Instant::now(),
         timeline: Vec::new(),
@@ -441,7 +443,7 @@ pub async fn supervise(
     )?;
     sv.history = Some(history);
     let start_wall_us = crate::effects::now_us();
-    for index in 0..plan.consumers {
+    for index in 0..plan.consumer_workers() {
         sv.spawn(Slot {
             role: Role::Consumer,
             index,
