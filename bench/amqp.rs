@@ -126,14 +126,15 @@ fn main() {
     let messages = Bench::messages();
     let alo = load(root, "at-least-once.toml", messages);
     let eo = load(root, "exactly-once.toml", messages);
+    let payload_bytes = alo.amqp().expect("an AMQP scenario").payload_bytes;
     println!(
         "dlab bench amqp: {messages} messages of {} B, {ROUNDS} rounds, best of each",
-        alo.payload_bytes
+        payload_bytes
     );
     let mut baseline = 0f64;
     let mut best: [(f64, Option<RunResult>); 2] = [(0.0, None), (0.0, None)];
     for _ in 0..ROUNDS {
-        baseline = baseline.max(rt.block_on(lapin_loop(&bench.url, messages, alo.payload_bytes)));
+        baseline = baseline.max(rt.block_on(lapin_loop(&bench.url, messages, payload_bytes)));
         for (k, plan) in [&alo, &eo].into_iter().enumerate() {
             let r = rt
                 .block_on(runner::run(plan, &bench.context(false)))

@@ -68,7 +68,8 @@ fn main() {
     let plan = scenario::load(&root.join("scenarios/at-least-once.toml"), &overrides).unwrap();
     println!(
         "dlab bench proxy: {} messages of {} B, at-least-once, {ROUNDS} rounds each, best of each",
-        plan.messages, plan.payload_bytes
+        plan.messages,
+        plan.amqp().expect("an AMQP scenario").payload_bytes
     );
     let (mut direct, mut proxied) = (0f64, 0f64);
     for _ in 0..ROUNDS {

@@ -75,7 +75,7 @@ pub fn plans(w: &Workload) -> Vec<Plan> {
                 messages: Some(w.messages),
                 rate: Some(w.rate),
                 producers: Some(if transport == Transport::Smtp { 4 } else { 1 }),
-                consumers: Some(2),
+                consumers: (transport == Transport::Amqp).then_some(2),
                 seed: Some(w.seed),
                 drain_timeout: Some("90s".into()),
                 faults,
@@ -112,7 +112,7 @@ mod tests {
         let p = plans(&w);
         assert_eq!(p.len(), 4);
         assert_eq!(
-            p.iter().map(|p| p.transport).collect::<Vec<_>>(),
+            p.iter().map(|p| p.transport.kind()).collect::<Vec<_>>(),
             [
                 Transport::Amqp,
                 Transport::Smtp,

@@ -265,8 +265,9 @@ pub fn plans(rows: &[Row], messages: u64, seed: u64) -> Vec<CellPlan> {
                 description: Some(format!("{guarantee} under {}", row.label)),
                 guarantee: Some(guarantee),
                 messages: Some(messages),
-                consumers: Some(2),
-                prefetch: Some(50),
+                // AMQP settings; an SMTP row's inbox is one server.
+                consumers: (row.transport == Transport::Amqp).then_some(2),
+                prefetch: (row.transport == Transport::Amqp).then_some(50),
                 seed: Some(seed),
                 expect: Some(expect),
                 ..Spec::default()

@@ -57,8 +57,9 @@ impl Guarantee {
         Guarantee::ExactlyOnce,
     ];
 
-    /// The producer and consumer policies this preset stands for.
-    pub fn policies(self) -> (ProducerPolicy, ConsumerPolicy) {
+    /// The producer and consumer policies this preset stands for on the AMQP
+    /// transport.
+    pub fn amqp_policies(self) -> (ProducerPolicy, ConsumerPolicy) {
         match self {
             Guarantee::AtMostOnce => (ProducerPolicy::FireAndForget, ConsumerPolicy::AutoAck),
             Guarantee::AtLeastOnce => {
@@ -83,7 +84,7 @@ impl Guarantee {
     /// The preset whose policies are exactly these, if any (either transport).
     pub fn from_policies(producer: ProducerPolicy, consumer: ConsumerPolicy) -> Option<Guarantee> {
         Guarantee::ALL.into_iter().find(|g| {
-            g.policies() == (producer, consumer) || g.smtp_policies() == (producer, consumer)
+            g.amqp_policies() == (producer, consumer) || g.smtp_policies() == (producer, consumer)
         })
     }
 
@@ -112,11 +113,6 @@ impl ProducerPolicy {
             ProducerPolicy::SendOnce => "send-once",
             ProducerPolicy::Retry => "retry",
         }
-    }
-
-    /// Whether this is an SMTP sender policy.
-    pub fn is_smtp(self) -> bool {
-        matches!(self, ProducerPolicy::SendOnce | ProducerPolicy::Retry)
     }
 }
 
@@ -152,7 +148,7 @@ mod tests {
     #[test]
     fn presets_round_trip_through_their_policies() {
         for g in Guarantee::ALL {
-            let (p, c) = g.policies();
+            let (p, c) = g.amqp_policies();
             assert_eq!(Guarantee::from_policies(p, c), Some(g));
             let (p, c) = g.smtp_policies();
             assert_eq!(Guarantee::from_policies(p, c), Some(g));
@@ -204,11 +200,6 @@ mod tests {
     #[test]
     fn what_each_policy_implies() {
         use ConsumerPolicy::*;
-        use ProducerPolicy::*;
-        assert_eq!(
-            [FireAndForget, ConfirmRetry, SendOnce, Retry].map(ProducerPolicy::is_smtp),
-            [false, false, true, true]
-        );
         assert_eq!(
             [AutoAck, AckBeforeEffect, AckAfterEffect, Idempotent].map(ConsumerPolicy::manual_ack),
             [false, true, true, true]

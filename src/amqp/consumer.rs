@@ -270,6 +270,15 @@ fn fatal(emit: &mut Emitter, what: &str) -> ! {
 /// Runs the consumer worker; returns its exit code.
 pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>) -> i32 {
     let mut emit = Emitter::new();
+    let Some(amqp) = plan.amqp() else {
+        fatal(
+            &mut emit,
+            &format!(
+                "the plan's transport is {}, not amqp",
+                plan.transport.name()
+            ),
+        )
+    };
     let Some(store_path) = &args.effect_store else {
         fatal(&mut emit, "no --effect-store given")
     };
@@ -294,14 +303,14 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
             return EXIT_CONNECTION_LOST;
         }
     };
-    if let Err(e) = bounded(super::topology::declare_queue(&channel, &args.queue, plan)).await {
+    if let Err(e) = bounded(super::topology::declare_queue(&channel, &args.queue, amqp)).await {
         emit.push(WireEvent::Note(format!("declaring the queue failed: {e}")));
         emit.flush();
         return EXIT_CONNECTION_LOST;
     }
     let manual = plan.consumer.manual_ack();
     if manual {
-        if let Err(e) = bounded(channel.basic_qos(plan.prefetch, BasicQosOptions::default())).await
+        if let Err(e) = bounded(channel.basic_qos(amqp.prefetch, BasicQosOptions::default())).await
         {
             emit.push(WireEvent::Note(format!("basic.qos failed: {e}")));
             emit.flush();
@@ -336,8 +345,8 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         }),
         _ => None,
     };
-    let max_batch = if manual && plan.prefetch > 0 {
-        usize::from(plan.prefetch)
+    let max_batch = if manual && amqp.prefetch > 0 {
+        usize::from(amqp.prefetch)
     } else {
         256
     };
@@ -347,8 +356,8 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         channel: &channel,
         store,
         index: args.index,
-        prefetch: plan.prefetch,
-        effect_time: plan.effect_time,
+        prefetch: amqp.prefetch,
+        effect_time: amqp.effect_time,
         crash,
         handled: 0,
         end_to_end: metrics::new_histogram(),

@@ -57,6 +57,9 @@ impl EngineTrait for Engine {
             )
         })?;
         let url = target.url.clone();
+        let amqp = plan.amqp().ok_or_else(|| {
+            RunError::Unsupported(format!("scenario {} is not an AMQP scenario", plan.name))
+        })?;
         if plan.needs_node() && target.node.is_none() {
             return Err(RunError::Unsupported(format!(
                 "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
@@ -70,7 +73,7 @@ impl EngineTrait for Engine {
             .channel()
             .await
             .ok_or_else(|| BrokerError::refused(&url, "a channel", "the connection closed"))?;
-        topology::declare_queue(channel, &queue, plan)
+        topology::declare_queue(channel, &queue, amqp)
             .await
             .map_err(|e| BrokerError::refused(&url, &format!("declaring queue {queue}"), e))?;
 

@@ -19,7 +19,7 @@ use crate::ledger::Event;
 use crate::message_id;
 use crate::metrics;
 use crate::policy::ProducerPolicy;
-use crate::scenario::Plan;
+use crate::scenario::{AmqpPlan, Plan};
 use crate::worker::abort_now;
 use crate::worker::wire::WireEvent;
 use crate::worker::Emitter;
@@ -68,7 +68,7 @@ impl Link {
     async fn publish(
         &self,
         args: &WorkerArgs,
-        plan: &Plan,
+        plan: &AmqpPlan,
         payload: &[u8],
         p: Pending,
     ) -> Result<lapin::PublisherConfirm, String> {
@@ -166,7 +166,7 @@ impl Schedule {
 /// wrong moment must become an error, never a wait without end.
 pub const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(10);
 
-async fn open(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
+async fn open(args: &WorkerArgs, plan: &AmqpPlan, confirms: bool) -> Result<Link, String> {
     tokio::time::timeout(ROUND_TRIP_LIMIT, open_unbounded(args, plan, confirms))
         .await
         .unwrap_or_else(|_| {
@@ -177,7 +177,11 @@ async fn open(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, St
         })
 }
 
-async fn open_unbounded(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Result<Link, String> {
+async fn open_unbounded(
+    args: &WorkerArgs,
+    plan: &AmqpPlan,
+    confirms: bool,
+) -> Result<Link, String> {
     let name = format!("dlab producer {} run {}", args.index, args.run_id);
     let conn = connect(&args.amqp_url, &name, Duration::from_secs(10))
         .await
@@ -200,7 +204,7 @@ async fn open_unbounded(args: &WorkerArgs, plan: &Plan, confirms: bool) -> Resul
 /// Reconnects with backoff; None once `RECONNECT_PATIENCE` has passed without success.
 async fn reconnect(
     args: &WorkerArgs,
-    plan: &Plan,
+    plan: &AmqpPlan,
     confirms: bool,
     emit: &mut Emitter,
 ) -> Option<Link> {
@@ -226,7 +230,7 @@ async fn reconnect(
     }
 }
 
-fn properties(args: &WorkerArgs, plan: &Plan, p: Pending) -> BasicProperties {
+fn properties(args: &WorkerArgs, plan: &AmqpPlan, p: Pending) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(DUE_HEADER.into(), AMQPValue::LongLongInt(p.due_us));
     BasicProperties::default()
@@ -237,6 +241,13 @@ fn properties(args: &WorkerArgs, plan: &Plan, p: Pending) -> BasicProperties {
 
 /// Runs the producer worker; returns its exit code.
 pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) -> i32 {
+    let Some(amqp) = plan.amqp() else {
+        eprintln!(
+            "dlab producer: the plan's transport is {}, not amqp",
+            plan.transport.name()
+        );
+        return crate::worker::EXIT_SETUP;
+    };
     let mut emit = Emitter::new();
     let (log, recovered) = match SendLog::open(args.send_log.as_deref()) {
         Ok(x) => x,
@@ -265,14 +276,14 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, stop: watch::Receiver<bool>) ->
         published: 0,
         crash_after: args.crash_after,
     };
-    let payload = payload(plan);
+    let payload = payload(plan.seed, amqp);
     let schedule = Schedule::new(plan, args.index, done);
     let code = match plan.producer {
         ProducerPolicy::FireAndForget | ProducerPolicy::SendOnce => {
-            fire_and_forget(args, plan, &payload, &mut out, schedule, stop).await
+            fire_and_forget(args, amqp, &payload, &mut out, schedule, stop).await
         }
         ProducerPolicy::ConfirmRetry | ProducerPolicy::Retry => {
-            confirm_retry(args, plan, &payload, &mut out, schedule, stop).await
+            confirm_retry(args, amqp, &payload, &mut out, schedule, stop).await
         }
     };
     let _ = out.log.flush();
@@ -326,8 +337,8 @@ impl Records {
 }
 
 /// A body of `payload_bytes` bytes, the same for every message of a seed.
-fn payload(plan: &Plan) -> Vec<u8> {
-    let mut x = plan.seed | 1;
+fn payload(seed: u64, plan: &AmqpPlan) -> Vec<u8> {
+    let mut x = seed | 1;
     (0..plan.payload_bytes)
         .map(|_| {
             x ^= x << 13;
@@ -347,7 +358,7 @@ async fn wait_until(due: Instant, stop: &mut watch::Receiver<bool>) -> bool {
 
 async fn fire_and_forget(
     args: &WorkerArgs,
-    plan: &Plan,
+    plan: &AmqpPlan,
     payload: &[u8],
     out: &mut Records,
     mut schedule: Schedule,
@@ -390,7 +401,7 @@ async fn fire_and_forget(
 
 async fn confirm_retry(
     args: &WorkerArgs,
-    plan: &Plan,
+    plan: &AmqpPlan,
     payload: &[u8],
     out: &mut Records,
     mut schedule: Schedule,

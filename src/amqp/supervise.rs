@@ -73,7 +73,9 @@ impl Supervisor {
             tx,
             rx,
             producers: (0..plan.producers).map(|_| SlotState::default()).collect(),
-            consumers: (0..plan.consumers).map(|_| SlotState::default()).collect(),
+            consumers: (0..plan.consumer_workers())
+                .map(|_| SlotState::default())
+                .collect(),
             stopping: false,
         }
     }
@@ -135,7 +137,7 @@ impl Supervisor {
 
     /// Starts the consumers, waits until every one is ready, then starts the producers.
     pub async fn start(&mut self, fold: &mut Fold) -> Result<(), RunError> {
-        for index in 0..self.plan.consumers {
+        for index in 0..self.plan.consumer_workers() {
             self.spawn(Slot {
                 role: Role::Consumer,
                 index,

@@ -1,13 +1,13 @@
 //! The queue a run uses: declared by the runner, inspected during the drain
 //! phase, deleted afterwards.
 
-use crate::scenario::{Plan, QueueType};
+use crate::scenario::{AmqpPlan, QueueType};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
 
 /// Declares the run's queue as the plan describes it.
-pub async fn declare_queue(channel: &Channel, name: &str, plan: &Plan) -> lapin::Result<()> {
+pub async fn declare_queue(channel: &Channel, name: &str, plan: &AmqpPlan) -> lapin::Result<()> {
     let mut args = FieldTable::default();
     if plan.queue_type == QueueType::Quorum {
         args.insert(

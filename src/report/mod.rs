@@ -114,7 +114,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
     RunResult {
         scenario: i.plan.name.clone(),
         description: i.plan.description.clone(),
-        transport: i.plan.transport,
+        transport: i.plan.transport.kind(),
         guarantee: i.plan.guarantee.map(|g| g.name().to_string()),
         producer: i.plan.producer.name().to_string(),
         consumer: i.plan.consumer.name().to_string(),

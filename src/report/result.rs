@@ -101,7 +101,9 @@ pub struct RunResult {
     pub interrupted: bool,
 }
 
-/// The workload, as run.
+/// The workload, as run. `payload_bytes`, `consumers`, `prefetch`,
+/// `confirm_window`, `durable`, `persistent` and `queue_type` are AMQP
+/// settings; an SMTP run, which has none, shows their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
     /// Intended messages.
@@ -127,19 +129,21 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings of a plan.
+    /// The settings of a plan. A run of another transport, which has no
+    /// AMQP settings, shows their defaults.
     pub fn of(plan: &Plan) -> Settings {
+        let amqp = plan.amqp().cloned().unwrap_or_default();
         Settings {
             messages: plan.messages,
             rate: plan.rate,
-            payload_bytes: plan.payload_bytes,
+            payload_bytes: amqp.payload_bytes,
             producers: plan.producers,
-            consumers: plan.consumers,
-            prefetch: plan.prefetch,
-            confirm_window: plan.confirm_window,
-            durable: plan.durable,
-            persistent: plan.persistent,
-            queue_type: plan.queue_type.name().to_string(),
+            consumers: amqp.consumers,
+            prefetch: amqp.prefetch,
+            confirm_window: amqp.confirm_window,
+            durable: amqp.durable,
+            persistent: amqp.persistent,
+            queue_type: amqp.queue_type.name().to_string(),
         }
     }
 }

@@ -140,7 +140,7 @@ impl RunContext {
 /// Runs `plan` through its transport and reconciles its outcome.
 pub async fn run(plan: &Plan, ctx: &RunContext) -> Result<RunResult, RunError> {
     // The one registration line per transport.
-    match plan.transport {
+    match plan.transport.kind() {
         Transport::Amqp => run_with::<crate::amqp::Engine>(plan, ctx).await,
         Transport::Smtp => run_with::<crate::smtp::Engine>(plan, ctx).await,
     }

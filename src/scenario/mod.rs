@@ -4,21 +4,27 @@
 //! TOML as possible (types and key names checked, every error with its line and
 //! column), then the checked [`Plan`]. Nothing connects before both succeeded.
 
+mod amqp_plan;
 mod duration;
 mod fault;
 mod location;
 mod overrides;
 mod plan;
+mod smtp_plan;
 mod spec;
+mod transport;
 
+pub use amqp_plan::AmqpPlan;
 pub use duration::{parse_age, parse_duration};
 pub use fault::{Action, Fault, InboxFault, NetEffect, Trigger};
 pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
+pub use smtp_plan::SmtpPlan;
 pub use spec::{
     CrashPoint, CutMode, DirectionSpec, EverySpec, ExpectSpec, FaultKind, FaultSpec, LinkSpec,
     QueueType, Spec, Transport,
 };
+pub use transport::{vocabulary, TransportPlan, Vocabulary};
 
 use serde::Deserialize;
 use std::fmt;

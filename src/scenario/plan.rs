@@ -1,26 +1,34 @@
 //! The checked plan: a [`Spec`] with defaults filled in, ranges checked and
 //! durations resolved. Engines take a [`Plan`], never raw TOML.
 //!
+//! A plan has two layers: the settings every transport reads (here) and the
+//! part only the scenario's transport reads ([`TransportPlan`], checked by
+//! the one rule in `transport.rs`).
+//!
 //! Architecture invariant: a `Plan` that exists is runnable; nothing after this
 //! point rejects a scenario for its content.
 
+use super::amqp_plan::AmqpPlan;
 use super::duration::parse_duration;
 use super::fault::{Action, Fault};
-use super::spec::{CrashPoint, QueueType, Spec, Transport};
+use super::smtp_plan::SmtpPlan;
+use super::spec::{CrashPoint, Spec, Transport};
+use super::transport::{self, TransportPlan};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// A validated, runnable scenario.
+/// A validated, runnable scenario in two layers: the settings every
+/// transport reads, and `transport`, the part only its own transport reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Short name shown in reports.
     pub name: String,
     /// What the scenario teaches.
     pub description: String,
-    /// Which way notifications travel.
-    pub transport: Transport,
+    /// Which way notifications travel, with that transport's own settings.
+    pub transport: TransportPlan,
     /// The preset the policies form, if they form one.
     pub guarantee: Option<Guarantee>,
     /// The producer policy.
@@ -31,26 +39,8 @@ pub struct Plan {
     pub messages: u64,
     /// Messages per second across all producers; 0 is unthrottled.
     pub rate: u64,
-    /// Bytes per message body.
-    pub payload_bytes: usize,
-    /// Producer worker processes.
+    /// Producer worker processes (SMTP: sender sessions).
     pub producers: u32,
-    /// Consumer worker processes.
-    pub consumers: u32,
-    /// basic.qos prefetch count (0 is unlimited).
-    pub prefetch: u16,
-    /// Confirms a producer may await at once.
-    pub confirm_window: u32,
-    /// How long a producer waits for one confirm.
-    pub confirm_timeout: Duration,
-    /// Whether the queue is durable.
-    pub durable: bool,
-    /// Whether messages are persistent.
-    pub persistent: bool,
-    /// Classic or quorum.
-    pub queue_type: QueueType,
-    /// How long each effect takes the consumer.
-    pub effect_time: Duration,
     /// Upper bound of the drain phase.
     pub drain_timeout: Duration,
     /// Seed for everything random.
@@ -93,7 +83,8 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn at(path: &[&str], message: impl Into<String>) -> Self {
+    /// An error about the key at `path` (table keys only).
+    pub(super) fn at(path: &[&str], message: impl Into<String>) -> Self {
         Invalid {
             path: path
                 .iter()
@@ -130,7 +121,8 @@ impl fmt::Display for Invalid {
     }
 }
 
-fn ranged<T: TryFrom<u64> + Copy>(
+/// `value` (or `default`) within `min..=max`, as a `T`.
+pub(super) fn ranged<T: TryFrom<u64> + Copy>(
     value: Option<u64>,
     default: u64,
     key: &str,
@@ -147,75 +139,26 @@ fn ranged<T: TryFrom<u64> + Copy>(
     T::try_from(v).map_err(|_| Invalid::at(&[key], format!("{v} does not fit")))
 }
 
-fn duration(value: &Option<String>, default: Duration, path: &[&str]) -> Result<Duration, Invalid> {
+/// `value` as a duration, or `default`.
+pub(super) fn duration(
+    value: &Option<String>,
+    default: Duration,
+    path: &[&str],
+) -> Result<Duration, Invalid> {
     match value {
         None => Ok(default),
         Some(text) => parse_duration(text).map_err(|m| Invalid::at(path, m)),
     }
 }
 
-/// Policies and faults must belong to the scenario's transport.
-fn check_transport(
-    spec: &Spec,
-    transport: Transport,
-    producer: ProducerPolicy,
-    consumer: ConsumerPolicy,
-) -> Result<(), Invalid> {
-    let t = transport.name();
-    match transport {
-        Transport::Amqp if producer.is_smtp() => {
-            return Err(Invalid::at(
-                &["producer"],
-                format!("`{}` is an SMTP sender policy; expected fire-and-forget or confirm-retry with transport = \"amqp\"", producer.name()),
-            ))
-        }
-        Transport::Smtp if !producer.is_smtp() => {
-            return Err(Invalid::at(
-                &["producer"],
-                format!("`{}` is an AMQP policy; expected send-once or retry with transport = \"smtp\"", producer.name()),
-            ))
-        }
-        Transport::Smtp if !consumer.acks_after_effect() => {
-            return Err(Invalid::at(
-                &["consumer"],
-                format!("the inbox commits each effect before its 250; expected ack-after-effect or idempotent with transport = \"smtp\", not `{}`", consumer.name()),
-            ))
-        }
-        _ => {}
-    }
-    for (i, f) in spec.faults.iter().enumerate() {
-        let Some(kind) = f.kind else { continue };
-        let other = match transport {
-            Transport::Amqp if kind.smtp_only() => "smtp",
-            Transport::Smtp if kind.amqp_only() => "amqp",
-            _ => continue,
-        };
-        return Err(Invalid {
-            path: vec![
-                Segment::Key("faults".into()),
-                Segment::Index(i),
-                Segment::Key("kind".into()),
-            ],
-            message: format!(
-                "{} is a fault of the {other} transport; this scenario's transport is {t}",
-                kind.name()
-            ),
-        });
-    }
-    Ok(())
-}
-
 impl Plan {
     /// Checks a spec and fills in defaults; `default_name` is used when the
     /// spec names none (the file stem).
     pub fn from_spec(spec: &Spec, default_name: &str) -> Result<Plan, Invalid> {
-        let transport = spec.transport.unwrap_or(Transport::Amqp);
+        let own = transport::vocabulary(spec.transport.unwrap_or(Transport::Amqp));
         let (producer, consumer) = match (spec.guarantee, spec.producer, spec.consumer) {
             (Some(g), p, c) => {
-                let (gp, gc) = match transport {
-                    Transport::Amqp => g.policies(),
-                    Transport::Smtp => g.smtp_policies(),
-                };
+                let (gp, gc) = (own.preset)(g);
                 (p.unwrap_or(gp), c.unwrap_or(gc))
             }
             (None, Some(p), Some(c)) => (p, c),
@@ -226,16 +169,15 @@ impl Plan {
                 ))
             }
         };
-        check_transport(spec, transport, producer, consumer)?;
-        let durable = spec.durable.unwrap_or(true);
-        let queue_type = spec.queue_type.unwrap_or(QueueType::Classic);
-        if queue_type == QueueType::Quorum && !durable {
-            return Err(Invalid::at(
-                &["durable"],
-                "quorum queues are always durable; expected `durable = true` with `queue_type = \"quorum\"`",
-            ));
-        }
-        let consumers: u32 = ranged(spec.consumers, 1, "consumers", 1, 64)?;
+        transport::check(spec, own, producer, consumer)?;
+        let transport = match own.transport {
+            Transport::Amqp => TransportPlan::Amqp(AmqpPlan::from_spec(spec)?),
+            Transport::Smtp => TransportPlan::Smtp(SmtpPlan::from_spec(spec)?),
+        };
+        let consumers = match &transport {
+            TransportPlan::Amqp(a) => a.consumers,
+            TransportPlan::Smtp(_) => 0,
+        };
         let producers: u32 = ranged(spec.producers, 1, "producers", 1, 64)?;
         let faults = spec
             .faults
@@ -278,26 +220,7 @@ impl Plan {
             consumer,
             messages,
             rate: ranged(spec.rate, 0, "rate", 0, 10_000_000)?,
-            payload_bytes: ranged(
-                spec.payload_bytes,
-                128,
-                "payload_bytes",
-                0,
-                16 * 1024 * 1024,
-            )?,
             producers,
-            consumers,
-            prefetch: ranged(spec.prefetch, 100, "prefetch", 0, 65_535)?,
-            confirm_window: ranged(spec.confirm_window, 256, "confirm_window", 1, 100_000)?,
-            confirm_timeout: duration(
-                &spec.confirm_timeout,
-                Duration::from_secs(5),
-                &["confirm_timeout"],
-            )?,
-            durable,
-            persistent: spec.persistent.unwrap_or(true),
-            queue_type,
-            effect_time: duration(&spec.effect_time, Duration::ZERO, &["effect_time"])?,
             drain_timeout: duration(
                 &spec.drain_timeout,
                 Duration::from_secs(60),
@@ -307,6 +230,28 @@ impl Plan {
             faults,
             expect,
         })
+    }
+
+    /// The AMQP part, when the transport is AMQP.
+    pub fn amqp(&self) -> Option<&AmqpPlan> {
+        match &self.transport {
+            TransportPlan::Amqp(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The SMTP part, when the transport is SMTP.
+    pub fn smtp(&self) -> Option<&SmtpPlan> {
+        match &self.transport {
+            TransportPlan::Smtp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Consumer worker processes the run starts (AMQP `consumers`; an SMTP
+    /// run's inbox is no worker process).
+    pub fn consumer_workers(&self) -> u32 {
+        self.amqp().map_or(0, |a| a.consumers)
     }
 
     /// The crash a given consumer worker's first process must perform, if any.
@@ -353,7 +298,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::spec::{FaultKind, FaultSpec};
+    use crate::scenario::spec::{FaultKind, FaultSpec, QueueType};
 
     fn spec() -> Spec {
         Spec {

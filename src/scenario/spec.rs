@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// One scenario file, key for key (`dlab schema --scenario` prints its JSON
 /// Schema; ranges and cross-field rules are checked by `dlab validate`).
+/// Keys marked AMQP belong to that transport only: `dlab validate` rejects
+/// them in a scenario of another transport.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -29,25 +31,25 @@ pub struct Spec {
     pub messages: Option<u64>,
     /// Messages per second across all producers; 0 is as fast as possible.
     pub rate: Option<u64>,
-    /// Size of each message body in bytes.
+    /// AMQP: size of each message body in bytes.
     pub payload_bytes: Option<u64>,
-    /// Producer worker processes.
+    /// Producer worker processes (SMTP: sender sessions).
     pub producers: Option<u64>,
-    /// Consumer worker processes.
+    /// AMQP: consumer worker processes.
     pub consumers: Option<u64>,
-    /// Unacknowledged deliveries a consumer may hold (basic.qos).
+    /// AMQP: unacknowledged deliveries a consumer may hold (basic.qos).
     pub prefetch: Option<u64>,
-    /// Publishes a producer may have awaiting their confirm.
+    /// AMQP: publishes a producer may have awaiting their confirm.
     pub confirm_window: Option<u64>,
-    /// How long a producer waits for a confirm before it is in doubt, e.g. "5s".
+    /// AMQP: how long a producer waits for a confirm before it is in doubt, e.g. "5s".
     pub confirm_timeout: Option<String>,
-    /// Whether the queue survives a broker restart.
+    /// AMQP: whether the queue survives a broker restart.
     pub durable: Option<bool>,
-    /// Whether messages are written to disk (delivery mode 2).
+    /// AMQP: whether messages are written to disk (delivery mode 2).
     pub persistent: Option<bool>,
-    /// `classic` or `quorum`.
+    /// AMQP: `classic` or `quorum`.
     pub queue_type: Option<QueueType>,
-    /// How long showing one notification takes the consumer, e.g. "2ms"
+    /// AMQP: how long showing one notification takes the consumer, e.g. "2ms"
     /// (default 0): a slow consumer keeps a backlog in the queue.
     pub effect_time: Option<String>,
     /// How long the drain phase may wait for the queue to empty, e.g. "30s".
@@ -176,33 +178,6 @@ impl FaultKind {
             FaultKind::RelayKill => "relay-kill",
             FaultKind::ReplyLostAfterDot => "reply-lost-after-dot",
         }
-    }
-
-    /// Whether the fault belongs to the SMTP transport only.
-    pub fn smtp_only(self) -> bool {
-        matches!(
-            self,
-            FaultKind::InboxDown
-                | FaultKind::InboxTempfail
-                | FaultKind::InboxSlow
-                | FaultKind::InboxHangup
-                | FaultKind::RelayKill
-                | FaultKind::ReplyLostAfterDot
-        )
-    }
-
-    /// Whether the fault belongs to the AMQP transport only.
-    pub fn amqp_only(self) -> bool {
-        matches!(
-            self,
-            FaultKind::ConsumerCrash
-                | FaultKind::ProducerCrash
-                | FaultKind::ConfirmLost
-                | FaultKind::BrokerKill
-                | FaultKind::BrokerRestart
-                | FaultKind::BrokerPause
-                | FaultKind::MemoryAlarm
-        )
     }
 }
 

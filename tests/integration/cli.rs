@@ -68,6 +68,79 @@ fn every_shipped_scenario_is_valid() {
 }
 
 #[test]
+fn another_transport_s_key_is_an_error_with_its_line_column_and_key() {
+    let dir = temp_dir("other-transport");
+    let file = dir.join("smtp-prefetch.toml");
+    std::fs::write(
+        &file,
+        "name = \"x\"\ntransport = \"smtp\"\nguarantee = \"at-least-once\"\nmessages = 100\n\nproducers = 2\nprefetch = 3\n",
+    )
+    .unwrap();
+    let home = dir.join("home");
+    let out = dlab(&home).arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains(&format!(
+            "{}:7:1: `prefetch`: a setting of the amqp transport; this scenario's transport is smtp",
+            file.display()
+        )),
+        "{err}"
+    );
+    // Without the key the same file is valid: the key alone was the error.
+    std::fs::write(
+        &file,
+        "name = \"x\"\ntransport = \"smtp\"\nguarantee = \"at-least-once\"\nmessages = 100\n\nproducers = 2\n",
+    )
+    .unwrap();
+    let out = dlab(&home).arg("validate").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+
+    // An override goes through the same rule and is named.
+    let out = dlab(&home)
+        .args([
+            "validate",
+            "scenarios/smtp-store-and-forward.toml",
+            "--set",
+            "consumers=4",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr)
+            .contains("--set consumers=4: `consumers`: a setting of the amqp transport"),
+        "{}",
+        show(&out)
+    );
+    assert!(!home.exists(), "nothing was started or recorded");
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    let home = temp_dir("validate-all");
+    let mut files: Vec<_> = std::fs::read_dir(scenarios())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 13, "{files:?}");
+    assert!(
+        files.iter().any(|f| std::fs::read_to_string(f)
+            .unwrap()
+            .contains("transport = \"smtp\"")),
+        "the SMTP scenarios are among them"
+    );
+    for file in &files {
+        let out = dlab(&home).arg("validate").arg(file).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        assert!(text(&out.stdout).contains(": ok: "), "{}", show(&out));
+    }
+}
+
+#[test]
 fn an_unreachable_broker_is_named_with_its_password_masked() {
     let home = temp_dir("unreachable");
     let port = dlab::broker::free_port();

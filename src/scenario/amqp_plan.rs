@@ -1,0 +1,159 @@
+//! The AMQP part of a plan: the keys only the AMQP transport reads (workers,
+//! queue, confirms), their defaults and ranges, and its [`Vocabulary`]:
+//! those keys, its policies and its faults.
+
+use super::plan::{duration, ranged, Invalid};
+use super::spec::{FaultKind, QueueType, Spec, Transport};
+use super::transport::{Key, Vocabulary};
+use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What only an AMQP run uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmqpPlan {
+    /// Bytes per message body.
+    pub payload_bytes: usize,
+    /// Consumer worker processes.
+    pub consumers: u32,
+    /// basic.qos prefetch count (0 is unlimited).
+    pub prefetch: u16,
+    /// Confirms a producer may await at once.
+    pub confirm_window: u32,
+    /// How long a producer waits for one confirm.
+    pub confirm_timeout: Duration,
+    /// Whether the queue is durable.
+    pub durable: bool,
+    /// Whether messages are persistent.
+    pub persistent: bool,
+    /// Classic or quorum.
+    pub queue_type: QueueType,
+    /// How long each effect takes the consumer.
+    pub effect_time: Duration,
+}
+
+impl Default for AmqpPlan {
+    /// What a scenario that sets none of these keys gets.
+    fn default() -> Self {
+        AmqpPlan {
+            payload_bytes: 128,
+            consumers: 1,
+            prefetch: 100,
+            confirm_window: 256,
+            confirm_timeout: Duration::from_secs(5),
+            durable: true,
+            persistent: true,
+            queue_type: QueueType::Classic,
+            effect_time: Duration::ZERO,
+        }
+    }
+}
+
+/// The AMQP transport's keys, policies and faults.
+pub const AMQP: Vocabulary = Vocabulary {
+    transport: Transport::Amqp,
+    keys: &[
+        Key {
+            name: "payload_bytes",
+            set: |s| s.payload_bytes.is_some(),
+        },
+        Key {
+            name: "consumers",
+            set: |s| s.consumers.is_some(),
+        },
+        Key {
+            name: "prefetch",
+            set: |s| s.prefetch.is_some(),
+        },
+        Key {
+            name: "confirm_window",
+            set: |s| s.confirm_window.is_some(),
+        },
+        Key {
+            name: "confirm_timeout",
+            set: |s| s.confirm_timeout.is_some(),
+        },
+        Key {
+            name: "durable",
+            set: |s| s.durable.is_some(),
+        },
+        Key {
+            name: "persistent",
+            set: |s| s.persistent.is_some(),
+        },
+        Key {
+            name: "queue_type",
+            set: |s| s.queue_type.is_some(),
+        },
+        Key {
+            name: "effect_time",
+            set: |s| s.effect_time.is_some(),
+        },
+    ],
+    producers: &[ProducerPolicy::FireAndForget, ProducerPolicy::ConfirmRetry],
+    consumers: &[
+        ConsumerPolicy::AutoAck,
+        ConsumerPolicy::AckBeforeEffect,
+        ConsumerPolicy::AckAfterEffect,
+        ConsumerPolicy::Idempotent,
+    ],
+    faults: &[
+        FaultKind::ConsumerCrash,
+        FaultKind::ProducerCrash,
+        FaultKind::Latency,
+        FaultKind::Bandwidth,
+        FaultKind::Slicer,
+        FaultKind::Cut,
+        FaultKind::Down,
+        FaultKind::Blackhole,
+        FaultKind::LimitData,
+        FaultKind::ConfirmLost,
+        FaultKind::BrokerKill,
+        FaultKind::BrokerRestart,
+        FaultKind::BrokerPause,
+        FaultKind::MemoryAlarm,
+    ],
+    preset: Guarantee::amqp_policies,
+};
+
+impl AmqpPlan {
+    /// The AMQP keys of `spec`, defaults filled in and ranges checked.
+    pub fn from_spec(spec: &Spec) -> Result<AmqpPlan, Invalid> {
+        let d = AmqpPlan::default();
+        let durable = spec.durable.unwrap_or(d.durable);
+        let queue_type = spec.queue_type.unwrap_or(d.queue_type);
+        if queue_type == QueueType::Quorum && !durable {
+            return Err(Invalid::at(
+                &["durable"],
+                "quorum queues are always durable; expected `durable = true` with `queue_type = \"quorum\"`",
+            ));
+        }
+        Ok(AmqpPlan {
+            payload_bytes: ranged(
+                spec.payload_bytes,
+                d.payload_bytes as u64,
+                "payload_bytes",
+                0,
+                16 * 1024 * 1024,
+            )?,
+            consumers: ranged(spec.consumers, d.consumers.into(), "consumers", 1, 64)?,
+            prefetch: ranged(spec.prefetch, d.prefetch.into(), "prefetch", 0, 65_535)?,
+            confirm_window: ranged(
+                spec.confirm_window,
+                d.confirm_window.into(),
+                "confirm_window",
+                1,
+                100_000,
+            )?,
+            confirm_timeout: duration(
+                &spec.confirm_timeout,
+                d.confirm_timeout,
+                &["confirm_timeout"],
+            )?,
+            durable,
+            persistent: spec.persistent.unwrap_or(d.persistent),
+            queue_type,
+            effect_time: duration(&spec.effect_time, d.effect_time, &["effect_time"])?,
+        })
+    }
+}
