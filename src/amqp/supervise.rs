@@ -38,6 +38,8 @@ struct SlotState {
     quiet: bool,
     /// The crash the current process reported before it aborted.
     abort: Option<CrashRecord>,
+    /// The latest note of the slot's processes (why it could not start).
+    last_note: Option<String>,
 }
 
 /// The worker processes of one AMQP run.
@@ -222,7 +224,10 @@ impl Supervisor {
                 }
             }
             WireEvent::Histogram { name, data } => fold.histogram(&name, &data),
-            WireEvent::Note(text) => fold.note(&slot, &text),
+            WireEvent::Note(text) => {
+                fold.note(&slot, &text);
+                self.state(slot).last_note = Some(text);
+            }
             WireEvent::Aborted { point, count, seq } => {
                 let crash = CrashRecord {
                     at_ms: fold.now_ms(),
@@ -303,7 +308,7 @@ impl Supervisor {
                     )));
                 };
                 if !was_ready && status.code() == Some(EXIT_CONNECTION_LOST) && incarnation == 0 {
-                    let note = fold.last_note_of(&slot.to_string());
+                    let note = self.state(slot).last_note.take();
                     return Err(RunError::Worker(format!(
                         "{slot} could not start consuming: {}",
                         note.unwrap_or_else(|| "no reason given".into())

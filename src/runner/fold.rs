@@ -145,15 +145,6 @@ impl Fold {
         self.notes.push(text);
     }
 
-    /// The latest note of `who`.
-    pub fn last_note_of(&self, who: &str) -> Option<String> {
-        self.notes
-            .iter()
-            .rev()
-            .find(|n| n.starts_with(who))
-            .cloned()
-    }
-
     /// Records a worker abort as the worker reported it.
     pub fn crash(&mut self, c: CrashRecord) {
         self.crashes.push(c);
