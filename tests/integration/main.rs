@@ -7,6 +7,7 @@ mod cli;
 mod faults;
 mod guarantees;
 mod inbox;
+mod leftovers;
 mod matrix_full;
 mod newuser;
 mod node;
