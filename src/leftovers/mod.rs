@@ -192,6 +192,58 @@ mod tests {
     }
 
     #[test]
+    fn what_a_live_dlab_owns_is_kept_and_what_a_killed_one_owned_is_removed() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let home = std::env::temp_dir().join(format!("dlab-sweep-owned-{}", std::process::id()));
+        let dir = home.join("nodes").join("n1");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A stand-in for the node's VM: working in its directory, leading its group.
+        let mut vm = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(&dir)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut state = NodeState {
+            node: "dlab-1@localhost".into(),
+            pid: vm.id(),
+            amqp_port: 1,
+            dist_port: 2,
+            mgmt_port: 0,
+            prom_port: 0,
+            dir: dir.clone(),
+            owner: Owner::this_process(),
+        };
+        write_record(&NodeState::state_file(&dir), &state).unwrap();
+        assert!(sweep(&home).is_empty(), "this process lives");
+        assert!(process::alive(vm.id()));
+
+        // The same pid, started at another time: a killed dlab's pid reused.
+        let Owner::Process { pid, start_time } = state.owner else {
+            unreachable!()
+        };
+        state.owner = Owner::Process {
+            pid,
+            start_time: start_time + 1,
+        };
+        write_record(&NodeState::state_file(&dir), &state).unwrap();
+        assert_eq!(
+            sweep(&home),
+            [Removed {
+                owner: pid,
+                what: format!("private RabbitMQ node {} (pid {})", dir.display(), vm.id()),
+            }]
+        );
+        assert!(vm.wait().unwrap().signal().is_some(), "ended by a signal");
+        assert!(
+            !dir.exists(),
+            "a node for one command goes with its directory"
+        );
+        assert!(sweep(&home).is_empty(), "once");
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
     fn a_home_with_nothing_to_sweep_is_left_as_it_is() {
         let home = std::env::temp_dir().join(format!("dlab-sweep-{}", std::process::id()));
         assert!(sweep(&home).is_empty());

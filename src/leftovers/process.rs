@@ -96,9 +96,22 @@ pub fn end(pids: &[u32], grace: Duration, deadline: Duration) -> bool {
         .copied()
         .filter(|pid| group(*pid) == Some(*pid))
         .collect();
+    end_all(&groups, pids, grace, deadline)
+}
+
+/// Ends every process of group `pgid` (whether or not its leader still
+/// lives), as [`end`] does.
+pub fn end_group(pgid: u32, grace: Duration, deadline: Duration) -> bool {
+    end_all(&BTreeSet::from([pgid]), &[], grace, deadline)
+}
+
+fn end_all(groups: &BTreeSet<u32>, pids: &[u32], grace: Duration, deadline: Duration) -> bool {
+    if !pids.iter().any(|p| alive(*p)) && !groups.iter().any(|g| group_alive(*g)) {
+        return true;
+    }
     let gone = || !pids.iter().any(|p| alive(*p)) && !groups.iter().any(|g| group_alive(*g));
     for sig in [libc::SIGTERM, libc::SIGKILL] {
-        for g in &groups {
+        for g in groups {
             signal_group(*g, sig);
         }
         for p in pids {

@@ -326,8 +326,12 @@ impl Relay {
         if self.retired.swap(true, Ordering::SeqCst) {
             return;
         }
+        let master = self.master_pid();
         self.stop();
-        self.kill();
+        // Whatever of its process group outlived `postfix stop`.
+        if let Some(pid) = master {
+            leftovers::process::end_group(pid, Duration::from_secs(5), Duration::from_secs(10));
+        }
         unlist(&self.dir);
         Record::remove(&self.dir);
     }

@@ -227,3 +227,28 @@ fn a_killed_smtp_run_leaves_its_relay_and_down_removes_it() {
 
     a_run_works(&home, "scenarios/smtp-rfc1047-idempotent.toml");
 }
+
+#[test]
+fn a_relay_dlab_started_retires_when_dropped_and_one_attached_to_does_not() {
+    let dir = temp_dir("dropped-relay");
+    let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], dlab::broker::free_port()));
+    let relay = dlab::relay::Relay::start(&dir, nowhere).expect("the relay starts");
+    let master = relay.master_pid().expect("its master runs");
+    let etc = dir.join("etc").display().to_string();
+    let listed = || {
+        std::fs::read_to_string("/etc/postfix/main.cf")
+            .unwrap()
+            .contains(&etc)
+    };
+    assert!(listed() && dir.join("relay.json").exists());
+
+    // Found again and dropped: still running, still listed.
+    drop(dlab::relay::Relay::attach(&dir).expect("attached"));
+    assert!(runs(master) && listed());
+
+    drop(relay);
+    assert!(!runs(master) && group(master).is_empty(), "stopped");
+    assert!(!listed(), "unlisted from main.cf");
+    assert!(!dir.join("relay.json").exists(), "its record removed");
+    assert!(dir.join("log").exists(), "its files kept");
+}
