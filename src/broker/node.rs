@@ -348,6 +348,11 @@ fn reap(pid: u32) {
 /// its whole process group if it is still there after `grace`. Returns whether
 /// it had to be killed.
 pub fn stop(state: &NodeState, grace: Duration) -> bool {
+    // A state saved before its VM started names no process (and pid 0
+    // would address dlab's own process group).
+    if state.pid == 0 {
+        return false;
+    }
     signal(state.pid, libc::SIGTERM);
     let started = Instant::now();
     while started.elapsed() < grace {
@@ -429,6 +434,9 @@ impl Node {
     /// SIGKILL to the VM and its process group: no shutdown, no flushing.
     pub fn kill(&self) {
         let pid = self.state().pid;
+        if pid == 0 {
+            return;
+        }
         // SAFETY: sending signals has no memory-safety preconditions.
         unsafe {
             libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
