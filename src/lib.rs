@@ -14,6 +14,7 @@ pub mod cli;
 pub mod compare;
 pub mod effects;
 pub mod ledger;
+pub mod leftovers;
 pub mod matrix;
 pub mod message_id;
 pub mod metrics;

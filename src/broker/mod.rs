@@ -14,7 +14,6 @@ pub use ports::free_port;
 use std::sync::Arc;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Where dlab keeps its nodes and runs: `$DLAB_HOME`, or `.dlab` in the working directory.
 pub fn home() -> PathBuf {
@@ -63,7 +62,7 @@ impl BrokerHandle {
         let state = node::start(&dir).await?;
         Ok(BrokerHandle {
             url: state.url(),
-            node: Some(Node::new(state)),
+            node: Some(Node::own(state)),
             owned: true,
         })
     }
@@ -78,12 +77,11 @@ impl BrokerHandle {
         self.node.as_ref()
     }
 
-    /// Stops the node if this command started it.
+    /// Stops the node and removes its directory if this command started it
+    /// (as dropping the last handle on it would).
     pub fn shutdown(self) {
         if let (true, Some(node)) = (self.owned, &self.node) {
-            let state = node.state();
-            node::stop(&state, Duration::from_secs(30));
-            let _ = std::fs::remove_dir_all(&state.dir);
+            node.retire();
         }
     }
 }

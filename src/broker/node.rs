@@ -4,9 +4,12 @@
 //!
 //! Architecture invariant: dlab owns the node's OS process (the Erlang VM
 //! itself, not a wrapper script: `RUNNING_UNDER_SYSTEMD` makes the script
-//! `exec` the VM), so later work can kill, pause and restart it.
+//! `exec` the VM), so later work can kill, pause and restart it. Its state
+//! file names its owner and is written before the VM starts, so that a dlab
+//! killed at any point leaves a record of what to remove (`crate::leftovers`).
 
 use super::ports::free_port;
+use crate::leftovers::{self, Owner};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -73,6 +76,10 @@ pub struct NodeState {
     pub prom_port: u16,
     /// The node's directory (data, logs, config).
     pub dir: PathBuf,
+    /// Who it belongs to: the dlab process that started it, or `dlab up`
+    /// (also for a state file written before owners were recorded).
+    #[serde(default)]
+    pub owner: Owner,
 }
 
 impl NodeState {
@@ -92,7 +99,8 @@ impl NodeState {
         pid_alive(self.pid)
     }
 
-    fn state_file(dir: &Path) -> PathBuf {
+    /// The state file in `dir`.
+    pub fn state_file(dir: &Path) -> PathBuf {
         dir.join("state.json")
     }
 
@@ -104,29 +112,28 @@ impl NodeState {
 
     fn save(&self) -> Result<(), NodeError> {
         let path = NodeState::state_file(&self.dir);
-        let json = serde_json::to_vec_pretty(self).expect("NodeState serializes");
-        fs::write(&path, json).map_err(|source| NodeError::Io {
+        leftovers::write_record(&path, self).map_err(|source| NodeError::Io {
             what: "cannot write",
             path,
             source,
         })
     }
+
+    /// Hands the node to `dlab up`: it outlives this command, until `dlab down`.
+    pub fn keep_running(&mut self) -> Result<(), NodeError> {
+        self.owner = Owner::Up;
+        self.save()
+    }
+
+    /// Removes the state file (the node is stopped).
+    pub fn remove_record(&self) {
+        let _ = fs::remove_file(NodeState::state_file(&self.dir));
+    }
 }
 
-/// Whether a process with this pid exists (and is not a zombie we could reap).
+/// Whether a process with this pid exists (and is not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
-    if !exists {
-        return false;
-    }
-    // A zombie still "exists"; read its state to tell.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+    leftovers::process::alive(pid)
 }
 
 fn write(path: PathBuf, text: &str) -> Result<(), NodeError> {
@@ -168,12 +175,15 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         mgmt_port,
         prom_port,
         dir,
+        owner: Owner::this_process(),
     };
     launch(&planned).await
 }
 
-/// Starts the VM of `planned` (its name, ports and directory; its pid is
-/// ignored), saves the new state and waits until it accepts AMQP.
+/// Starts the VM of `planned` (its name, ports, directory and owner; its pid
+/// is ignored), saves the new state and waits until it accepts AMQP. The
+/// state is saved before the VM starts too (with pid 0; the VM, found by its
+/// working directory, is what a killed owner leaves then).
 pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
     let dir = planned.dir.clone();
     for sub in ["", "log", "mnesia"] {
@@ -252,6 +262,11 @@ pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
         // Its own process group: a Ctrl-C meant for dlab does not reach the
         // node, and dlab decides when it stops.
         .process_group(0);
+    NodeState {
+        pid: 0,
+        ..planned.clone()
+    }
+    .save()?;
     let child = cmd.spawn().map_err(|source| NodeError::Io {
         what: "cannot start",
         path: PathBuf::from(SERVER),
@@ -292,6 +307,7 @@ async fn wait_ready(state: &NodeState) -> Result<(), NodeError> {
             let secs = started.elapsed().as_secs();
             let log_tail = log_tail(&state.dir.join("log").join("console.log"));
             stop(state, Duration::from_secs(5));
+            state.remove_record();
             return Err(NodeError::Boot {
                 node: state.node.clone(),
                 url: crate::amqp::mask_password(&url),
@@ -332,6 +348,11 @@ fn reap(pid: u32) {
 /// its whole process group if it is still there after `grace`. Returns whether
 /// it had to be killed.
 pub fn stop(state: &NodeState, grace: Duration) -> bool {
+    // A state saved before its VM started names no process (and pid 0
+    // would address dlab's own process group).
+    if state.pid == 0 {
+        return false;
+    }
     signal(state.pid, libc::SIGTERM);
     let started = Instant::now();
     while started.elapsed() < grace {
@@ -364,18 +385,45 @@ fn cleanup_group(pid: u32) {
 }
 
 /// A private node under dlab's control, shared by the runner's fault driver
-/// and whoever stops it. Its pid changes when it is restarted.
+/// and whoever stops it. Its pid changes when it is restarted. One made with
+/// [`Node::own`] retires itself when dropped.
 #[derive(Debug)]
 pub struct Node {
     state: std::sync::Mutex<NodeState>,
+    /// Started for this value's owner: retired when dropped.
+    owned: bool,
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
-    /// Control of a running node.
+    /// Control of a running node someone else stops (`dlab up`'s, a test's).
     pub fn new(state: NodeState) -> std::sync::Arc<Node> {
+        Node::with(state, false)
+    }
+
+    /// Control of a node started for this command alone: retired (stopped,
+    /// its directory removed) by [`Node::retire`] or when dropped.
+    pub fn own(state: NodeState) -> std::sync::Arc<Node> {
+        Node::with(state, true)
+    }
+
+    fn with(state: NodeState, owned: bool) -> std::sync::Arc<Node> {
         std::sync::Arc::new(Node {
             state: std::sync::Mutex::new(state),
+            owned,
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Stops the node (SIGKILL after 30 s) and removes its directory, state
+    /// file included. Once: later calls, and the drop, do nothing.
+    pub fn retire(&self) {
+        if self.retired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let state = self.state();
+        stop(&state, Duration::from_secs(30));
+        let _ = fs::remove_dir_all(&state.dir);
     }
 
     /// The node's current state.
@@ -386,6 +434,9 @@ impl Node {
     /// SIGKILL to the VM and its process group: no shutdown, no flushing.
     pub fn kill(&self) {
         let pid = self.state().pid;
+        if pid == 0 {
+            return;
+        }
         // SAFETY: sending signals has no memory-safety preconditions.
         unsafe {
             libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
@@ -443,6 +494,15 @@ impl Node {
                 "rabbitmqctl set_vm_memory_high_watermark failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
+        }
+    }
+}
+
+impl Drop for Node {
+    /// A node started for this command goes with it (every wait is bounded).
+    fn drop(&mut self) {
+        if self.owned {
+            self.retire();
         }
     }
 }

@@ -14,6 +14,9 @@ use std::path::Path;
 
 /// Runs one subcommand.
 pub fn dispatch(command: Command) -> Result<i32> {
+    if !matches!(command, Command::Worker(_)) {
+        remove_leftovers(&broker::home());
+    }
     match command {
         Command::Worker(args) => Ok(crate::worker::main(args, runner::worker_entry)),
         Command::Validate { file, set } => {
@@ -186,6 +189,14 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::Up => up(),
         Command::Down => down(),
         Command::Status => status(),
+    }
+}
+
+/// Removes what a killed dlab left under `home` (its private nodes and
+/// relays, their `main.cf` entries), saying what on stderr.
+fn remove_leftovers(home: &Path) {
+    for line in crate::leftovers::describe(&crate::leftovers::sweep(home)) {
+        eprintln!("dlab: {line}");
     }
 }
 
@@ -418,11 +429,16 @@ fn relay_dir(home: &Path) -> std::path::PathBuf {
 fn up() -> Result<i32> {
     let home = broker::home();
     let dir = broker::up_dir(&home);
-    let (state, started) = match NodeState::load(&dir).filter(NodeState::alive) {
+    let (mut state, started) = match NodeState::load(&dir).filter(NodeState::alive) {
         Some(state) => (state, false),
         None => (runtime()?.block_on(broker::node::start(&dir))?, true),
     };
     let relay = match up_relay(&relay_dir(&home)) {
+        // Both kept until `dlab down`, not removed as a killed command's.
+        Ok(relay) if started => {
+            state.keep_running()?;
+            relay
+        }
         Ok(relay) => relay,
         Err(e) => {
             let what = if started {
@@ -475,7 +491,8 @@ fn up_relay(dir: &Path) -> Result<String> {
     }
     let _ = std::fs::remove_dir_all(dir);
     let inbox = std::net::SocketAddr::from(([127, 0, 0, 1], broker::free_port()));
-    let r = Relay::start(dir, inbox)?;
+    let mut r = Relay::start(dir, inbox)?;
+    r.keep_running()?;
     eprintln!(
         "dlab: Postfix relay running (queue and log in {}), forwarding to dlab's inbox at {inbox} during SMTP runs",
         dir.display()

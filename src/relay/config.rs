@@ -142,18 +142,20 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
 /// Adds `etc` to `alternate_config_directories` in the system `main.cf`
 /// (creating it if the package left none), keeping every other line.
 pub fn list_in_system_main_cf(main_cf: &Path, etc: &Path) -> Result<(), RelayError> {
-    edit_alternate_dirs(main_cf, etc, true)
+    edit_alternate_dirs(main_cf, etc, true).map(|_| ())
 }
 
-/// Takes `etc` out of `alternate_config_directories` again.
-pub fn unlist_from_system_main_cf(main_cf: &Path, etc: &Path) -> Result<(), RelayError> {
+/// Takes `etc` out of `alternate_config_directories` again; returns whether
+/// it was listed.
+pub fn unlist_from_system_main_cf(main_cf: &Path, etc: &Path) -> Result<bool, RelayError> {
     edit_alternate_dirs(main_cf, etc, false)
 }
 
 /// Edits under an exclusive `flock` (several relays may start at once, in
 /// threads or processes) and replaces the file whole by a rename, so neither
-/// another edit nor a starting Postfix sees half of it.
-fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<(), RelayError> {
+/// another edit nor a starting Postfix sees half of it. Returns whether `etc`
+/// was listed before.
+fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<bool, RelayError> {
     use std::os::fd::AsRawFd;
     let lock_path = main_cf.with_extension("cf.dlab-lock");
     let lock = std::fs::OpenOptions::new()
@@ -177,12 +179,14 @@ fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<(), Rela
     let text = std::fs::read_to_string(main_cf).unwrap_or_default();
     let entry = etc.display().to_string();
     let mut found = false;
+    let mut was_listed = false;
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("alternate_config_directories") {
             found = true;
             let list = rest.trim_start().strip_prefix('=').unwrap_or("").trim();
             let mut dirs: Vec<&str> = list.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+            was_listed |= dirs.contains(&entry.as_str());
             dirs.retain(|d| *d != entry.as_str());
             if add {
                 dirs.push(&entry);
@@ -211,7 +215,7 @@ fn edit_alternate_dirs(main_cf: &Path, etc: &Path, add: bool) -> Result<(), Rela
         })?;
     }
     drop(lock);
-    Ok(())
+    Ok(was_listed)
 }
 
 #[cfg(test)]
@@ -242,8 +246,9 @@ mod tests {
             std::fs::read_to_string(&main_cf).unwrap(),
             "alternate_config_directories = /c\n"
         );
-        unlist_from_system_main_cf(&main_cf, Path::new("/c")).unwrap();
+        assert!(unlist_from_system_main_cf(&main_cf, Path::new("/c")).unwrap());
         assert_eq!(std::fs::read_to_string(&main_cf).unwrap(), "\n");
+        assert!(!unlist_from_system_main_cf(&main_cf, Path::new("/c")).unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

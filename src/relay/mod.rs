@@ -10,26 +10,58 @@
 //!
 //! Architecture invariant: dlab owns the relay's processes (`postfix -c DIR`
 //! start/stop, the master's pid for a kill) and reads its queue from disk.
+//! Its state file, `relay.json`, names its owner and is written before the
+//! relay is listed in the system `main.cf` or started, so that a dlab killed
+//! at any point leaves a record of what to remove (`crate::leftovers`).
 
 mod config;
 pub use config::RETRY_TIMING;
 pub mod log;
 
+use crate::leftovers::{self, Owner};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The `postfix` command.
 pub const POSTFIX: &str = "/usr/sbin/postfix";
-/// Where a relay's port and next hop are saved, in its directory.
+/// A relay's state file, in its directory.
 const STATE: &str = "relay.json";
 
-/// What [`Relay::attach`] needs to find a running relay again.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    port: u16,
-    next_hop: SocketAddr,
+/// A relay's state file: what [`Relay::attach`] needs to find it again, and
+/// what `crate::leftovers` needs to remove it when its owner was killed.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    /// Where it accepts SMTP on 127.0.0.1.
+    pub port: u16,
+    /// Where it forwards to.
+    pub next_hop: SocketAddr,
+    /// Who it belongs to (`Up` in a file written before owners were recorded).
+    #[serde(default)]
+    pub owner: Owner,
+    /// Its master's pid (the leader of its process group), once started.
+    #[serde(default)]
+    pub master_pid: Option<u32>,
+}
+
+impl Record {
+    /// The record in `dir`, if any.
+    pub fn load(dir: &Path) -> Option<Record> {
+        serde_json::from_slice(&std::fs::read(dir.join(STATE)).ok()?).ok()
+    }
+
+    /// Removes the record of `dir`.
+    pub fn remove(dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(STATE));
+    }
+}
+
+/// Takes the relay in `dir` out of the system `main.cf`; returns whether it
+/// was listed there.
+pub fn unlist(dir: &Path) -> bool {
+    config::unlist_from_system_main_cf(Path::new(SYSTEM_MAIN_CF), &dir.join("etc")).unwrap_or(false)
 }
 
 /// The system main.cf that must list private configuration directories.
@@ -67,12 +99,18 @@ pub enum RelayError {
     },
 }
 
-/// A private Postfix relay.
-#[derive(Debug, Clone)]
+/// A private Postfix relay. One that [`Relay::start`] started retires itself
+/// when dropped (unless handed to `dlab up` with [`Relay::keep_running`]);
+/// one found with [`Relay::attach`] is left as it is.
+#[derive(Debug)]
 pub struct Relay {
     dir: PathBuf,
     port: u16,
     next_hop: SocketAddr,
+    owner: Owner,
+    /// Started by this value: retired when dropped.
+    owned: bool,
+    retired: AtomicBool,
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RelayError {
@@ -96,8 +134,13 @@ impl Relay {
             port: crate::broker::free_port(),
             next_hop,
             dir,
+            owner: Owner::this_process(),
+            owned: true,
+            retired: AtomicBool::new(false),
         };
         config::write(&relay.dir, relay.port, next_hop)?;
+        // Recorded before anything outside its directory changes.
+        relay.save(None)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;
         if let Err(e) = relay.launch() {
             // Leave nothing behind: no master that started but never
@@ -105,25 +148,42 @@ impl Relay {
             relay.retire();
             return Err(e);
         }
-        let saved = Saved {
-            port: relay.port,
-            next_hop,
-        };
-        let state = relay.dir.join(STATE);
-        std::fs::write(&state, serde_json::to_vec(&saved).expect("serializes"))
-            .map_err(io("cannot write", &state))?;
         Ok(relay)
     }
 
     /// The relay started in `dir` earlier (by `dlab up`), if it still runs.
+    /// Dropping it leaves it running.
     pub fn attach(dir: &Path) -> Option<Relay> {
-        let saved: Saved = serde_json::from_slice(&std::fs::read(dir.join(STATE)).ok()?).ok()?;
+        let saved = Record::load(dir)?;
         let relay = Relay {
             dir: std::path::absolute(dir).ok()?,
             port: saved.port,
             next_hop: saved.next_hop,
+            owner: saved.owner,
+            owned: false,
+            retired: AtomicBool::new(false),
         };
         relay.master_pid().is_some().then_some(relay)
+    }
+
+    /// Hands the relay to `dlab up`: it outlives this command (its record
+    /// says so, and dropping it leaves it running) until `dlab down`.
+    pub fn keep_running(&mut self) -> Result<(), RelayError> {
+        self.owner = Owner::Up;
+        self.save(self.master_pid())?;
+        self.owned = false;
+        Ok(())
+    }
+
+    fn save(&self, master_pid: Option<u32>) -> Result<(), RelayError> {
+        let record = Record {
+            port: self.port,
+            next_hop: self.next_hop,
+            owner: self.owner,
+            master_pid,
+        };
+        let path = self.dir.join(STATE);
+        leftovers::write_record(&path, &record).map_err(io("cannot write", &path))
     }
 
     /// `postfix start` on the written configuration and queue (first, or
@@ -148,7 +208,7 @@ impl Relay {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
+        relay.save(relay.master_pid())
     }
 
     /// SIGKILL to the master and every process of its group (smtpd, qmgr,
@@ -166,7 +226,9 @@ impl Relay {
             // a new queue manager that meets such a lock sets the message
             // aside for 60 seconds.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while (self.master_pid().is_some() || group_alive(pid)) && Instant::now() < deadline {
+            while (self.master_pid().is_some() || leftovers::process::group_alive(pid))
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -233,7 +295,7 @@ impl Relay {
         let text =
             std::fs::read_to_string(self.dir.join("spool").join("pid").join("master.pid")).ok()?;
         let pid: u32 = text.trim().parse().ok()?;
-        crate::broker::node::pid_alive(pid).then_some(pid)
+        leftovers::process::alive(pid).then_some(pid)
     }
 
     /// Stops it gracefully (`postfix stop`); its queue stays on disk.
@@ -256,39 +318,38 @@ impl Relay {
         &self.dir
     }
 
-    /// Stops it and takes its directory out of the system `main.cf`, keeping
-    /// its files (the log stays for anyone to recount).
+    /// Stops it (killing it if `postfix stop` does not within its time),
+    /// takes its directory out of the system `main.cf` and removes its
+    /// record, keeping its files (the log stays for anyone to recount).
+    /// Once: later calls, and the drop, do nothing.
     pub fn retire(&self) {
+        if self.retired.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let master = self.master_pid();
         self.stop();
-        let _ = config::unlist_from_system_main_cf(Path::new(SYSTEM_MAIN_CF), &self.etc());
+        // Whatever of its process group outlived `postfix stop`.
+        if let Some(pid) = master {
+            leftovers::process::end_group(pid, Duration::from_secs(5), Duration::from_secs(10));
+        }
+        unlist(&self.dir);
+        Record::remove(&self.dir);
     }
 
-    /// Stops it, takes its directory out of the system `main.cf` and removes
-    /// its directory (queue included).
+    /// Retires it and removes its directory (queue included).
     pub fn remove(self) {
-        self.stop();
-        let _ = config::unlist_from_system_main_cf(Path::new(SYSTEM_MAIN_CF), &self.etc());
+        self.retire();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Whether any process of process group `pgid` still lives (zombies, dead
-/// and only waiting to be reaped, do not count).
-fn group_alive(pgid: u32) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.filter_map(Result::ok).any(|e| {
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            return false;
-        };
-        // After the command's closing parenthesis: state, ppid, pgrp, ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-    })
+impl Drop for Relay {
+    /// A relay this value started goes with it (every wait is bounded).
+    fn drop(&mut self) {
+        if self.owned {
+            self.retire();
+        }
+    }
 }
 
 fn count_files(dir: &Path) -> u64 {

@@ -5,7 +5,7 @@
 //! producers, workers, proxies, inbox, relays and private nodes, and reports
 //! what it saw so far as interrupted. A second SIGINT exits at once with 130;
 //! what that leaves behind is removed by the next `dlab` command (see
-//! `src/leftovers.rs`).
+//! `src/leftovers/mod.rs`).
 
 use tokio::sync::watch;
 

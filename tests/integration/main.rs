@@ -8,6 +8,7 @@ mod faults;
 mod guarantees;
 mod inbox;
 mod interrupt;
+mod leftovers;
 mod matrix_full;
 mod newuser;
 mod node;
