@@ -148,8 +148,8 @@ impl EngineTrait for Engine {
     }
 
     async fn tick(&mut self, fold: &mut Fold) -> Result<(), RunError> {
-        self.workers.catch_up(fold)?;
-        self.workers.restart_due(fold)
+        self.workers.restart_due(fold)?;
+        self.workers.catch_up(fold)
     }
 
     fn producing(&self) -> bool {

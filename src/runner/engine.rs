@@ -75,9 +75,9 @@ pub trait Engine: Sized {
     /// skeleton drops it when a tick or a cancellation comes first.
     async fn next(&mut self, fold: &mut Fold) -> Result<(), RunError>;
 
-    /// Every 100 ms, before the fault driver ticks: folds every event already
-    /// waiting (the driver reads the fold's tally), then restarts, samples
-    /// and the like.
+    /// Every 100 ms, before the fault driver ticks: restarts, samples and
+    /// the like, and last folds every event already waiting (the driver
+    /// reads the fold's tally at once after).
     async fn tick(&mut self, fold: &mut Fold) -> Result<(), RunError>;
 
     /// Whether the producing side is still at work.

@@ -115,7 +115,18 @@ impl Fold {
 
     /// Appends one line to the history: time, who, pid, what happened.
     pub fn record(&mut self, who: &dyn std::fmt::Display, pid: u32, what: &dyn std::fmt::Display) {
-        let at_us = self.start.elapsed().as_micros();
+        self.record_at(Instant::now(), who, pid, what);
+    }
+
+    /// Appends one line to the history for something that happened at `at`.
+    pub fn record_at(
+        &mut self,
+        at: Instant,
+        who: &dyn std::fmt::Display,
+        pid: u32,
+        what: &dyn std::fmt::Display,
+    ) {
+        let at_us = at.saturating_duration_since(self.start).as_micros();
         let Some(w) = self.history.as_mut() else {
             return;
         };

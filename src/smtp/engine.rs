@@ -223,10 +223,6 @@ impl EngineTrait for Engine {
     }
 
     async fn tick(&mut self, fold: &mut Fold) -> Result<(), RunError> {
-        // The fold is current before the fault driver reads its tally.
-        while let Ok((e, at)) = self.rx.try_recv() {
-            self.fold(e, at, fold);
-        }
         let now = Instant::now();
         if let Some(r) = self
             .relay
@@ -242,6 +238,11 @@ impl EngineTrait for Engine {
                     depth: d,
                 });
             }
+        }
+        // Last, after the sampling's subprocess: the fold is current when
+        // the fault driver reads its tally.
+        while let Ok((e, at)) = self.rx.try_recv() {
+            self.fold(e, at, fold);
         }
         Ok(())
     }
@@ -354,11 +355,8 @@ impl Engine {
         } else {
             "sender"
         };
-        fold.record(
-            &who,
-            std::process::id(),
-            &crate::worker::wire::WireEvent::Ledger(e),
-        );
+        let line = crate::worker::wire::WireEvent::Ledger(e);
+        fold.record_at(at, &who, std::process::id(), &line);
         match e {
             Event::Attempt(seq) => {
                 self.attempt_at.insert(seq, at);
