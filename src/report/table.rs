@@ -5,7 +5,7 @@ use crate::ledger::{Counts, Verdicts};
 use crate::metrics::LatencySummary;
 use std::io::{self, Write};
 
-pub(crate) fn held(b: bool) -> &'static str {
+fn held(b: bool) -> &'static str {
     if b {
         "held"
     } else {

@@ -31,6 +31,10 @@ pub struct Facts {
     pub rows: Vec<Placed>,
     /// The fault occurrences of the run, when known.
     pub faults: Option<Vec<FaultRecord>>,
+    /// Whether rows are on the run's exact time axis (else on an estimate).
+    pub exact_time: bool,
+    /// Per line number, [`Facts::key`].
+    keys: HashMap<usize, i64>,
 }
 
 /// An effect-store row on the run's time axis, with its delivery.
@@ -51,12 +55,12 @@ pub struct Placed {
 impl Facts {
     /// Gathers the facts about message `seq` (ID `message_id`) of `files`;
     /// effect rows are placed on the time axis with `start_us` (the wall
-    /// clock at the run's time zero).
+    /// clock at the run's time zero), exact or estimated.
     pub fn gather(
         files: &RunFiles,
         seq: u64,
         message_id: &str,
-        start_us: i64,
+        (start_us, exact_time): (i64, bool),
     ) -> Result<Facts, HistoryError> {
         let (mut lines, mut endings) = (Vec::new(), Vec::new());
         let mut receivers: HashMap<u32, String> = HashMap::new();
@@ -114,6 +118,7 @@ impl Facts {
         lines.extend(relevant);
         lines.sort_by_key(|l| l.number);
 
+        let keys = keys(&lines, &rows, exact_time);
         Ok(Facts {
             seq,
             transport: files.plan.transport.kind(),
@@ -121,15 +126,35 @@ impl Facts {
             lines,
             rows,
             faults: known_faults(files),
+            keys,
+            exact_time,
         })
     }
 
-    /// The deliveries of the message, in file order.
-    pub fn deliveries(&self) -> impl Iterator<Item = (&Line, bool)> {
-        self.lines.iter().filter_map(|l| match l.ledger_event() {
-            Some(Event::Delivered { redelivered, .. }) => Some((l, redelivered)),
-            _ => None,
-        })
+    /// The deliveries of the message (and whether each was flagged as a
+    /// redelivery), in the order they happened as far as the run can tell:
+    /// by [`Facts::key`].
+    pub fn deliveries(&self) -> Vec<(&Line, bool)> {
+        let mut all: Vec<(&Line, bool)> = self
+            .lines
+            .iter()
+            .filter_map(|l| match l.ledger_event() {
+                Some(Event::Delivered { redelivered, .. }) => Some((l, redelivered)),
+                _ => None,
+            })
+            .collect();
+        all.sort_by_key(|(l, _)| (self.key(l), l.number));
+        all
+    }
+
+    /// When line `l` happened, as far as the run can tell (µs since the
+    /// start): no later than its stamp, than the commit of the row it led
+    /// to (a delivery, on the exact time axis), or than the next line of the
+    /// same process (a process reports in order). Stamps are when the runner
+    /// read a worker's report, which can be tens of ms late, and later for
+    /// one worker than for another; a commit time is exact.
+    pub fn key(&self, l: &Line) -> i64 {
+        self.keys.get(&l.number).copied().unwrap_or(l.at_us as i64)
     }
 
     /// The attempts to send the message, in file order.
@@ -204,6 +229,27 @@ fn known_faults(files: &RunFiles) -> Option<Vec<FaultRecord>> {
         )
     });
     (!driven).then(Vec::new)
+}
+
+/// Per line, the latest moment it can have happened: its stamp, the commit
+/// of the row it led to (on the exact time axis), and the key of the next
+/// line of the same worker process, whichever is earliest.
+fn keys(lines: &[Line], rows: &[Placed], exact_time: bool) -> HashMap<usize, i64> {
+    let mut next: HashMap<(&str, u32), i64> = HashMap::new();
+    let mut keys = HashMap::new();
+    for l in lines.iter().rev() {
+        let committed = rows
+            .iter()
+            .filter(|p| exact_time && p.delivery == Some(l.number))
+            .map(|p| p.at_us)
+            .min()
+            .unwrap_or(i64::MAX);
+        let later = next.entry((l.worker.as_str(), l.pid)).or_insert(i64::MAX);
+        let key = (l.at_us as i64).min(committed).min(*later);
+        *later = key;
+        keys.insert(l.number, key);
+    }
+    keys
 }
 
 /// Puts each row on the time axis and matches it with its delivery.

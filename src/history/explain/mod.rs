@@ -9,10 +9,12 @@
 //! Times are µs since the run started, printed as ms. A worker's events are
 //! stamped when the runner read them, and workers report in batches (a
 //! producer's attempts can be read after a consumer's delivery of the same
-//! message), so one merged list would show effects before causes; within a
-//! hop the order is right. Effects are stamped when they were committed,
-//! and an effect is listed after the delivery it belongs to even when its
-//! stamp is earlier.
+//! message, one consumer's delivery after another's that came later), so
+//! one merged list of stamps would show effects before causes. Within a hop
+//! a step is placed at the latest moment it can have happened (its stamp,
+//! the exact commit of the row a delivery led to, the next step of the
+//! same process: see [`Facts::key`]), and an effect right after its
+//! delivery; every step still shows its own stamp.
 
 mod facts;
 mod verdict;
@@ -114,7 +116,7 @@ pub fn explain(files: &RunFiles, run: Option<&str>, seq: u64) -> Result<Story, H
     }
     let message_id = message_id::format(&files.run_id, seq);
     let (start_us, exact_time) = files.started_unix_us();
-    let facts = Facts::gather(files, seq, &message_id, start_us)?;
+    let facts = Facts::gather(files, seq, &message_id, (start_us, exact_time))?;
     let history_name = files
         .history
         .file_name()
@@ -137,7 +139,7 @@ pub fn explain(files: &RunFiles, run: Option<&str>, seq: u64) -> Result<Story, H
             None => Hop::Receiving,
         };
         keyed.push((
-            (hop, l.at_us as i64, l.number, 0),
+            (hop, facts.key(l), l.number, 0),
             Step {
                 hop,
                 at_us: l.at_us as i64,
@@ -167,7 +169,10 @@ pub fn explain(files: &RunFiles, run: Option<&str>, seq: u64) -> Result<Story, H
         // on an estimated one it is not, so the effect goes right after its
         // delivery.
         let key = match delivered {
-            Some(d) if exact_time => (Hop::Receiving, p.at_us.max(d.at_us as i64), d.number, 1 + i),
+            Some(d) if exact_time => {
+                let k = p.at_us.max(facts.key(d));
+                (Hop::Receiving, k, d.number, 1 + i)
+            }
             Some(d) => (Hop::Receiving, d.at_us as i64, d.number, 1 + i),
             None => (Hop::Receiving, p.at_us, 0, 1 + i),
         };
@@ -187,10 +192,10 @@ pub fn explain(files: &RunFiles, run: Option<&str>, seq: u64) -> Result<Story, H
     keyed.sort_by_key(|(k, _)| *k);
     let faults = match (&files.result, &facts.faults) {
         (_, None) => "unknown: the run directory holds no result.json; give the run's --json result file, it holds the fault timeline".to_string(),
-        (Some(_), Some(f)) => format!(
-            "{} occurrence(s) fired, from the run's result",
-            f.iter().filter(|r| r.fired).count()
-        ),
+        (Some(_), Some(f)) => match f.iter().filter(|r| r.fired).count() {
+            0 => "none fired (from the run's result); a worker's crash is in the history".to_string(),
+            n => format!("{n} occurrence(s) fired, from the run's result"),
+        },
         (None, Some(_)) => "none: the plan has no fault but the workers' own crashes (in the history)".to_string(),
     };
     Ok(Story {

@@ -19,7 +19,7 @@ pub fn verdict(f: &Facts) -> String {
     match effects.len() {
         0 => format!("lost: {}", lost(f)),
         1 => {
-            let deliveries = f.deliveries().count();
+            let deliveries = f.deliveries().len();
             let suppressed = f.rows.len() - 1;
             match (deliveries, suppressed) {
                 (0 | 1, 0) => "shown once".to_string(),
@@ -95,10 +95,11 @@ fn cause(f: &Facts, e: &Placed) -> String {
     // (over SMTP, any delivery: the inbox flags what it saw before). The
     // m-th copy is taken to be the m-th attempt's: the two hops' stamps
     // cannot be compared, their orders can.
-    let copies: Vec<&Line> = f
-        .deliveries()
+    let all = f.deliveries();
+    let copies: Vec<&Line> = all
+        .iter()
         .filter(|(_, again)| f.transport == Transport::Smtp || !again)
-        .map(|(l, _)| l)
+        .map(|(l, _)| *l)
         .collect();
     let attempts: Vec<&Line> = f.attempts().collect();
     if let Some(m) = copies
@@ -110,11 +111,8 @@ fn cause(f: &Facts, e: &Placed) -> String {
             return second_attempt(f, &attempts[..m]);
         }
     }
-    let before = f
-        .deliveries()
-        .map(|(l, _)| l)
-        .filter(|l| l.number < d.number)
-        .last();
+    let at = all.iter().position(|(l, _)| l.number == d.number);
+    let before = at.and_then(|i| i.checked_sub(1)).map(|i| all[i].0);
     match (f.transport, before) {
         (Transport::Amqp, Some(prev)) if redelivered => {
             match release(f, prev, |e| matches!(e, Event::Acked(_))) {
@@ -198,7 +196,8 @@ fn lost(f: &Facts) -> String {
     let Some(last_attempt) = attempts.last() else {
         return "never sent (no attempt in the history: the producers stopped first)".to_string();
     };
-    let Some((d, _)) = f.deliveries().last() else {
+    let deliveries = f.deliveries();
+    let Some(&(d, _)) = deliveries.last() else {
         let confirmed = f
             .lines
             .iter()
