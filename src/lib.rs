@@ -13,6 +13,7 @@ pub mod broker;
 pub mod cli;
 pub mod compare;
 pub mod effects;
+pub mod history;
 pub mod ledger;
 pub mod leftovers;
 pub mod matrix;

@@ -182,6 +182,28 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Tell one message's story: each attempt, confirm, delivery, effect
+    /// and ack across the hops, the faults active at each step, and why it
+    /// was lost or duplicated.
+    Explain {
+        /// The run: its directory, its ID under .dlab/runs/, or its
+        /// `dlab run --json` result file (which also gives the faults).
+        run: PathBuf,
+        /// The message: its full ID (RUN-SEQ) or its number.
+        message: String,
+    },
+    /// Judge a saved run's history as the run's checker did: re-fold it and
+    /// the run's effect store into a fresh ledger and reconcile. Exit 0
+    /// held, 1 broken (an expectation of the plan, or its promise when it
+    /// has none; or the history does not account for the store), 2 bad input.
+    Check {
+        /// The history file (`history.tsv` in a run directory), or the run
+        /// directory, run ID or result file.
+        history: PathBuf,
+        /// Also write the check as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// A producer or consumer process (started by `dlab run`).
     #[command(hide = true)]
     Worker(WorkerArgs),

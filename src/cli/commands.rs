@@ -186,6 +186,8 @@ pub fn dispatch(command: Command) -> Result<i32> {
             let age = if all { None } else { older_than };
             super::clean::clean(&broker::home(), age)
         }
+        Command::Explain { run, message } => explain(&run, &message),
+        Command::Check { history, json } => check(&history, json.as_deref()),
         Command::Up => up(),
         Command::Down => down(),
         Command::Status => status(),
@@ -198,6 +200,29 @@ fn remove_leftovers(home: &Path) {
     for line in crate::leftovers::describe(&crate::leftovers::sweep(home)) {
         eprintln!("dlab: {line}");
     }
+}
+
+/// `dlab explain`: one message's story.
+fn explain(run: &Path, message: &str) -> Result<i32> {
+    use crate::history::{explain, RunFiles};
+    let (run_id, seq) = explain::parse_message(message)?;
+    let files = RunFiles::locate(run, &broker::home(), run_id.as_deref())?;
+    let story = explain::explain(&files, run_id.as_deref(), seq)?;
+    explain::write(&mut std::io::stdout().lock(), &files, &story)?;
+    Ok(EXIT_OK)
+}
+
+/// `dlab check`: a saved history judged again; exit 0 held, 1 broken.
+fn check(history: &Path, json: Option<&Path>) -> Result<i32> {
+    use crate::history::{check, RunFiles};
+    let files = RunFiles::locate(history, &broker::home(), None)?;
+    let checked = check::check(&files)?;
+    check::write(&mut std::io::stdout().lock(), &files, &checked)?;
+    if let Some(path) = json {
+        report::write_json(path, &checked)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if checked.held { EXIT_OK } else { EXIT_BROKEN })
 }
 
 /// Runs `plans` one after another on one context, saying which.

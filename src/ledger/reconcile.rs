@@ -3,6 +3,10 @@
 //! The verdicts follow PRODUCT.md: at-most-once holds when no message has two
 //! effects, at-least-once when no intended message has none, exactly-once
 //! when both do. Losses split by whether the broker had confirmed the message.
+//! Beside the counts, the reconciliation names the messages: which were lost
+//! and which were duplicated, so a report can list them and `dlab explain`
+//! can tell their stories. The lists are made here, from the records, and
+//! never kept in the ledger (which stays 16 bytes per message).
 
 use super::Record;
 use serde::{Deserialize, Serialize};
@@ -61,13 +65,19 @@ pub struct Verdicts {
     pub exactly_once: bool,
 }
 
-/// Counts and verdicts together.
+/// Counts and verdicts together, and which messages broke a promise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
     /// The counts.
     pub counts: Counts,
     /// The verdicts.
     pub verdicts: Verdicts,
+    /// The numbers of the intended messages with no effect, ascending
+    /// (`counts.lost` of them).
+    pub lost: Vec<u64>,
+    /// The numbers of the messages with more than one effect, ascending
+    /// (`counts.duplicated_messages` of them).
+    pub duplicated: Vec<u64>,
 }
 
 pub(super) fn reconcile(records: &[Record], unexpected: u64, acks: u64) -> Reconciliation {
@@ -77,7 +87,8 @@ pub(super) fn reconcile(records: &[Record], unexpected: u64, acks: u64) -> Recon
         acks,
         ..Counts::default()
     };
-    for r in records {
+    let (mut lost, mut duplicated) = (Vec::new(), Vec::new());
+    for (seq, r) in (0u64..).zip(records) {
         let effects = u64::from(r.effects);
         c.published += u64::from(r.attempts > 0);
         c.attempts += u64::from(r.attempts);
@@ -89,6 +100,7 @@ pub(super) fn reconcile(records: &[Record], unexpected: u64, acks: u64) -> Recon
         c.effects += effects;
         c.suppressed += u64::from(r.suppressed);
         if effects == 0 {
+            lost.push(seq);
             c.lost += 1;
             if r.confirms > 0 {
                 c.lost_after_confirm += 1;
@@ -99,6 +111,9 @@ pub(super) fn reconcile(records: &[Record], unexpected: u64, acks: u64) -> Recon
             c.unique += 1;
             c.duplicates += effects - 1;
             c.duplicated_messages += u64::from(effects > 1);
+            if effects > 1 {
+                duplicated.push(seq);
+            }
         }
     }
     let verdicts = Verdicts {
@@ -109,6 +124,8 @@ pub(super) fn reconcile(records: &[Record], unexpected: u64, acks: u64) -> Recon
     Reconciliation {
         counts: c,
         verdicts,
+        lost,
+        duplicated,
     }
 }
 
@@ -159,6 +176,7 @@ mod tests {
         assert!(!r.verdicts.at_most_once);
         assert!(r.verdicts.at_least_once);
         assert!(!r.verdicts.exactly_once);
+        assert_eq!((r.lost, r.duplicated), (vec![], vec![0]));
     }
 
     #[test]
@@ -173,6 +191,7 @@ mod tests {
         assert_eq!(r.counts.lost_after_confirm, 1);
         assert_eq!(r.counts.lost_unconfirmed, 1);
         assert_eq!(r.counts.in_doubt, 1);
+        assert_eq!((r.lost, r.duplicated), (vec![0, 1], vec![]));
         assert!(r.verdicts.at_most_once);
         assert!(!r.verdicts.at_least_once);
         assert!(!r.verdicts.exactly_once);
@@ -218,6 +237,23 @@ mod tests {
                 unexpected: 1,
             }
         );
+    }
+
+    #[test]
+    fn the_lists_name_exactly_the_messages_the_counts_count() {
+        // One effect is neither lost nor duplicated; none is lost; two or
+        // three are duplicated, once each; a foreign ID is in no list.
+        let mut l = Ledger::new(6);
+        delivered(&mut l, 0, 1);
+        delivered(&mut l, 1, 2);
+        delivered(&mut l, 3, 3);
+        delivered(&mut l, 5, 0);
+        l.record(Event::Effect(6));
+        let r = l.reconcile();
+        assert_eq!(r.lost, vec![2, 4, 5]);
+        assert_eq!(r.duplicated, vec![1, 3]);
+        assert_eq!(r.lost.len() as u64, r.counts.lost);
+        assert_eq!(r.duplicated.len() as u64, r.counts.duplicated_messages);
     }
 
     #[test]

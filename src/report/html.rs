@@ -172,6 +172,23 @@ fn run_section(i: usize, r: &RunResult) -> String {
          <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
         c.intended, c.published, c.confirmed, c.in_doubt, c.deliveries, c.redelivered, c.effects, c.unique, c.duplicates, c.suppressed, c.lost, c.lost_after_confirm
     );
+    for (what, ids) in [("lost", &r.lost_ids), ("duplicated", &r.duplicated_ids)] {
+        if !ids.is_empty() {
+            let _ = write!(
+                h,
+                "<p class=\"ids\">{what}: {}</p>",
+                esc(&super::table::first_ids(ids))
+            );
+        }
+    }
+    if let Some(id) = r.duplicated_ids.first().or(r.lost_ids.first()) {
+        let _ = write!(
+            h,
+            "<p class=\"ids\"><code>dlab explain {} {}</code> tells one message's story</p>",
+            esc(&r.run_id),
+            esc(id)
+        );
+    }
     let v = &r.verdicts;
     let verdict = |name: &str, held: bool| {
         format!(

@@ -21,9 +21,9 @@ pub use result::{
 pub use series::Series;
 pub use smtp::{QueueSample, RelayLogCount, SmtpReport, TextCheck};
 
-use crate::ledger::Reconciliation;
+use crate::ledger::{Counts, Reconciliation};
 use crate::metrics::LatencySummary;
-use crate::scenario::Plan;
+use crate::scenario::{Expectations, Plan};
 use hdrhistogram::Histogram;
 use std::path::Path;
 use std::time::Duration;
@@ -68,11 +68,10 @@ pub struct Inputs<'a> {
     pub started_unix_us: i64,
 }
 
-/// Assembles a [`RunResult`] and judges the plan's expectations.
-pub fn build(i: Inputs<'_>) -> RunResult {
-    let c = &i.reconciliation.counts;
-    let e = &i.plan.expect;
-    let expectations: Vec<ExpectationResult> = [
+/// Each bound of `e` judged against the counts `c`, in the order max_lost,
+/// min_lost, max_duplicates, min_duplicates (absent bounds left out).
+pub fn judge(e: &Expectations, c: &Counts) -> Vec<ExpectationResult> {
+    [
         ("max_lost", e.max_lost, c.lost, true),
         ("min_lost", e.min_lost, c.lost, false),
         ("max_duplicates", e.max_duplicates, c.duplicates, true),
@@ -91,7 +90,22 @@ pub fn build(i: Inputs<'_>) -> RunResult {
             },
         })
     })
-    .collect();
+    .collect()
+}
+
+/// Assembles a [`RunResult`] and judges the plan's expectations.
+pub fn build(i: Inputs<'_>) -> RunResult {
+    let c = &i.reconciliation.counts;
+    let expectations = judge(&i.plan.expect, c);
+    let ids = |seqs: &[u64]| -> Vec<String> {
+        seqs.iter()
+            .map(|s| crate::message_id::format(i.run_id, *s))
+            .collect()
+    };
+    let (lost_ids, duplicated_ids) = (
+        ids(&i.reconciliation.lost),
+        ids(&i.reconciliation.duplicated),
+    );
     let secs = i.active.as_secs_f64();
     // The timeline tells the whole story: fault windows among the rest.
     let mut timeline = i.timeline;
@@ -157,6 +171,8 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         started_unix_us: i.started_unix_us,
         smtp: None,
         interrupted: false,
+        lost_ids,
+        duplicated_ids,
     }
 }
 

@@ -99,6 +99,14 @@ pub struct RunResult {
     /// what it saw until then (messages in flight count as lost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Every intended message with no effect, by ID, in message order
+    /// (`counts.lost` of them); `dlab explain` tells one's story.
+    #[serde(default)]
+    pub lost_ids: Vec<String>,
+    /// Every message with more than one effect, by ID, in message order
+    /// (`counts.duplicated_messages` of them).
+    #[serde(default)]
+    pub duplicated_ids: Vec<String>,
 }
 
 /// The workload, as run. `payload_bytes`, `consumers`, `prefetch`,

@@ -1,6 +1,7 @@
 //! The terminal renderer: a run as a readable block, the matrix as a grid.
 
-use super::{RunResult, TimelineKind};
+use super::{ExpectationResult, Promise, RunResult, TimelineKind};
+use crate::ledger::{Counts, Verdicts};
 use crate::metrics::LatencySummary;
 use std::io::{self, Write};
 
@@ -33,6 +34,18 @@ fn latency(name: &str, l: &LatencySummary) -> String {
             us_as_ms(l.max_us),
             l.samples
         )
+    }
+}
+
+/// How many message IDs a report shows before "and N more" (the JSON has all).
+pub const FIRST_IDS: usize = 5;
+
+/// The first [`FIRST_IDS`] of `ids`, and how many more there are.
+pub fn first_ids(ids: &[String]) -> String {
+    let shown = ids[..ids.len().min(FIRST_IDS)].join(", ");
+    match ids.len().saturating_sub(FIRST_IDS) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 
@@ -85,58 +98,10 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
         writeln!(out, "  fault: {f}")?;
     }
     writeln!(out)?;
-    writeln!(
-        out,
-        "  intended   {:>8}   published {:>8}   confirmed   {:>8}   in doubt    {:>8}",
-        c.intended, c.published, c.confirmed, c.in_doubt
-    )?;
-    writeln!(
-        out,
-        "  attempts   {:>8}   nacked    {:>8}   deliveries  {:>8}   redelivered {:>8}",
-        c.attempts, c.nacked, c.deliveries, c.redelivered
-    )?;
-    writeln!(
-        out,
-        "  effects    {:>8}   unique    {:>8}   duplicates  {:>8}   suppressed  {:>8}",
-        c.effects, c.unique, c.duplicates, c.suppressed
-    )?;
-    writeln!(
-        out,
-        "  lost       {:>8}   after confirm {:>4}   unconfirmed {:>8}   unexpected  {:>8}",
-        c.lost, c.lost_after_confirm, c.lost_unconfirmed, c.unexpected
-    )?;
+    write_counts(out, c)?;
+    write_ids(out, &r.run_id, &r.lost_ids, &r.duplicated_ids)?;
     writeln!(out)?;
-    if let Some(p) = &r.promise {
-        writeln!(
-            out,
-            "  promise   {}: {}: {}",
-            p.guarantee,
-            p.promise,
-            held(p.held)
-        )?;
-    }
-    writeln!(
-        out,
-        "  verdicts  at-most-once {} · at-least-once {} · exactly-once {}",
-        held(r.verdicts.at_most_once),
-        held(r.verdicts.at_least_once),
-        held(r.verdicts.exactly_once)
-    )?;
-    for x in &r.expectations {
-        let op = if x.name.starts_with("max") {
-            "<="
-        } else {
-            ">="
-        };
-        writeln!(
-            out,
-            "  expect    {} {op} {}: counted {}: {}",
-            x.name,
-            x.bound,
-            x.actual,
-            held(x.held)
-        )?;
-    }
+    write_judgement(out, r.promise.as_ref(), &r.verdicts, &r.expectations)?;
     writeln!(
         out,
         "  drain     {} in {:.1}s, {} left in queue; SQL recount of the effect store: {} rows, {} distinct IDs",
@@ -211,6 +176,92 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     writeln!(out, "  effect store: {}", r.effect_store)?;
     if let Some(h) = &r.history {
         writeln!(out, "  history: {h}")?;
+    }
+    Ok(())
+}
+
+/// The ledger's counts, four lines.
+pub fn write_counts(out: &mut dyn Write, c: &Counts) -> io::Result<()> {
+    writeln!(
+        out,
+        "  intended   {:>8}   published {:>8}   confirmed   {:>8}   in doubt    {:>8}",
+        c.intended, c.published, c.confirmed, c.in_doubt
+    )?;
+    writeln!(
+        out,
+        "  attempts   {:>8}   nacked    {:>8}   deliveries  {:>8}   redelivered {:>8}",
+        c.attempts, c.nacked, c.deliveries, c.redelivered
+    )?;
+    writeln!(
+        out,
+        "  effects    {:>8}   unique    {:>8}   duplicates  {:>8}   suppressed  {:>8}",
+        c.effects, c.unique, c.duplicates, c.suppressed
+    )?;
+    writeln!(
+        out,
+        "  lost       {:>8}   after confirm {:>4}   unconfirmed {:>8}   unexpected  {:>8}",
+        c.lost, c.lost_after_confirm, c.lost_unconfirmed, c.unexpected
+    )
+}
+
+/// The first lost and duplicated message IDs, and how to ask about one.
+pub fn write_ids(
+    out: &mut dyn Write,
+    run_id: &str,
+    lost: &[String],
+    duplicated: &[String],
+) -> io::Result<()> {
+    for (what, ids) in [("lost", lost), ("duplicated", duplicated)] {
+        if !ids.is_empty() {
+            writeln!(out, "  {what:<10} {}", first_ids(ids))?;
+        }
+    }
+    if let Some(id) = duplicated.first().or(lost.first()) {
+        writeln!(
+            out,
+            "             `dlab explain {run_id} {id}` tells one message's story"
+        )?;
+    }
+    Ok(())
+}
+
+/// The promise, the verdicts and each expectation, judged.
+pub fn write_judgement(
+    out: &mut dyn Write,
+    promise: Option<&Promise>,
+    verdicts: &Verdicts,
+    expectations: &[ExpectationResult],
+) -> io::Result<()> {
+    if let Some(p) = promise {
+        writeln!(
+            out,
+            "  promise   {}: {}: {}",
+            p.guarantee,
+            p.promise,
+            held(p.held)
+        )?;
+    }
+    writeln!(
+        out,
+        "  verdicts  at-most-once {} · at-least-once {} · exactly-once {}",
+        held(verdicts.at_most_once),
+        held(verdicts.at_least_once),
+        held(verdicts.exactly_once)
+    )?;
+    for x in expectations {
+        let op = if x.name.starts_with("max") {
+            "<="
+        } else {
+            ">="
+        };
+        writeln!(
+            out,
+            "  expect    {} {op} {}: counted {}: {}",
+            x.name,
+            x.bound,
+            x.actual,
+            held(x.held)
+        )?;
     }
     Ok(())
 }
@@ -416,4 +467,19 @@ pub fn write_outage_summary(out: &mut dyn Write, results: &[RunResult]) -> io::R
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_ids_and_how_many_more() {
+        let ids: Vec<String> = (0..7).map(|i| format!("r-{i}")).collect();
+        assert_eq!(first_ids(&ids[..0]), "");
+        assert_eq!(first_ids(&ids[..1]), "r-0");
+        assert_eq!(first_ids(&ids[..5]), "r-0, r-1, r-2, r-3, r-4");
+        assert_eq!(first_ids(&ids[..6]), "r-0, r-1, r-2, r-3, r-4 and 1 more");
+        assert_eq!(first_ids(&ids), "r-0, r-1, r-2, r-3, r-4 and 2 more");
+    }
 }
