@@ -188,6 +188,7 @@ impl Supervisor {
                     (None, Some(sig)) => fold.record(&slot, pid, &format_args!("signal {sig}")),
                     (None, None) => fold.record(&slot, pid, &"signal ?"),
                 }
+                fold.touch();
                 self.exited(origin, status, fold)?
             }
         }
@@ -200,6 +201,11 @@ impl Supervisor {
             fold.record(&slot, origin.pid, &event);
         }
         let current = self.state(slot).incarnation == incarnation;
+        if slot.role == Role::Consumer {
+            // Any consumer event: a consumer that just connected may be
+            // receiving deliveries it has not reported yet.
+            fold.touch();
+        }
         match event {
             WireEvent::Ready => {
                 if current {

@@ -43,6 +43,9 @@ pub struct Fold {
     history: Option<std::io::BufWriter<std::fs::File>>,
     history_path: PathBuf,
     last_event: Instant,
+    /// The last sign of life of the consuming side: a ledger event, or a
+    /// worker that connected, reconnected or ended.
+    last_activity: Instant,
 }
 
 impl Fold {
@@ -65,6 +68,7 @@ impl Fold {
             history: Some(file),
             history_path: history.to_path_buf(),
             last_event: start,
+            last_activity: start,
         })
     }
 
@@ -91,6 +95,7 @@ impl Fold {
     /// Folds one ledger event that happened at `at`.
     pub fn apply(&mut self, e: Event, at: Instant) {
         self.last_event = self.last_event.max(at);
+        self.touch();
         let at_ms = self.ms_at(at);
         match e {
             Event::Attempt(_) => {
@@ -173,9 +178,16 @@ impl Fold {
         }
     }
 
-    /// How long no ledger event has arrived: the one definition of quiet.
+    /// Notes a sign of life that is not a ledger event (a consumer that
+    /// connected again may have deliveries on their way to it).
+    pub fn touch(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// How long nothing has happened (no ledger event, no sign of life): the
+    /// one definition of quiet.
     pub fn quiet_for(&self) -> Duration {
-        self.last_event.elapsed()
+        self.last_activity.elapsed()
     }
 
     /// When the last ledger event arrived.

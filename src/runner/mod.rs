@@ -33,7 +33,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the in-flight work must have been quiet (no ledger event) for
+/// How long the in-flight work must have been quiet (no ledger event, no consumer
+/// connecting or ending: see [`Fold::quiet_for`]) for
 /// the run to count as drained; checked twice, 100 ms apart.
 const QUIET: Duration = Duration::from_millis(400);
 /// How long producers may run past their schedule before they are stopped.
