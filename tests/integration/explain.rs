@@ -51,6 +51,27 @@ max_lost = 0
 min_duplicates = 1
 "#;
 
+const CRASH_BEFORE_EFFECT_AUTO_ACK: &str = r#"
+name = "explain-at-most-once-crash-before-effect"
+description = "consumer 0 aborts before the effect of an auto-acked delivery"
+guarantee = "at-most-once"
+messages = 300
+consumers = 2
+prefetch = 20
+seed = 1
+
+[[faults]]
+kind = "consumer-crash"
+point = "before-effect"
+after = 60
+worker = 0
+restart_after = "300ms"
+
+[expect]
+min_lost = 1
+max_duplicates = 0
+"#;
+
 const INBOX_HANGUP: &str = r#"
 name = "explain-inbox-hangup"
 description = "the inbox hangs up after the dot: the relay delivers again"
@@ -710,4 +731,53 @@ fn explain_tells_a_duplicate_the_relay_made_after_an_inbox_hangup() {
     let (code, out, v) = check(&home, Path::new(r.history.as_ref().unwrap()));
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(v["counts"], serde_json::to_value(&r.counts).unwrap());
+}
+
+#[test]
+fn explain_tells_where_a_lost_message_went() {
+    let s = saved(
+        "explain-at-most-once-crash-before-effect",
+        CRASH_BEFORE_EFFECT_AUTO_ACK,
+    );
+    let r = &s.r;
+    let shown = ids_with_effects(r, "count(*) >= 1");
+    let never: Vec<String> = (0..r.counts.intended)
+        .map(|q| dlab::message_id::format(&r.run_id, q))
+        .filter(|id| !shown.contains(id))
+        .collect();
+    assert!(!never.is_empty(), "the crash lost messages");
+    assert_eq!(r.lost_ids, never, "the lost IDs are those with no effect");
+    let crash = support::consumer_crashes(r)[0].clone();
+    let (_, home) = run_dir(r);
+    let json = s.json.to_str().unwrap();
+    let held = format!(
+        "lost: delivered last to {} (pid {}), which aborted at before-effect before its effect, and auto-ack had settled it with the broker already",
+        crash.worker, crash.pid
+    );
+    let in_flight = format!(
+        "lost: sent with no confirm to wait for and never reported delivered: with auto-ack the broker forgets what it sends, and it may have been in flight to a consumer that ended before reading it ({} (pid {}) aborted at before-effect)",
+        crash.worker, crash.pid
+    );
+    let mut told_held = 0;
+    for id in &r.lost_ids {
+        let out = explain(&home, json, id);
+        let (steps, verdict) = assert_story_matches(&s, id, &out);
+        assert!(steps.iter().all(|s| !s.what.starts_with("effect")), "{out}");
+        if steps.iter().any(|s| s.what == "delivered") {
+            assert_eq!(verdict, held, "{out}");
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.pid == crash.pid && s.what.starts_with("aborted at before-effect")),
+                "{out}"
+            );
+            told_held += 1;
+        } else {
+            assert_eq!(verdict, in_flight, "{out}");
+        }
+    }
+    assert!(
+        told_held >= 1,
+        "the message the consumer held when it aborted is told"
+    );
 }

@@ -35,6 +35,10 @@ pub struct Facts {
     pub exact_time: bool,
     /// Per line number, [`Facts::key`].
     keys: HashMap<usize, i64>,
+    /// The first abnormal ending of each consumer process (or the inbox) in
+    /// the run, in file order: where an auto-acked message may have been
+    /// in flight.
+    pub receivers_ended: Vec<Line>,
 }
 
 /// An effect-store row on the run's time axis, with its delivery.
@@ -79,7 +83,7 @@ impl Facts {
         let mut rows = Vec::new();
         Store::open(&files.effects)?.for_each(Some(message_id), |row| rows.push(row))?;
 
-        let rows = place(rows, &lines, &receivers, start_us);
+        let mut rows = place(rows, &lines, &receivers, start_us);
         // The endings that matter: a process's first abnormal ending after
         // it took the message, unless it was done with it by then: an
         // attempt whose outcome it learned; a delivery it applied (or
@@ -117,8 +121,20 @@ impl Facts {
         }
         lines.extend(relevant);
         lines.sort_by_key(|l| l.number);
+        if !exact_time {
+            tighten(&mut rows, &lines);
+        }
 
         let keys = keys(&lines, &rows, exact_time);
+        let mut receivers_ended: Vec<Line> = Vec::new();
+        for l in endings
+            .into_iter()
+            .filter(|l| receivers.contains_key(&l.pid))
+        {
+            if !receivers_ended.iter().any(|e| e.pid == l.pid) {
+                receivers_ended.push(l);
+            }
+        }
         Ok(Facts {
             seq,
             transport: files.plan.transport.kind(),
@@ -127,6 +143,7 @@ impl Facts {
             rows,
             faults: known_faults(files),
             keys,
+            receivers_ended,
             exact_time,
         })
     }
@@ -250,6 +267,32 @@ fn keys(lines: &[Line], rows: &[Placed], exact_time: bool) -> HashMap<usize, i64
         keys.insert(l.number, key);
     }
     keys
+}
+
+/// On an estimated time zero (a file's creation time, which the kernel
+/// keeps to a clock tick), moves the rows earlier where the history proves
+/// the estimate too early: a process commits a row before anything it
+/// reports after the delivery the row belongs to (its ack, its abort), so
+/// the row's time cannot be later than that report's stamp.
+fn tighten(rows: &mut [Placed], lines: &[Line]) {
+    let late_by = rows
+        .iter()
+        .filter_map(|p| {
+            let d = lines.iter().find(|l| Some(l.number) == p.delivery)?;
+            let next = lines
+                .iter()
+                .filter(|l| l.pid == d.pid && l.worker == d.worker && l.number > d.number)
+                .map(|l| l.at_us as i64)
+                .min()?;
+            Some(p.at_us - next)
+        })
+        .max()
+        .unwrap_or(0);
+    if late_by > 0 {
+        for p in rows.iter_mut() {
+            p.at_us -= late_by;
+        }
+    }
 }
 
 /// Puts each row on the time axis and matches it with its delivery.

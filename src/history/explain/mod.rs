@@ -272,10 +272,15 @@ pub fn write(out: &mut dyn Write, files: &RunFiles, s: &Story) -> io::Result<()>
     )?;
     writeln!(out, "  run directory {}", files.dir.display())?;
     writeln!(out, "  faults: {}", s.faults)?;
+    let events = if plan.transport.kind() == crate::scenario::Transport::Smtp {
+        "the sender's and the inbox's events when they happened"
+    } else {
+        "events when the runner read them (workers report in batches, so one\n         \
+         hop's stamps may trail the other's)"
+    };
     writeln!(
         out,
-        "  times: ms since the run started; events when the runner read them (workers report in batches, so one\n         \
-         hop's stamps may trail the other's), effects when committed{}; an effect follows its delivery",
+        "  times: ms since the run started; {events}, effects when committed{}; an effect follows its delivery",
         if s.exact_time {
             ""
         } else {

@@ -220,6 +220,17 @@ fn lost(f: &Facts) -> String {
                 "its last of {n} attempt(s) was {what}{} and it never arrived",
                 during(f, last_attempt.at_us.min(at), at)
             ),
+            None if f.consumer == ConsumerPolicy::AutoAck && !f.receivers_ended.is_empty() => {
+                let ended: Vec<String> = f
+                    .receivers_ended
+                    .iter()
+                    .map(|l| format!("{} {}", who(l), ending(l)))
+                    .collect();
+                format!(
+                    "sent with no confirm to wait for and never reported delivered: with auto-ack the broker forgets what it sends, and it may have been in flight to a consumer that ended before reading it ({})",
+                    ended.join("; ")
+                )
+            }
             None => format!(
                 "{n} attempt(s) with no outcome and no delivery{}",
                 during(f, last_attempt.at_us, last_attempt.at_us)
