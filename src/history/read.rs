@@ -51,17 +51,7 @@ impl Line {
     /// abort names.
     pub fn seq(&self) -> Option<u64> {
         match &self.what {
-            What::Event(WireEvent::Ledger(e)) => match *e {
-                Event::Attempt(s)
-                | Event::Confirmed(s)
-                | Event::Nacked(s)
-                | Event::InDoubt(s)
-                | Event::Delivered { seq: s, .. }
-                | Event::Acked(s)
-                | Event::Effect(s)
-                | Event::Suppressed(s) => Some(s),
-                Event::Unexpected => None,
-            },
+            What::Event(WireEvent::Ledger(e)) => e.seq(),
             What::Event(WireEvent::Aborted { seq, .. }) => *seq,
             _ => None,
         }

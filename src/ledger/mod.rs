@@ -37,6 +37,23 @@ pub enum Event {
     Unexpected,
 }
 
+impl Event {
+    /// The message the event is about (none for [`Event::Unexpected`]).
+    pub fn seq(self) -> Option<u64> {
+        match self {
+            Event::Attempt(s)
+            | Event::Confirmed(s)
+            | Event::Nacked(s)
+            | Event::InDoubt(s)
+            | Event::Delivered { seq: s, .. }
+            | Event::Acked(s)
+            | Event::Effect(s)
+            | Event::Suppressed(s) => Some(s),
+            Event::Unexpected => None,
+        }
+    }
+}
+
 /// Per-message counters. Sixteen bytes, so that 10^7 messages fit in 160 MB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Record {
@@ -78,19 +95,9 @@ impl Ledger {
 
     /// Records one event.
     pub fn record(&mut self, event: Event) {
-        let seq = match event {
-            Event::Attempt(s)
-            | Event::Confirmed(s)
-            | Event::Nacked(s)
-            | Event::InDoubt(s)
-            | Event::Delivered { seq: s, .. }
-            | Event::Acked(s)
-            | Event::Effect(s)
-            | Event::Suppressed(s) => s,
-            Event::Unexpected => {
-                self.unexpected += 1;
-                return;
-            }
+        let Some(seq) = event.seq() else {
+            self.unexpected += 1;
+            return;
         };
         let Some(r) = self.records.get_mut(seq as usize) else {
             self.unexpected += 1;
