@@ -11,6 +11,7 @@
 pub mod amqp;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod compare;
 pub mod effects;
 pub mod history;

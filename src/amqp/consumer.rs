@@ -19,7 +19,7 @@
 //! the policy acks before the effect, that ack is also made to reach the
 //! broker before a crash in the same batch, so the fault hits the point named.
 
-use super::connect::connect;
+use super::endpoints::Endpoints;
 use super::publisher::{DUE_HEADER, ROUND_TRIP_LIMIT};
 use super::worker::WorkerArgs;
 use crate::effects::EffectStore;
@@ -287,8 +287,14 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         Err(e) => fatal(&mut emit, &e.to_string()),
     };
     let name = format!("dlab consumer {} run {}", args.index, args.run_id);
-    let conn = match connect(&args.amqp_url, &name, Duration::from_secs(10)).await {
-        Ok(c) => c,
+    let mut ends = Endpoints::new(args.amqp_url.clone(), args.first_member as usize);
+    let conn = match ends.connect(&name, Duration::from_secs(10)).await {
+        Ok(c) => {
+            if let Some(i) = ends.current().filter(|_| ends.several()) {
+                emit.push(WireEvent::Endpoint(i as u32));
+            }
+            c
+        }
         Err(e) => {
             emit.push(WireEvent::Note(e.to_string()));
             emit.flush();

@@ -9,6 +9,7 @@
 //! broker's counters again and delete the queue. Its report section: the
 //! broker's own count beside the ledger's.
 
+use super::cluster_use::ClusterUse;
 use super::inspect::Inspector;
 use super::supervise::Supervisor;
 use super::worker::WorkerArgs;
@@ -33,8 +34,12 @@ pub struct Engine {
     inspector: Option<Inspector>,
     workers: Supervisor,
     /// The management API and its counters before the run (or why there are none).
-    counters_before: Result<(Management, Counters), String>,
+    counters_before: Result<(Vec<Management>, Counters), String>,
     broker_read: Result<BrokerRead, String>,
+    /// A run on a cluster: what it does besides.
+    cluster: Option<ClusterUse>,
+    /// dlab's own read of the queue after the drain.
+    remaining: u64,
 }
 
 /// What the broker said after the drain.
@@ -51,24 +56,42 @@ struct BrokerRead {
 impl EngineTrait for Engine {
     async fn prepare(s: &Setup<'_>) -> Result<Prepared<Engine>, RunError> {
         let (plan, ctx) = (s.plan, s.ctx);
-        let target = ctx.amqp.as_ref().ok_or_else(|| {
-            RunError::Unsupported(
-                "an AMQP run needs a broker: give --amqp-url, or let dlab start one".into(),
-            )
-        })?;
-        let url = target.url.clone();
         let amqp = plan.amqp().ok_or_else(|| {
             RunError::Unsupported(format!("scenario {} is not an AMQP scenario", plan.name))
         })?;
-        if plan.needs_node() && target.node.is_none() {
-            return Err(RunError::Unsupported(format!(
-                "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
-                plan.name
-            )));
-        }
+        let mut cluster = match amqp.nodes {
+            1 => None,
+            _ => Some(ClusterUse::obtain(s, amqp).await?),
+        };
+        // The broker: every member of the cluster, or the one target.
+        let (urls, managements, node) = match &cluster {
+            Some(c) => (c.cluster().urls(), c.cluster().managements(), None),
+            None => {
+                let target = ctx.amqp.as_ref().ok_or_else(|| {
+                    RunError::Unsupported(
+                        "an AMQP run needs a broker: give --amqp-url, or let dlab start one".into(),
+                    )
+                })?;
+                if plan.needs_node() && target.node.is_none() {
+                    return Err(RunError::Unsupported(format!(
+                        "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
+                        plan.name
+                    )));
+                }
+                (
+                    vec![target.url.clone()],
+                    target.management.iter().cloned().collect(),
+                    target.node.clone(),
+                )
+            }
+        };
+        let url = urls[0].clone();
         let queue = format!("dlab.{}.{}", plan.name, s.run_id);
+        if let Some(c) = cluster.as_mut() {
+            c.before_declare(&queue, s.run_id).await?;
+        }
         let mut inspector =
-            Inspector::connect(&url, &queue, &format!("dlab runner {}", s.run_id)).await?;
+            Inspector::connect(&urls, &queue, &format!("dlab runner {}", s.run_id)).await?;
         let channel = inspector
             .channel()
             .await
@@ -77,7 +100,15 @@ impl EngineTrait for Engine {
             .await
             .map_err(|e| BrokerError::refused(&url, &format!("declaring queue {queue}"), e))?;
 
-        let (producer_url, consumer_url, links) = if plan.needs_proxy() || ctx.always_proxy {
+        if cluster.is_some() && plan.needs_proxy() {
+            return Err(RunError::Unsupported(format!(
+                "scenario {}: network faults through dlab's proxy are for one node; on a cluster, use `partition`",
+                plan.name
+            )));
+        }
+        let (producer_urls, consumer_urls, links) = if cluster.is_some() {
+            (urls.clone(), urls.clone(), None)
+        } else if plan.needs_proxy() || ctx.always_proxy {
             let upstream = broker_addr(&url).await?;
             let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
                 .await
@@ -86,15 +117,15 @@ impl EngineTrait for Engine {
                 .await
                 .map_err(RunError::io("cannot start the fault proxy"))?;
             (
-                super::url::with_host_port(&url, producers.addr()),
-                super::url::with_host_port(&url, consumers.addr()),
+                vec![super::url::with_host_port(&url, producers.addr())],
+                vec![super::url::with_host_port(&url, consumers.addr())],
                 Some(Links {
                     producers,
                     consumers,
                 }),
             )
         } else {
-            (url.clone(), url.clone(), None)
+            (urls.clone(), urls.clone(), None)
         };
         let launch = Launch {
             exe: ctx.worker_exe.clone(),
@@ -103,8 +134,9 @@ impl EngineTrait for Engine {
             run_id: s.run_id.to_string(),
             log_dir: s.run_dir.to_path_buf(),
         };
-        let worker = |url: String| WorkerArgs {
-            amqp_url: url,
+        let worker = |urls: Vec<String>| WorkerArgs {
+            amqp_url: urls,
+            first_member: 0,
             queue: queue.clone(),
             effect_store: Some(s.store.to_path_buf()),
             send_log: None,
@@ -113,15 +145,21 @@ impl EngineTrait for Engine {
             index: 0,
             run_id: s.run_id.to_string(),
         };
-        let (producer, consumer) = (worker(producer_url), worker(consumer_url));
-        // The broker's counters before the run: its own count is their growth.
-        let counters_before = match &target.management {
-            Some(m) => m.counters().await.map(|before| (m.clone(), before)),
-            None => Err("no management API is known for this broker".to_string()),
+        let (producer, consumer) = (worker(producer_urls), worker(consumer_urls));
+        // The broker's counters before the run: its own count is their
+        // growth (on a cluster, summed over the members).
+        let counters_before = match managements.is_empty() {
+            false => counters(&managements)
+                .await
+                .map(|before| (managements, before)),
+            true => Err("no management API is known for this broker".to_string()),
         };
         let mut servers = Servers::none();
-        if let Some(node) = &target.node {
+        if let Some(node) = &node {
             servers.add("node", Part::Node(node.clone()));
+        }
+        if let Some(c) = &cluster {
+            servers.add("cluster", Part::Cluster(c.cluster().clone()));
         }
         Ok(Prepared {
             engine: Engine {
@@ -132,6 +170,8 @@ impl EngineTrait for Engine {
                 workers: Supervisor::new(plan, launch, producer, consumer),
                 counters_before,
                 broker_read: Err("the run did not finish".into()),
+                cluster,
+                remaining: 0,
             },
             servers,
             links,
@@ -140,6 +180,9 @@ impl EngineTrait for Engine {
     }
 
     async fn start(&mut self, _s: &Setup<'_>, fold: &mut Fold) -> Result<(), RunError> {
+        if let Some(c) = self.cluster.as_mut() {
+            c.watch(&self.queue, fold.start());
+        }
         self.workers.start(fold).await
     }
 
@@ -178,8 +221,12 @@ impl EngineTrait for Engine {
             Ok((m, before)) => broker_count_read(m, &self.queue, before).await,
             Err(e) => Err(e.clone()),
         };
+        if let Some(c) = self.cluster.as_mut() {
+            c.after_drain(&self.queue).await;
+        }
         let inspector = self.inspector.take().expect("a run finishes once");
         let remaining = inspector.finish(self.keep_queue).await?;
+        self.remaining = u64::from(remaining);
         Ok(Finished {
             broker: super::mask_password(&self.url),
             queue: self.queue.clone(),
@@ -204,20 +251,50 @@ impl EngineTrait for Engine {
             }
             Err(why) => result.broker_count_missing = Some(why),
         }
+        if let Some(c) = self.cluster {
+            result.cluster = Some(c.report(self.workers.clients(), self.remaining));
+        }
         Ok(())
     }
 }
 
+/// The counters of every member, added up.
+async fn counters(ms: &[Management]) -> Result<Counters, String> {
+    let mut sum = Counters::default();
+    for m in ms {
+        let c = m.counters().await?;
+        sum.received += c.received;
+        sum.delivered += c.delivered;
+        sum.redelivered += c.redelivered;
+        sum.acknowledged += c.acknowledged;
+    }
+    Ok(sum)
+}
+
 async fn broker_count_read(
-    m: &Management,
+    ms: &[Management],
     queue: &str,
     before: &Counters,
 ) -> Result<BrokerRead, String> {
-    let queue = m.queue(queue).await?;
-    let now = m.counters().await?;
+    let mut info = Err("no member answered".to_string());
+    for m in ms {
+        info = m.queue(queue).await;
+        if info.is_ok() {
+            break;
+        }
+    }
+    let queue = info?;
+    let now = counters(ms).await?;
     let grown = now.since(before);
+    let source = match ms {
+        [one] => one.describe(),
+        _ => format!(
+            "RabbitMQ's global counters, summed over {} members",
+            ms.len()
+        ),
+    };
     Ok(BrokerRead {
-        source: m.describe(),
+        source,
         queue,
         since_start: grown.is_some(),
         counted: grown.unwrap_or(now),

@@ -1,23 +1,31 @@
 //! The runner's own view of the queue: its depth during the drain and at the
 //! end. It reconnects by itself, since broker faults take its connection too.
 
-use crate::amqp::{self, topology, BrokerError};
+use crate::amqp::endpoints::Endpoints;
+use crate::amqp::{topology, BrokerError};
 use lapin::{Channel, Connection};
 use std::time::Duration;
 
 /// A reconnecting connection for looking at (and finally deleting) the run's queue.
 pub struct Inspector {
     url: String,
+    ends: Endpoints,
     queue: String,
     name: String,
     link: Option<(Connection, Channel)>,
 }
 
 impl Inspector {
-    /// Connects to `url` for looking at `queue`.
-    pub async fn connect(url: &str, queue: &str, name: &str) -> Result<Inspector, BrokerError> {
+    /// Connects to the first of `urls` that answers (a cluster's members;
+    /// after a loss, the next one) for looking at `queue`.
+    pub async fn connect(
+        urls: &[String],
+        queue: &str,
+        name: &str,
+    ) -> Result<Inspector, BrokerError> {
         let mut i = Inspector {
-            url: url.to_string(),
+            url: urls[0].clone(),
+            ends: Endpoints::new(urls.to_vec(), 0),
             queue: queue.to_string(),
             name: name.to_string(),
             link: None,
@@ -26,8 +34,12 @@ impl Inspector {
         Ok(i)
     }
 
-    async fn open(&self) -> Result<(Connection, Channel), BrokerError> {
-        let conn = amqp::connect(&self.url, &self.name, Duration::from_secs(5)).await?;
+    async fn open(&mut self) -> Result<(Connection, Channel), BrokerError> {
+        self.ends.lost();
+        let conn = self
+            .ends
+            .connect(&self.name, Duration::from_secs(5))
+            .await?;
         let channel = conn
             .create_channel()
             .await
@@ -51,9 +63,10 @@ impl Inspector {
     pub async fn ready(&mut self) -> Option<u32> {
         let queue = self.queue.clone();
         let ch = self.channel().await?;
-        match topology::ready_messages(ch, &queue).await {
+        // A paused or cut-off member answers nothing: bounded.
+        match bounded(topology::ready_messages(ch, &queue)).await {
             Ok(n) => Some(n),
-            Err(_) => {
+            _ => {
                 self.link = None;
                 None
             }
@@ -69,12 +82,8 @@ impl Inspector {
         let deadline = std::time::Instant::now() + FINISH_WITHIN;
         let n = loop {
             let read = match self.channel().await {
-                Some(ch) if keep => topology::ready_messages(ch, &queue)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Some(ch) => topology::delete_queue(ch, &queue)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Some(ch) if keep => bounded(topology::ready_messages(ch, &queue)).await,
+                Some(ch) => bounded(topology::delete_queue(ch, &queue)).await,
                 None => Err("no connection".to_string()),
             };
             match read {
@@ -97,6 +106,14 @@ impl Inspector {
         }
         Ok(n)
     }
+}
+
+/// One broker round trip, bounded: a paused or cut-off member answers nothing.
+async fn bounded<T>(f: impl std::future::Future<Output = lapin::Result<T>>) -> Result<T, String> {
+    tokio::time::timeout(Duration::from_secs(5), f)
+        .await
+        .map_err(|_| "no answer within 5s".to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// How long the final read of the queue may keep trying.

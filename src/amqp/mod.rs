@@ -5,8 +5,10 @@
 //! run's side of it: the [`Engine`] behind the run skeleton, the
 //! supervision of the worker processes, the runner's view of the queue.
 
+mod cluster_use;
 pub mod connect;
 pub mod consumer;
+pub mod endpoints;
 mod engine;
 mod inspect;
 pub mod publisher;

@@ -12,7 +12,7 @@
 //! taken); the due time travels in a header so consumers can measure
 //! end-to-end latency from when it was due, not from when it was sent.
 
-use super::connect::connect;
+use super::endpoints::Endpoints;
 use super::send_log::SendLog;
 use super::worker::WorkerArgs;
 use crate::ledger::Event;
@@ -166,8 +166,16 @@ impl Schedule {
 /// wrong moment must become an error, never a wait without end.
 pub const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(10);
 
-async fn open(args: &WorkerArgs, plan: &AmqpPlan, confirms: bool) -> Result<Link, String> {
-    tokio::time::timeout(ROUND_TRIP_LIMIT, open_unbounded(args, plan, confirms))
+async fn open(
+    ends: &mut Endpoints,
+    args: &WorkerArgs,
+    plan: &AmqpPlan,
+    confirms: bool,
+) -> Result<Link, String> {
+    // Each member gets its own connect timeout; the rest of the opening is
+    // one round trip.
+    let limit = ROUND_TRIP_LIMIT * ends.len() as u32;
+    tokio::time::timeout(limit, open_unbounded(ends, args, plan, confirms))
         .await
         .unwrap_or_else(|_| {
             Err(format!(
@@ -178,12 +186,14 @@ async fn open(args: &WorkerArgs, plan: &AmqpPlan, confirms: bool) -> Result<Link
 }
 
 async fn open_unbounded(
+    ends: &mut Endpoints,
     args: &WorkerArgs,
     plan: &AmqpPlan,
     confirms: bool,
 ) -> Result<Link, String> {
     let name = format!("dlab producer {} run {}", args.index, args.run_id);
-    let conn = connect(&args.amqp_url, &name, Duration::from_secs(10))
+    let conn = ends
+        .connect(&name, Duration::from_secs(10))
         .await
         .map_err(|e| e.to_string())?;
     let channel = conn.create_channel().await.map_err(|e| e.to_string())?;
@@ -203,6 +213,7 @@ async fn open_unbounded(
 
 /// Reconnects with backoff; None once `RECONNECT_PATIENCE` has passed without success.
 async fn reconnect(
+    ends: &mut Endpoints,
     args: &WorkerArgs,
     plan: &AmqpPlan,
     confirms: bool,
@@ -210,9 +221,16 @@ async fn reconnect(
 ) -> Option<Link> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
+    // After a loss, the next member first.
+    ends.lost();
     loop {
-        match open(args, plan, confirms).await {
-            Ok(link) => return Some(link),
+        match open(ends, args, plan, confirms).await {
+            Ok(link) => {
+                if let Some(i) = ends.current().filter(|_| ends.several()) {
+                    emit.push(WireEvent::Endpoint(i as u32));
+                }
+                return Some(link);
+            }
             Err(e) if started.elapsed() >= RECONNECT_PATIENCE => {
                 emit.push(WireEvent::Note(format!(
                     "giving up after reconnecting failed for {}s: {e}",
@@ -365,12 +383,13 @@ async fn fire_and_forget(
     mut stop: watch::Receiver<bool>,
 ) -> i32 {
     let mut link: Option<Link> = None;
+    let mut ends = Endpoints::new(args.amqp_url.clone(), args.first_member as usize);
     while let Some(due) = schedule.next_due() {
         if !wait_until(due, &mut stop).await {
             break;
         }
         if link.is_none() {
-            link = reconnect(args, plan, false, &mut out.emit).await;
+            link = reconnect(&mut ends, args, plan, false, &mut out.emit).await;
             if link.is_none() {
                 break;
             }
@@ -410,6 +429,7 @@ async fn confirm_retry(
     let mut retry: VecDeque<Pending> = VecDeque::new();
     let mut in_flight: FuturesUnordered<ConfirmFuture> = Default::default();
     let mut link: Option<Link> = None;
+    let mut ends = Endpoints::new(args.amqp_url.clone(), args.first_member as usize);
     let mut confirm_latency = metrics::new_histogram();
     let window = plan.confirm_window as usize;
     let timeout = plan.confirm_timeout;
@@ -421,7 +441,7 @@ async fn confirm_retry(
             break;
         }
         if link.is_none() && in_flight.is_empty() {
-            link = reconnect(args, plan, true, &mut out.emit).await;
+            link = reconnect(&mut ends, args, plan, true, &mut out.emit).await;
             if link.is_none() {
                 break;
             }

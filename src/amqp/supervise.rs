@@ -7,7 +7,7 @@
 
 use super::worker::WorkerArgs;
 use crate::ledger::Event;
-use crate::report::{CrashRecord, TimelineKind};
+use crate::report::{ClientConnection, CrashRecord, TimelineKind};
 use crate::runner::fold::Fold;
 use crate::runner::workers::{self, Launch, Origin, Report, Running, Slot};
 use crate::runner::RunError;
@@ -55,6 +55,8 @@ pub struct Supervisor {
     producers: Vec<SlotState>,
     consumers: Vec<SlotState>,
     stopping: bool,
+    /// Which cluster member each client connected to, and when.
+    clients: Vec<ClientConnection>,
 }
 
 impl Supervisor {
@@ -79,7 +81,13 @@ impl Supervisor {
                 .map(|_| SlotState::default())
                 .collect(),
             stopping: false,
+            clients: Vec::new(),
         }
+    }
+
+    /// Which cluster member each client connected to, and when.
+    pub fn clients(&self) -> &[ClientConnection] {
+        &self.clients
     }
 
     fn state(&mut self, slot: Slot) -> &mut SlotState {
@@ -101,6 +109,9 @@ impl Supervisor {
                 WorkerArgs {
                     crash_point: crash.map(|(p, _, _)| p.into()),
                     crash_after: crash.map(|(_, n, _)| n),
+                    // Clients spread over a cluster's members; a restart
+                    // starts at the next one.
+                    first_member: slot.index + incarnation,
                     ..self.consumer.clone()
                 }
             }
@@ -115,6 +126,7 @@ impl Supervisor {
                     .crash_for_producer(slot.index)
                     .filter(|_| incarnation == 0)
                     .map(|(n, _)| n),
+                first_member: slot.index + incarnation,
                 ..self.producer.clone()
             },
         };
@@ -230,6 +242,17 @@ impl Supervisor {
                 }
             }
             WireEvent::Histogram { name, data } => fold.histogram(&name, &data),
+            WireEvent::Endpoint(member) => {
+                fold.mark(
+                    TimelineKind::Connection,
+                    format!("{slot} connected to node {member}"),
+                );
+                self.clients.push(ClientConnection {
+                    at_ms: fold.now_ms(),
+                    client: slot.to_string(),
+                    member,
+                });
+            }
             WireEvent::Note(text) => {
                 fold.note(&slot, &text);
                 self.state(slot).last_note = Some(text);

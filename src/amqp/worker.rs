@@ -12,9 +12,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Parser)]
 #[command(no_binary_name = true)]
 pub struct WorkerArgs {
-    /// The broker (through the worker's proxy, if any).
-    #[arg(long)]
-    pub amqp_url: String,
+    /// The broker (through the worker's proxy, if any); a cluster's
+    /// members, one `--amqp-url` each, in order.
+    #[arg(long, required = true)]
+    pub amqp_url: Vec<String>,
     /// The queue the run uses.
     #[arg(long)]
     pub queue: String,
@@ -31,6 +32,9 @@ pub struct WorkerArgs {
     /// abort; producers: abort right after this publish.
     #[arg(long)]
     pub crash_after: Option<u64>,
+    /// The cluster member (an index into `amqp_url`) to try first.
+    #[arg(long, default_value_t = 0)]
+    pub first_member: u32,
     /// 0-based index among workers of the same role (from the host).
     #[arg(skip)]
     pub index: u32,
@@ -42,12 +46,17 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// The command line of this worker, after the host's `--`.
     pub fn to_args(&self) -> Vec<String> {
-        let mut out = vec![
-            "--amqp-url".to_string(),
-            self.amqp_url.clone(),
-            "--queue".into(),
-            self.queue.clone(),
-        ];
+        let mut out = Vec::new();
+        for url in &self.amqp_url {
+            out.push("--amqp-url".to_string());
+            out.push(url.clone());
+        }
+        out.push("--queue".into());
+        out.push(self.queue.clone());
+        if self.amqp_url.len() > 1 {
+            out.push("--first-member".into());
+            out.push(self.first_member.to_string());
+        }
         for (flag, path) in [
             ("--effect-store", &self.effect_store),
             ("--send-log", &self.send_log),
@@ -128,12 +137,16 @@ mod tests {
     #[test]
     fn a_workers_arguments_round_trip_through_its_command_line() {
         let args = WorkerArgs {
-            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_url: vec![
+                "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                "amqp://guest:guest@127.0.0.1:5673/%2f".into(),
+            ],
             queue: "dlab.x.1".into(),
             effect_store: Some("/tmp/e.sqlite".into()),
             send_log: Some("/tmp/p.sendlog".into()),
             crash_point: Some(CrashPointArg::AfterEffectBeforeAck),
             crash_after: Some(7),
+            first_member: 1,
             index: 0,
             run_id: String::new(),
         };
@@ -141,6 +154,8 @@ mod tests {
         assert_eq!(back.to_args(), args.to_args());
         assert_eq!(back.crash_point, Some(CrashPointArg::AfterEffectBeforeAck));
         assert_eq!(back.crash_after, Some(7));
+        assert_eq!(back.amqp_url.len(), 2);
+        assert_eq!(back.first_member, 1);
         assert!(WorkerArgs::try_parse_from(["--queue", "q"]).is_err());
     }
 }

@@ -196,6 +196,24 @@ impl Management {
         Ok(QueueInfo { kind: raw.kind })
     }
 
+    /// A JSON answer of the API (`path` from `/api/`), waiting at most
+    /// `timeout`: a paused or partitioned node must not hold its caller up.
+    pub async fn json(&self, path: &str, timeout: Duration) -> Result<serde_json::Value, String> {
+        let path = format!("/api/{path}");
+        let body = self.get_within(self.port, &path, timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "http://{}:{}{path}: unreadable answer: {e}",
+                self.host, self.port
+            )
+        })
+    }
+
+    /// The API path of `queue` in this API's vhost (after `/api/`).
+    pub fn queue_path(&self, queue: &str) -> String {
+        format!("queues/{}/{}", segment(&self.vhost), segment(queue))
+    }
+
     /// The node's message counters now.
     pub async fn counters(&self) -> Result<Counters, String> {
         let body = self.get(self.prom_port, "/metrics").await?;
@@ -208,6 +226,10 @@ impl Management {
     }
 
     async fn get(&self, port: u16, path: &str) -> Result<Vec<u8>, String> {
+        self.get_within(port, path, Duration::from_secs(5)).await
+    }
+
+    async fn get_within(&self, port: u16, path: &str, limit: Duration) -> Result<Vec<u8>, String> {
         use base64::Engine;
         let what = format!("http://{}:{port}{path}", self.host);
         let io = async {
@@ -223,9 +245,9 @@ impl Management {
             s.read_to_end(&mut buf).await?;
             Ok::<_, std::io::Error>(buf)
         };
-        let buf = tokio::time::timeout(Duration::from_secs(5), io)
+        let buf = tokio::time::timeout(limit, io)
             .await
-            .map_err(|_| format!("{what}: no answer within 5s"))?
+            .map_err(|_| format!("{what}: no answer within {}ms", limit.as_millis()))?
             .map_err(|e| {
                 format!("{what}: {e} (are the rabbitmq_management and rabbitmq_prometheus plugins enabled on the broker?)")
             })?;

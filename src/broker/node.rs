@@ -80,6 +80,50 @@ pub struct NodeState {
     /// (also for a state file written before owners were recorded).
     #[serde(default)]
     pub owner: Owner,
+    /// Its place in a cluster (None: a node of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<Seat>,
+}
+
+/// A node's place in a cluster dlab started: its own loopback address and
+/// host name (distribution listens and connects only there, so that a
+/// partition can drop the traffic between two addresses), the cluster's
+/// private epmd, and the settings all members share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seat {
+    /// The node's own loopback address, e.g. 127.77.12.2.
+    pub address: std::net::Ipv4Addr,
+    /// Its host name (`h1`..), mapped to `address` by the cluster's inetrc.
+    pub host: String,
+    /// The cluster's private epmd.
+    pub epmd_port: u16,
+    /// The cluster's `ERL_INETRC` file (host names of all members).
+    pub inetrc: PathBuf,
+    /// The Erlang cookie all members share.
+    pub cookie: String,
+    /// `cluster_partition_handling`: ignore, pause_minority or autoheal.
+    pub partition_handling: String,
+    /// `net_ticktime` in seconds: how soon a silent peer counts as gone.
+    pub net_ticktime: u32,
+}
+
+impl Seat {
+    /// The environment a node of this seat, and every CLI tool that talks
+    /// to it, needs: the host names, the private epmd.
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("ERL_INETRC", self.inetrc.display().to_string()),
+            ("ERL_EPMD_PORT", self.epmd_port.to_string()),
+        ]
+    }
+
+    fn erl_args(&self) -> String {
+        let [a, b, c, d] = self.address.octets();
+        format!(
+            "-kernel inet_dist_use_interface {{{a},{b},{c},{d}}} -kernel inet_dist_connect_options [{{ip,{{{a},{b},{c},{d}}}}}] -kernel net_ticktime {}",
+            self.net_ticktime
+        )
+    }
 }
 
 impl NodeState {
@@ -154,19 +198,7 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    let amqp_port = free_port();
-    let mut dist_port = free_port();
-    while dist_port == amqp_port {
-        dist_port = free_port();
-    }
-    let mut mgmt_port = free_port();
-    while mgmt_port == amqp_port || mgmt_port == dist_port {
-        mgmt_port = free_port();
-    }
-    let mut prom_port = free_port();
-    while [amqp_port, dist_port, mgmt_port].contains(&prom_port) {
-        prom_port = free_port();
-    }
+    let [amqp_port, dist_port, mgmt_port, prom_port] = free_ports();
     let planned = NodeState {
         node: format!("dlab-{amqp_port}@localhost"),
         pid: 0,
@@ -176,8 +208,21 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         prom_port,
         dir,
         owner: Owner::this_process(),
+        seat: None,
     };
     launch(&planned).await
+}
+
+/// Free ports for one node: AMQP, distribution, management, Prometheus.
+pub fn free_ports() -> [u16; 4] {
+    let mut ports: Vec<u16> = Vec::with_capacity(4);
+    while ports.len() < 4 {
+        let p = free_port();
+        if !ports.contains(&p) {
+            ports.push(p);
+        }
+    }
+    [ports[0], ports[1], ports[2], ports[3]]
 }
 
 /// Starts the VM of `planned` (its name, ports, directory and owner; its pid
@@ -208,10 +253,17 @@ pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
             ),
         )
     };
+    let clustering = match &planned.seat {
+        Some(seat) => {
+            write_cookie(&dir, &seat.cookie)?;
+            format!("cluster_partition_handling = {}\n", seat.partition_handling)
+        }
+        None => String::new(),
+    };
     write(
         dir.join("rabbitmq.conf"),
         &format!(
-            "listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n{mgmt}"
+            "listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n{mgmt}{clustering}"
         ),
     )?;
     write(dir.join("enabled_plugins"), plugins)?;
@@ -248,9 +300,13 @@ pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
         .env("RABBITMQ_PID_FILE", dir.join("rabbitmq.pid"))
         .env(
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
-            "-kernel inet_dist_use_interface {127,0,0,1}",
+            planned.seat.as_ref().map_or_else(
+                || "-kernel inet_dist_use_interface {127,0,0,1}".to_string(),
+                Seat::erl_args,
+            ),
         )
         .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .envs(planned.seat.iter().flat_map(Seat::env))
         .env("RUNNING_UNDER_SYSTEMD", "true")
         .env("HOME", &dir)
         .env_remove("NOTIFY_SOCKET")
@@ -317,6 +373,20 @@ async fn wait_ready(state: &NodeState) -> Result<(), NodeError> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The shared Erlang cookie, in the node's `HOME` (read only by its owner,
+/// as Erlang demands).
+fn write_cookie(dir: &Path, cookie: &str) -> Result<(), NodeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(".erlang.cookie");
+    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+    write(path.clone(), cookie)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).map_err(|source| NodeError::Io {
+        what: "cannot protect",
+        path,
+        source,
+    })
 }
 
 fn log_tail(path: &Path) -> String {
@@ -426,6 +496,12 @@ impl Node {
         let _ = fs::remove_dir_all(&state.dir);
     }
 
+    /// Lets the node outlive this value (handed to `dlab up`).
+    pub fn release(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The node's current state.
     pub fn state(&self) -> NodeState {
         self.state.lock().expect("not poisoned").clone()
@@ -472,27 +548,50 @@ impl Node {
 
     /// Sets the memory high watermark (a tiny fraction raises the memory alarm).
     pub async fn set_memory_watermark(&self, fraction: f64) -> Result<(), String> {
-        let s = self.state();
-        let out = tokio::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
-            .args([
-                "-q",
-                "-n",
-                &s.node,
-                "set_vm_memory_high_watermark",
-                &format!("{fraction}"),
-            ])
-            .env("HOME", &s.dir)
-            .env("RABBITMQ_CONF_ENV_FILE", s.dir.join("rabbitmq-env.conf"))
+        self.state()
+            .ctl(
+                "rabbitmqctl",
+                &["set_vm_memory_high_watermark", &format!("{fraction}")],
+            )
+            .await
+            .map(drop)
+    }
+}
+
+impl NodeState {
+    /// Runs one of RabbitMQ's CLI tools (`rabbitmqctl`, `rabbitmq-queues`,
+    /// `rabbitmq-diagnostics`) against this node, with the cookie, host
+    /// names and epmd it needs; returns what it printed, or why it failed.
+    /// Each call starts an Erlang VM: about a second of CPU, so use it for
+    /// reads after the fact, not for polling.
+    pub async fn ctl(&self, tool: &str, args: &[&str]) -> Result<String, String> {
+        let out = tokio::process::Command::new(format!("/usr/lib/rabbitmq/bin/{tool}"))
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .env("HOME", &self.dir)
+            .env("RABBITMQ_CONF_ENV_FILE", self.dir.join("rabbitmq-env.conf"))
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .envs(self.seat.iter().flat_map(Seat::env))
+            .env_remove("ERL_FLAGS")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
             .output()
             .await
-            .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+            .map_err(|e| format!("cannot run {tool}: {e}"))?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = if why.trim().is_empty() {
+                String::from_utf8_lossy(&out.stdout)
+            } else {
+                why
+            };
             Err(format!(
-                "rabbitmqctl set_vm_memory_high_watermark failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{tool} {} on {} failed: {}",
+                args.first().unwrap_or(&""),
+                self.node,
+                why.trim().lines().take(3).collect::<Vec<_>>().join(" | ")
             ))
         }
     }

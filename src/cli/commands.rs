@@ -11,6 +11,7 @@ use crate::smtp::RelayTarget;
 use anyhow::{anyhow, Context, Result};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Runs one subcommand.
 pub fn dispatch(command: Command) -> Result<i32> {
@@ -48,7 +49,13 @@ pub fn dispatch(command: Command) -> Result<i32> {
                     file.display()
                 ));
             }
-            let amqp = plan.transport == Transport::Amqp;
+            if plan.needs_cluster() && broker.amqp_url.is_some() {
+                return Err(anyhow!(
+                    "{}: `nodes` asks for a cluster dlab starts itself; run without --amqp-url / DLAB_AMQP_URL",
+                    file.display()
+                ));
+            }
+            let amqp = plan.needs_one_broker();
             let results = with_broker(&broker, output.quiet, amqp, |ctx| async move {
                 let ctx = RunContext { keep_queue, ..ctx };
                 Ok(vec![runner::run(&plan, &ctx).await?])
@@ -93,7 +100,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             let cells: Vec<matrix::CellPlan> = matrix::plans(&chosen, messages, seed)
                 .into_iter()
                 .filter(|c| {
-                    let skip = external && c.plan.needs_node();
+                    let skip = external && (c.plan.needs_node() || c.plan.needs_cluster());
                     if skip {
                         eprintln!("dlab matrix: skipping {} (broker process faults need a broker dlab starts; leave out --amqp-url)", c.plan.name);
                     }
@@ -101,7 +108,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 })
                 .collect();
             let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
-            let amqp = plans.iter().any(|p| p.transport == Transport::Amqp);
+            let amqp = plans.iter().any(Plan::needs_one_broker);
             let results = with_broker(&broker, output.quiet, amqp, |ctx| async move {
                 run_each(&plans, &ctx, "matrix").await
             })?;
@@ -313,11 +320,14 @@ where
         let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
         // From here on, SIGINT, SIGTERM and SIGHUP stop the run in order.
         let cancel = runner::cancel::on_signals().context("cannot install signal handlers")?;
+        // The cluster `dlab up --nodes N` keeps, for runs with `nodes`.
+        let cluster = crate::cluster::Cluster::attach(&cluster_dir(&home)).map(Arc::new);
         if !amqp {
             let ctx = RunContext {
                 progress,
                 relay,
                 cancel,
+                cluster,
                 ..RunContext::new(&home)?
             };
             return f(ctx).await;
@@ -337,6 +347,7 @@ where
                 node: handle.node().cloned(),
                 management,
             }),
+            cluster,
             ..RunContext::new(&home)?
         };
         let out = f(ctx).await;
@@ -441,6 +452,11 @@ fn list(dir: &Path) -> Result<i32> {
         }
     }
     Ok(if broken { super::EXIT_USAGE } else { EXIT_OK })
+}
+
+/// Where `dlab up --nodes N` keeps its cluster.
+fn cluster_dir(home: &Path) -> std::path::PathBuf {
+    home.join("cluster")
 }
 
 /// Where `dlab up` keeps its Postfix relay.

@@ -213,6 +213,7 @@ mod tests {
             prom_port: 0,
             dir: dir.clone(),
             owner: Owner::this_process(),
+            seat: None,
         };
         write_record(&NodeState::state_file(&dir), &state).unwrap();
         assert!(sweep(&home).is_empty(), "this process lives");

@@ -70,4 +70,9 @@ pub struct FaultRecord {
     /// it fired (the backlog the fault put at risk), as the broker said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<u64>,
+    /// The cluster member the occurrence aimed at, as resolved when it
+    /// fired (`node 2 (dlab-5001@h3), the leader`); for a partition, the
+    /// links it cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aimed_at: Option<String>,
 }

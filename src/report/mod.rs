@@ -2,6 +2,7 @@
 //! runner produces a [`RunResult`], renderers only read it.
 
 mod broker_count;
+mod cluster;
 mod fault_record;
 pub mod html;
 mod html_smtp;
@@ -13,6 +14,9 @@ mod smtp_text;
 pub mod table;
 
 pub use broker_count::{BrokerCount, CountPair};
+pub use cluster::{
+    ClientConnection, ClusterAfter, ClusterReport, ClusterSample, MemberState, RaftMember,
+};
 pub use fault_record::{FaultRecord, Tally};
 pub use result::{
     describe_fault, CrashRecord, Drain, ExpectationResult, Latency, Promise, Recount, RunResult,
@@ -69,13 +73,26 @@ pub struct Inputs<'a> {
 }
 
 /// Each bound of `e` judged against the counts `c`, in the order max_lost,
-/// min_lost, max_duplicates, min_duplicates (absent bounds left out).
+/// min_lost, max_duplicates, min_duplicates, max_lost_after_confirm,
+/// min_lost_after_confirm (absent bounds left out).
 pub fn judge(e: &Expectations, c: &Counts) -> Vec<ExpectationResult> {
     [
         ("max_lost", e.max_lost, c.lost, true),
         ("min_lost", e.min_lost, c.lost, false),
         ("max_duplicates", e.max_duplicates, c.duplicates, true),
         ("min_duplicates", e.min_duplicates, c.duplicates, false),
+        (
+            "max_lost_after_confirm",
+            e.max_lost_after_confirm,
+            c.lost_after_confirm,
+            true,
+        ),
+        (
+            "min_lost_after_confirm",
+            e.min_lost_after_confirm,
+            c.lost_after_confirm,
+            false,
+        ),
     ]
     .into_iter()
     .filter_map(|(name, bound, actual, is_max)| {
@@ -170,6 +187,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         history: i.history.map(|p| p.display().to_string()),
         started_unix_us: i.started_unix_us,
         smtp: None,
+        cluster: None,
         interrupted: false,
         lost_ids,
         duplicated_ids,

@@ -95,6 +95,10 @@ pub struct RunResult {
     /// log's own count, whether the text arrived intact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<super::SmtpReport>,
+    /// AMQP runs on a cluster dlab started: members, leaders and partitions
+    /// over time, which member each client was on, the cluster's own count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::ClusterReport>,
     /// The run was stopped by a signal before it finished: its counts are
     /// what it saw until then (messages in flight count as lost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

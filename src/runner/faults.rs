@@ -51,6 +51,8 @@ struct Active {
     stats_before: StatsSnapshot,
     tally_before: Tally,
     task: Option<JoinHandle<Result<(), String>>>,
+    /// The cluster member a node fault aimed at.
+    member: Option<usize>,
 }
 
 /// Drives the runner-side faults of a plan.
@@ -268,13 +270,30 @@ impl Driver {
                 after: None,
                 note: None,
                 backlog: None,
+                aimed_at: None,
             });
             if fired {
-                if fault.action.needs_node() {
+                if fault.action.needs_node() || fault.action.needs_cluster() {
                     self.records.last_mut().expect("just pushed").backlog = self.backlog().await;
                 }
                 let stats_before = self.stats();
-                let (until, task, note) = self.start(&fault).await;
+                let (until, task, note, member) = match self.servers.cluster().cloned() {
+                    Some(cluster) if fault.action.needs_cluster() => {
+                        let s = super::node_faults::start(
+                            &cluster,
+                            self.queue.as_deref(),
+                            fault.action,
+                            fault.duration,
+                        )
+                        .await;
+                        self.records.last_mut().expect("just pushed").aimed_at = Some(s.aimed_at);
+                        (s.until, s.task, s.note, s.member)
+                    }
+                    _ => {
+                        let (until, task, note) = self.start(&fault).await;
+                        (until, task, note, None)
+                    }
+                };
                 if let Some(n) = note {
                     self.records.last_mut().expect("just pushed").note = Some(n);
                 }
@@ -284,6 +303,7 @@ impl Driver {
                     stats_before,
                     tally_before: tally,
                     task,
+                    member,
                 });
             }
         }
@@ -292,8 +312,12 @@ impl Driver {
     /// Messages ready in the run's queue, asked of the node directly (not
     /// through a proxy a fault may hold), or None if it cannot be asked.
     async fn backlog(&self) -> Option<u64> {
-        let (node, queue) = (self.servers.node()?, self.queue.as_ref()?);
-        let url = node.state().url();
+        let queue = self.queue.as_ref()?;
+        let url = match (self.servers.node(), self.servers.cluster()) {
+            (Some(node), _) => node.state().url(),
+            (None, Some(cluster)) => cluster.urls().into_iter().next()?,
+            (None, None) => return None,
+        };
         let conn = crate::amqp::connect(&url, "dlab fault driver", Duration::from_secs(2))
             .await
             .ok()?;
@@ -426,6 +450,14 @@ impl Driver {
             Action::ConsumerCrash { .. } | Action::ProducerCrash { .. } => {
                 (Duration::ZERO, None, None)
             }
+            Action::NodeKill { .. }
+            | Action::NodePause { .. }
+            | Action::NodeRestart { .. }
+            | Action::Partition { .. } => (
+                Duration::ZERO,
+                None,
+                Some("no cluster dlab started: node faults and partitions need `nodes = 3` and no --amqp-url".into()),
+            ),
         }
     }
 
@@ -464,6 +496,11 @@ impl Driver {
                         None => note = inbox.set_down(false).await.err().map(|e| e.to_string()),
                         Some(_) => inbox.misbehave(None),
                     }
+                }
+            }
+            a if a.needs_cluster() => {
+                if let Some(c) = self.servers.cluster() {
+                    super::node_faults::end(c, a, active.member);
                 }
             }
             _ => {}

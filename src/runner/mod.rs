@@ -17,6 +17,7 @@ pub mod cancel;
 pub mod engine;
 pub mod faults;
 pub mod fold;
+mod node_faults;
 pub mod servers;
 pub mod workers;
 
@@ -103,8 +104,11 @@ pub struct RunContext {
     pub always_proxy: bool,
     /// Show live progress on the terminal (stderr).
     pub progress: bool,
-    /// AMQP runs: the broker.
+    /// AMQP runs on one node: the broker.
     pub amqp: Option<AmqpTarget>,
+    /// AMQP runs on a cluster (`nodes` above 1): the one `dlab up --nodes N`
+    /// keeps, if any; otherwise each run starts its own.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// SMTP runs: a private Postfix relay, or an external one.
     pub relay: crate::smtp::RelayTarget,
     /// Stops the run early (signals, at the command line).
@@ -122,6 +126,7 @@ impl RunContext {
             always_proxy: false,
             progress: false,
             amqp: None,
+            cluster: None,
             relay: crate::smtp::RelayTarget::Private,
             cancel: Cancel::never(),
         })

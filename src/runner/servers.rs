@@ -6,6 +6,7 @@
 //! name), so a run with several nodes needs no second copy of anything.
 
 use crate::broker::Node;
+use crate::cluster::Cluster;
 use crate::relay::Relay;
 use crate::smtp::inbox::Inbox;
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub enum Part {
     Relay(Arc<Relay>),
     /// dlab's own SMTP server, the phone.
     Inbox(Arc<Inbox>),
+    /// A RabbitMQ cluster dlab started: node faults and partitions aim at
+    /// its members.
+    Cluster(Arc<Cluster>),
 }
 
 /// One named server of a run.
@@ -73,6 +77,14 @@ impl Servers {
     pub fn inbox(&self) -> Option<&Arc<Inbox>> {
         self.0.iter().find_map(|s| match &s.part {
             Part::Inbox(i) => Some(i),
+            _ => None,
+        })
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.0.iter().find_map(|s| match &s.part {
+            Part::Cluster(c) => Some(c),
             _ => None,
         })
     }

@@ -3,7 +3,7 @@
 //! those keys, its policies and its faults.
 
 use super::plan::{duration, ranged, Invalid};
-use super::spec::{FaultKind, QueueType, Spec, Transport};
+use super::spec::{FaultKind, PartitionHandling, QueueType, Spec, Transport};
 use super::transport::{Key, Vocabulary};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,16 @@ pub struct AmqpPlan {
     pub queue_type: QueueType,
     /// How long each effect takes the consumer.
     pub effect_time: Duration,
+    /// RabbitMQ nodes: 1, or a cluster of this many.
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// The cluster's `cluster_partition_handling`.
+    #[serde(default)]
+    pub partition_handling: PartitionHandling,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for AmqpPlan {
@@ -45,6 +55,8 @@ impl Default for AmqpPlan {
             persistent: true,
             queue_type: QueueType::Classic,
             effect_time: Duration::ZERO,
+            nodes: 1,
+            partition_handling: PartitionHandling::PauseMinority,
         }
     }
 }
@@ -89,6 +101,14 @@ pub const AMQP: Vocabulary = Vocabulary {
             name: "effect_time",
             set: |s| s.effect_time.is_some(),
         },
+        Key {
+            name: "nodes",
+            set: |s| s.nodes.is_some(),
+        },
+        Key {
+            name: "partition_handling",
+            set: |s| s.partition_handling.is_some(),
+        },
     ],
     producers: &[ProducerPolicy::FireAndForget, ProducerPolicy::ConfirmRetry],
     consumers: &[
@@ -112,6 +132,10 @@ pub const AMQP: Vocabulary = Vocabulary {
         FaultKind::BrokerRestart,
         FaultKind::BrokerPause,
         FaultKind::MemoryAlarm,
+        FaultKind::NodeKill,
+        FaultKind::NodePause,
+        FaultKind::NodeRestart,
+        FaultKind::Partition,
     ],
     preset: Guarantee::amqp_policies,
 };
@@ -122,6 +146,19 @@ impl AmqpPlan {
         let d = AmqpPlan::default();
         let durable = spec.durable.unwrap_or(d.durable);
         let queue_type = spec.queue_type.unwrap_or(d.queue_type);
+        let nodes: u32 = ranged(spec.nodes, d.nodes.into(), "nodes", 1, 7)?;
+        if queue_type == QueueType::Mirrored && nodes < 2 {
+            return Err(Invalid::at(
+                &["queue_type"],
+                "a mirrored queue needs a cluster to mirror to; expected `nodes = 3` (or 2 and more)",
+            ));
+        }
+        if spec.partition_handling.is_some() && nodes < 2 {
+            return Err(Invalid::at(
+                &["partition_handling"],
+                "a single node has no partitions to handle; expected `nodes = 3` (or 2 and more)",
+            ));
+        }
         if queue_type == QueueType::Quorum && !durable {
             return Err(Invalid::at(
                 &["durable"],
@@ -154,6 +191,8 @@ impl AmqpPlan {
             persistent: spec.persistent.unwrap_or(d.persistent),
             queue_type,
             effect_time: duration(&spec.effect_time, d.effect_time, &["effect_time"])?,
+            nodes,
+            partition_handling: spec.partition_handling.unwrap_or(d.partition_handling),
         })
     }
 }

@@ -8,7 +8,10 @@
 
 use super::duration::parse_duration;
 use super::plan::{Invalid, Segment};
-use super::spec::{CrashPoint, CutMode, DirectionSpec, EverySpec, FaultKind, FaultSpec, LinkSpec};
+use super::spec::{
+    CrashPoint, CutMode, DirectionSpec, EverySpec, FaultKind, FaultSpec, LinkSpec, NodeRole,
+    NodeSpec, PartitionShape,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -101,6 +104,29 @@ impl InboxFault {
     }
 }
 
+/// The cluster member a fault aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// Member `n` (from 0).
+    Member(u32),
+    /// The run queue's leader when the fault fires.
+    Leader,
+    /// A member that is not the leader when the fault fires.
+    Follower,
+}
+
+impl Target {
+    /// In words, for reports.
+    pub fn describe(self) -> String {
+        match self {
+            Target::Member(n) => format!("node {n}"),
+            Target::Leader => "the leader".into(),
+            Target::Follower => "a follower".into(),
+        }
+    }
+}
+
 /// What a fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -153,6 +179,30 @@ pub enum Action {
         /// Delay before the restart.
         restart_after: Duration,
     },
+    /// SIGKILL to one cluster member, restarted after a delay.
+    NodeKill {
+        /// Which member.
+        target: Target,
+        /// Delay before the restart.
+        restart_after: Duration,
+    },
+    /// SIGSTOP to one cluster member for the duration, then SIGCONT.
+    NodePause {
+        /// Which member.
+        target: Target,
+    },
+    /// A graceful stop and start of one cluster member.
+    NodeRestart {
+        /// Which member.
+        target: Target,
+    },
+    /// The links between cluster members cut for the duration, then healed.
+    Partition {
+        /// How the cluster is split.
+        shape: PartitionShape,
+        /// The member an `isolate` cuts off (the bridge of a `bridge`).
+        target: Target,
+    },
 }
 
 impl Action {
@@ -170,7 +220,24 @@ impl Action {
     /// Whether this fault stops the broker's VM, so that the broker's own
     /// counters start again at zero.
     pub fn restarts_broker(&self) -> bool {
-        matches!(self, Action::BrokerKill { .. } | Action::BrokerRestart)
+        matches!(
+            self,
+            Action::BrokerKill { .. }
+                | Action::BrokerRestart
+                | Action::NodeKill { .. }
+                | Action::NodeRestart { .. }
+        )
+    }
+
+    /// Whether the fault aims at a member of a cluster dlab started.
+    pub fn needs_cluster(&self) -> bool {
+        matches!(
+            self,
+            Action::NodeKill { .. }
+                | Action::NodePause { .. }
+                | Action::NodeRestart { .. }
+                | Action::Partition { .. }
+        )
     }
 
     /// Whether the runner must own the relay's processes for this fault.
@@ -223,6 +290,7 @@ impl Fault {
         f: &FaultSpec,
         producers: u32,
         consumers: u32,
+        nodes: u32,
     ) -> Result<Fault, Invalid> {
         let kind = f.kind.ok_or_else(|| Invalid {
             path: vec![Segment::Key("faults".into()), Segment::Index(i)],
@@ -325,6 +393,39 @@ impl Fault {
                 )
             })
         };
+        let target = || -> Result<Target, Invalid> {
+            if nodes < 2 {
+                return Err(bad(
+                    i,
+                    "kind",
+                    format!(
+                        "a {} aims at a member of a cluster; expected `nodes = 3` (or 2 and more) in the scenario",
+                        kind.name()
+                    ),
+                ));
+            }
+            match &f.node {
+                None => Err(bad(
+                    i,
+                    "kind",
+                    format!(
+                        "a {} needs `node`: a member's number (0 to {}), \"leader\" or \"follower\"",
+                        kind.name(),
+                        nodes - 1
+                    ),
+                )),
+                Some(NodeSpec::Index(n)) if *n >= u64::from(nodes) => Err(bad(
+                    i,
+                    "node",
+                    format!(
+                        "{n} is out of range; the cluster has {nodes} nodes, numbered from 0"
+                    ),
+                )),
+                Some(NodeSpec::Index(n)) => Ok(Target::Member(*n as u32)),
+                Some(NodeSpec::Role(NodeRole::Leader)) => Ok(Target::Leader),
+                Some(NodeSpec::Role(NodeRole::Follower)) => Ok(Target::Follower),
+            }
+        };
         let ways = f.direction.unwrap_or(DirectionSpec::Both);
         let link = f.link.unwrap_or(LinkSpec::Both);
         let net = |effect| Action::Net { link, effect };
@@ -375,6 +476,31 @@ impl Fault {
             FaultKind::InboxSlow => (Action::Inbox { fault: InboxFault::Slow }, needs_duration(duration)?),
             FaultKind::InboxHangup => (Action::Inbox { fault: InboxFault::Hangup }, needs_duration(duration)?),
             FaultKind::RelayKill => (Action::RelayKill { restart_after: restart_after.unwrap_or(Duration::from_secs(1)) }, Duration::ZERO),
+            FaultKind::NodeKill => (
+                Action::NodeKill {
+                    target: target()?,
+                    restart_after: restart_after.unwrap_or(Duration::from_secs(1)),
+                },
+                Duration::ZERO,
+            ),
+            FaultKind::NodePause => (Action::NodePause { target: target()? }, needs_duration(duration)?),
+            FaultKind::NodeRestart => (Action::NodeRestart { target: target()? }, Duration::ZERO),
+            FaultKind::Partition => {
+                let shape = f.partition.ok_or_else(|| bad(i, "kind", "a partition needs `partition`: isolate, halves or bridge"))?;
+                let target = match shape {
+                    PartitionShape::Halves if f.node.is_none() => {
+                        if nodes < 2 {
+                            return Err(bad(i, "kind", "a partition needs a cluster; expected `nodes = 3` (or 2 and more) in the scenario"));
+                        }
+                        Target::Member(0)
+                    }
+                    PartitionShape::Bridge if nodes < 3 => {
+                        return Err(bad(i, "partition", "a bridge needs three members or more; expected `nodes = 3`"))
+                    }
+                    _ => target()?,
+                };
+                (Action::Partition { shape, target }, needs_duration(duration)?)
+            }
             FaultKind::ReplyLostAfterDot => {
                 let link = f.link.unwrap_or(LinkSpec::Producers);
                 (Action::Net { link, effect: NetEffect::ReplyLostAfterDot }, duration.unwrap_or(Duration::from_secs(10)))
@@ -426,6 +552,11 @@ impl Fault {
             Action::MemoryAlarm => "memory-alarm".to_string(),
             Action::Inbox { fault } => fault.name().to_string(),
             Action::RelayKill { restart_after } => format!("relay-kill (SIGKILL, restart after {}ms)", restart_after.as_millis()),
+            Action::NodeKill { target, restart_after } => format!("node-kill of {} (SIGKILL, restart after {}ms)", target.describe(), restart_after.as_millis()),
+            Action::NodePause { target } => format!("node-pause of {} (SIGSTOP)", target.describe()),
+            Action::NodeRestart { target } => format!("node-restart of {}", target.describe()),
+            Action::Partition { shape: PartitionShape::Halves, .. } => "partition: halves".to_string(),
+            Action::Partition { shape, target } => format!("partition: {} {}", shape.name(), target.describe()),
         };
         format!("{what} {when}{lasting}{chance}")
     }

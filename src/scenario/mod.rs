@@ -16,13 +16,13 @@ mod transport;
 
 pub use amqp_plan::AmqpPlan;
 pub use duration::{parse_age, parse_duration};
-pub use fault::{Action, Fault, InboxFault, NetEffect, Trigger};
+pub use fault::{Action, Fault, InboxFault, NetEffect, Target, Trigger};
 pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
 pub use smtp_plan::SmtpPlan;
 pub use spec::{
     CrashPoint, CutMode, DirectionSpec, EverySpec, ExpectSpec, FaultKind, FaultSpec, LinkSpec,
-    QueueType, Spec, Transport,
+    NodeRole, NodeSpec, PartitionHandling, PartitionShape, QueueType, Spec, Transport,
 };
 pub use transport::{vocabulary, TransportPlan, Vocabulary};
 

@@ -62,6 +62,12 @@ pub struct Expectations {
     pub max_duplicates: Option<u64>,
     /// Lower bound on duplicate effects.
     pub min_duplicates: Option<u64>,
+    /// Upper bound on lost messages the broker had confirmed.
+    #[serde(default)]
+    pub max_lost_after_confirm: Option<u64>,
+    /// Lower bound on lost messages the broker had confirmed.
+    #[serde(default)]
+    pub min_lost_after_confirm: Option<u64>,
 }
 
 /// One step of a path into the scenario document, used to point at a key.
@@ -179,11 +185,15 @@ impl Plan {
             TransportPlan::Smtp(_) => 0,
         };
         let producers: u32 = ranged(spec.producers, 1, "producers", 1, 64)?;
+        let nodes = match &transport {
+            TransportPlan::Amqp(a) => a.nodes,
+            TransportPlan::Smtp(_) => 1,
+        };
         let faults = spec
             .faults
             .iter()
             .enumerate()
-            .map(|(i, f)| Fault::from_spec(i, f, producers, consumers))
+            .map(|(i, f)| Fault::from_spec(i, f, producers, consumers, nodes))
             .collect::<Result<Vec<_>, _>>()?;
         let e = spec.expect.clone().unwrap_or_default();
         let expect = Expectations {
@@ -191,11 +201,18 @@ impl Plan {
             min_lost: e.min_lost,
             max_duplicates: e.max_duplicates,
             min_duplicates: e.min_duplicates,
+            max_lost_after_confirm: e.max_lost_after_confirm,
+            min_lost_after_confirm: e.min_lost_after_confirm,
         };
         let messages = ranged(spec.messages, 1000, "messages", 1, 10_000_000)?;
         for (min, max, what) in [
             (expect.min_lost, expect.max_lost, "lost"),
             (expect.min_duplicates, expect.max_duplicates, "duplicates"),
+            (
+                expect.min_lost_after_confirm,
+                expect.max_lost_after_confirm,
+                "lost_after_confirm",
+            ),
         ] {
             if let (Some(lo), Some(hi)) = (min, max) {
                 if lo > hi {
@@ -282,6 +299,16 @@ impl Plan {
     /// Whether a fault needs the broker's process (a dlab-started node).
     pub fn needs_node(&self) -> bool {
         self.faults.iter().any(|f| f.action.needs_node())
+    }
+
+    /// Whether the run needs a cluster dlab starts (`nodes` above 1).
+    pub fn needs_cluster(&self) -> bool {
+        self.amqp().is_some_and(|a| a.nodes > 1)
+    }
+
+    /// Whether the run needs one broker node (an AMQP run with `nodes = 1`).
+    pub fn needs_one_broker(&self) -> bool {
+        self.amqp().is_some_and(|a| a.nodes == 1)
     }
 
     /// Whether a fault needs the relay's processes (a dlab-started relay).

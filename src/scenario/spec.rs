@@ -49,6 +49,12 @@ pub struct Spec {
     pub persistent: Option<bool>,
     /// AMQP: `classic` or `quorum`.
     pub queue_type: Option<QueueType>,
+    /// AMQP: RabbitMQ nodes in the run's cluster (1: one node; 3: a
+    /// cluster dlab starts, or the one `dlab up --nodes 3` keeps).
+    pub nodes: Option<u64>,
+    /// AMQP: what the cluster's nodes do about a partition: ignore,
+    /// pause-minority or autoheal (`cluster_partition_handling`).
+    pub partition_handling: Option<PartitionHandling>,
     /// AMQP: how long showing one notification takes the consumer, e.g. "2ms"
     /// (default 0): a slow consumer keeps a backlog in the queue.
     pub effect_time: Option<String>,
@@ -91,14 +97,20 @@ pub enum QueueType {
     Classic,
     /// A Raft-replicated quorum queue (always durable).
     Quorum,
+    /// A classic queue mirrored to every member (policy `ha-mode: all`,
+    /// automatic sync): the configuration Jepsen tested in 2014; deprecated,
+    /// still in RabbitMQ 3.10.
+    Mirrored,
 }
 
 impl QueueType {
-    /// The value of the `x-queue-type` argument.
+    /// The name in scenario files and reports (`x-queue-type` is `quorum`
+    /// for a quorum queue, `classic` for the two others).
     pub fn name(self) -> &'static str {
         match self {
             QueueType::Classic => "classic",
             QueueType::Quorum => "quorum",
+            QueueType::Mirrored => "mirrored",
         }
     }
 }
@@ -151,6 +163,15 @@ pub enum FaultKind {
     /// SMTP: the proxy between sender and relay lets a message's final "."
     /// through and cuts the connection instead of passing the reply (RFC 1047).
     ReplyLostAfterDot,
+    /// SIGKILL to one cluster member (`node`), restarted after `restart_after`.
+    NodeKill,
+    /// SIGSTOP to one cluster member (`node`) for `duration`.
+    NodePause,
+    /// A graceful stop and start of one cluster member (`node`).
+    NodeRestart,
+    /// The links between cluster members cut (`partition`, `node`) for
+    /// `duration`, then healed.
+    Partition,
 }
 
 impl FaultKind {
@@ -177,6 +198,10 @@ impl FaultKind {
             FaultKind::InboxHangup => "inbox-hangup",
             FaultKind::RelayKill => "relay-kill",
             FaultKind::ReplyLostAfterDot => "reply-lost-after-dot",
+            FaultKind::NodeKill => "node-kill",
+            FaultKind::NodePause => "node-pause",
+            FaultKind::NodeRestart => "node-restart",
+            FaultKind::Partition => "partition",
         }
     }
 }
@@ -285,6 +310,92 @@ pub struct FaultSpec {
     pub bytes: Option<u64>,
     /// `cut`: fin or rst.
     pub mode: Option<CutMode>,
+    /// `node-*`, `partition = "isolate"`: which cluster member, by number
+    /// (from 0), or "leader" / "follower" of the run's queue (asked of the
+    /// cluster when the fault fires).
+    pub node: Option<NodeSpec>,
+    /// `partition`: isolate (one member), halves or bridge.
+    pub partition: Option<PartitionShape>,
+}
+
+/// A cluster member a fault aims at.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum NodeSpec {
+    /// A member by number, from 0.
+    Index(u64),
+    /// `leader` or `follower` of the run's queue.
+    Role(NodeRole),
+}
+
+/// A member named by its part in the run's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    /// The queue's leader (quorum) or master (classic, mirrored).
+    Leader,
+    /// A member that is not the leader (the first one after it).
+    Follower,
+}
+
+/// How a partition splits the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionShape {
+    /// One member (the fault's `node`) cut off from all others.
+    Isolate,
+    /// The first half of the members (rounded down) against the rest.
+    Halves,
+    /// Jepsen's bridge, the majorities ring of three nodes: the link between
+    /// two members is cut and the fault's `node` still sees both, so every
+    /// member sees a majority, and no two the same one.
+    Bridge,
+}
+
+impl PartitionShape {
+    /// The name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionShape::Isolate => "isolate",
+            PartitionShape::Halves => "halves",
+            PartitionShape::Bridge => "bridge",
+        }
+    }
+}
+
+/// `cluster_partition_handling`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionHandling {
+    /// Both sides go on (and may disagree until an operator restarts one).
+    Ignore,
+    /// A node that sees no majority pauses itself until it does.
+    #[default]
+    PauseMinority,
+    /// When the partition heals, the side with fewer clients restarts.
+    Autoheal,
+}
+
+impl PartitionHandling {
+    /// The name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionHandling::Ignore => "ignore",
+            PartitionHandling::PauseMinority => "pause-minority",
+            PartitionHandling::Autoheal => "autoheal",
+        }
+    }
+
+    /// The value in `rabbitmq.conf`.
+    pub fn conf_value(self) -> &'static str {
+        match self {
+            PartitionHandling::Ignore => "ignore",
+            PartitionHandling::PauseMinority => "pause_minority",
+            PartitionHandling::Autoheal => "autoheal",
+        }
+    }
 }
 
 /// The `[expect]` table as written.
@@ -299,4 +410,9 @@ pub struct ExpectSpec {
     pub max_duplicates: Option<u64>,
     /// At least this many extra effects.
     pub min_duplicates: Option<u64>,
+    /// At most this many lost messages the broker had confirmed.
+    pub max_lost_after_confirm: Option<u64>,
+    /// At least this many lost messages the broker had confirmed (a
+    /// scenario that shows the broker breaking its own promise).
+    pub min_lost_after_confirm: Option<u64>,
 }

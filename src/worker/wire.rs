@@ -34,6 +34,8 @@ pub enum WireEvent {
         /// The message number of that delivery or publish, if it was one of this run's.
         seq: Option<u64>,
     },
+    /// Connected to member `n` (from 0) of a cluster's endpoints.
+    Endpoint(u32),
     /// Something the worker noticed (a lost connection, a retry), for the log.
     Note(String),
     /// The worker finished its work and is exiting normally.
@@ -62,6 +64,7 @@ impl fmt::Display for WireEvent {
                 Some(seq) => write!(f, "abort {point} {count} {seq}"),
                 None => write!(f, "abort {point} {count} -"),
             },
+            WireEvent::Endpoint(n) => write!(f, "at {n}"),
             WireEvent::Note(text) => write!(f, "note {}", text.replace('\n', " ")),
             WireEvent::Done => f.write_str("done"),
         }
@@ -89,6 +92,7 @@ impl WireEvent {
         let mut num = || parts.next()?.parse::<u64>().ok();
         Some(match tag {
             "ready" => WireEvent::Ready,
+            "at" => WireEvent::Endpoint(num()? as u32),
             "done" => WireEvent::Done,
             "X" => WireEvent::Ledger(Event::Unexpected),
             "A" => WireEvent::Ledger(Event::Attempt(num()?)),
@@ -138,6 +142,7 @@ mod tests {
                 redelivered: false,
             }),
             WireEvent::Ledger(Event::Acked(7)),
+            WireEvent::Endpoint(2),
             WireEvent::Ledger(Event::Effect(8)),
             WireEvent::Ledger(Event::Suppressed(9)),
             WireEvent::Ledger(Event::Unexpected),
