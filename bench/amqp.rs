@@ -11,93 +11,13 @@
 #[path = "common.rs"]
 mod common;
 
-use common::Bench;
+use common::{lapin_loop, Bench};
 use dlab::report::RunResult;
 use dlab::runner;
 use dlab::scenario::{self, Override, Plan};
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use lapin::options::*;
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::path::Path;
-use std::time::Instant;
 
 const ROUNDS: usize = 3;
-
-/// Messages per second from the first publish to the last ack.
-async fn lapin_loop(url: &str, messages: u64, payload: usize) -> f64 {
-    let conn = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let queue = format!("bench-baseline-{}", uuid::Uuid::new_v4().simple());
-    let publish = conn.create_channel().await.unwrap();
-    publish
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    publish
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let consume = conn.create_channel().await.unwrap();
-    consume
-        .basic_qos(100, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = consume
-        .basic_consume(
-            queue.as_str().into(),
-            "bench".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let consuming = tokio::spawn(async move {
-        let mut n = 0;
-        while n < messages {
-            let d = consumer.next().await.unwrap().unwrap();
-            d.ack(BasicAckOptions::default()).await.unwrap();
-            n += 1;
-        }
-    });
-    let body = vec![b'x'; payload];
-    let mut in_flight = FuturesUnordered::new();
-    for i in 0..messages {
-        if in_flight.len() >= 256 {
-            in_flight.next().await;
-        }
-        let confirm = publish
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_message_id(i.to_string().as_str().into()),
-            )
-            .await
-            .unwrap();
-        in_flight.push(confirm);
-    }
-    while in_flight.next().await.is_some() {}
-    consuming.await.unwrap();
-    let rate = messages as f64 / start.elapsed().as_secs_f64();
-    let _ = publish
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await;
-    let _ = conn.close(200, "done".into()).await;
-    rate
-}
 
 fn load(root: &Path, name: &str, messages: u64) -> Plan {
     let overrides = [Override::parse(&format!("messages={messages}")).unwrap()];
@@ -134,7 +54,8 @@ fn main() {
     let mut baseline = 0f64;
     let mut best: [(f64, Option<RunResult>); 2] = [(0.0, None), (0.0, None)];
     for _ in 0..ROUNDS {
-        baseline = baseline.max(rt.block_on(lapin_loop(&bench.url, messages, payload_bytes)));
+        baseline =
+            baseline.max(rt.block_on(lapin_loop(&bench.url, messages, payload_bytes, false)));
         for (k, plan) in [&alo, &eo].into_iter().enumerate() {
             let r = rt
                 .block_on(runner::run(plan, &bench.context(false)))

@@ -1,10 +1,19 @@
 //! What every benchmark shares: the broker (`DLAB_AMQP_URL`, or a private
-//! node started for the benchmark and stopped after it) and a run context.
+//! node started for the benchmark and stopped after it), a run context, and
+//! the plain lapin loop that AMQP runs are measured against.
+
+// Each benchmark includes this file and uses part of it.
+#![allow(dead_code)]
 
 use dlab::broker::NodeState;
 use dlab::runner::RunContext;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use std::path::PathBuf;
 use std::time::Duration;
+use std::time::Instant;
 
 /// The broker a benchmark uses.
 pub struct Bench {
@@ -47,6 +56,7 @@ impl Bench {
                 node: None,
                 management: None,
             }),
+            cluster: None,
             relay: dlab::smtp::RelayTarget::Private,
             cancel: dlab::runner::Cancel::never(),
         }
@@ -68,4 +78,89 @@ impl Drop for Bench {
         }
         let _ = std::fs::remove_dir_all(&self.home);
     }
+}
+
+/// Messages per second from the first publish to the last ack of
+/// The baseline: a plain lapin publish-and-consume loop (confirms, 256 in
+/// flight, a durable queue, classic or quorum, persistent messages of
+/// `payload` bytes, manual acks).
+pub async fn lapin_loop(url: &str, messages: u64, payload: usize, quorum: bool) -> f64 {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let queue = format!("bench-baseline-{}", uuid::Uuid::new_v4().simple());
+    let publish = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    if quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    publish
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let consume = conn.create_channel().await.unwrap();
+    consume
+        .basic_qos(100, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consume
+        .basic_consume(
+            queue.as_str().into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let consuming = tokio::spawn(async move {
+        let mut n = 0;
+        while n < messages {
+            let d = consumer.next().await.unwrap().unwrap();
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            n += 1;
+        }
+    });
+    let body = vec![b'x'; payload];
+    let mut in_flight = FuturesUnordered::new();
+    for i in 0..messages {
+        if in_flight.len() >= 256 {
+            in_flight.next().await;
+        }
+        let confirm = publish
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(i.to_string().as_str().into()),
+            )
+            .await
+            .unwrap();
+        in_flight.push(confirm);
+    }
+    while in_flight.next().await.is_some() {}
+    consuming.await.unwrap();
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    let _ = publish
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = conn.close(200, "done".into()).await;
+    rate
 }

@@ -12,6 +12,7 @@ pub mod amqp;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_matrix;
 pub mod compare;
 pub mod effects;
 pub mod history;

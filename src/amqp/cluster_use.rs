@@ -41,11 +41,8 @@ impl ClusterUse {
             Some(c) => c,
             None => {
                 let dir = ctx.home.join("clusters").join(s.run_id);
-                let quiet = !ctx.progress;
                 let c = Cluster::start(&dir, amqp.nodes, amqp.partition_handling, |m| {
-                    if !quiet {
-                        eprintln!("{m}");
-                    }
+                    eprintln!("{m}");
                 })
                 .await
                 .map_err(|e| RunError::Unsupported(format!("cannot start the cluster: {e}")))?;
@@ -112,12 +109,13 @@ impl ClusterUse {
 
     /// After the drain, before the queue is deleted: stop watching, ask the
     /// cluster's CLI for its own account, remove the mirroring policy.
-    pub async fn after_drain(&mut self, queue: &str) {
+    pub async fn after_drain(&mut self, queue: &str, settled: Option<u64>) {
         if let Some(w) = self.watcher.take() {
             self.report.samples = w.stop();
         }
         self.report.leader_changes = watch::leader_changes(&self.report.samples);
-        match counts::read(&self.cluster, queue, self.queue_type == QueueType::Quorum).await {
+        let quorum = self.queue_type == QueueType::Quorum;
+        match counts::read(&self.cluster, queue, quorum, settled).await {
             Ok(after) => self.report.after = Some(after),
             Err(e) => self.report.notes.push(e),
         }
@@ -132,6 +130,20 @@ impl ClusterUse {
                 }
             }
         }
+    }
+
+    /// Whether a member stopped running, or saw a partition, during the
+    /// run (as the samples say): its rabbit application may have restarted
+    /// and begun its counters again at zero, so the sum of the members'
+    /// counters may not cover the whole run.
+    pub fn disturbed(&self) -> bool {
+        self.report.samples.iter().any(|s| {
+            s.asked.is_none()
+                || s.members.len() != self.report.members.len()
+                || s.members
+                    .iter()
+                    .any(|m| !m.running || !m.partitions.is_empty())
+        })
     }
 
     /// The report section, with the clients' connections and what dlab's

@@ -34,7 +34,7 @@ pub struct Engine {
     inspector: Option<Inspector>,
     workers: Supervisor,
     /// The management API and its counters before the run (or why there are none).
-    counters_before: Result<(Vec<Management>, Counters), String>,
+    counters_before: Result<(Vec<Management>, Vec<Counters>), String>,
     broker_read: Result<BrokerRead, String>,
     /// A run on a cluster: what it does besides.
     cluster: Option<ClusterUse>,
@@ -222,7 +222,9 @@ impl EngineTrait for Engine {
             Err(e) => Err(e.clone()),
         };
         if let Some(c) = self.cluster.as_mut() {
-            c.after_drain(&self.queue).await;
+            let inspector = self.inspector.as_mut().expect("a run finishes once");
+            let settled = inspector.ready().await.map(u64::from);
+            c.after_drain(&self.queue, settled).await;
         }
         let inspector = self.inspector.take().expect("a run finishes once");
         let remaining = inspector.finish(self.keep_queue).await?;
@@ -238,7 +240,8 @@ impl EngineTrait for Engine {
         let restarted = result
             .fault_timeline
             .iter()
-            .any(|r| r.fired && s.plan.faults[r.fault].action.restarts_broker());
+            .any(|r| r.fired && s.plan.faults[r.fault].action.restarts_broker())
+            || self.cluster.as_ref().is_some_and(ClusterUse::disturbed);
         match self.broker_read {
             Ok(read) => {
                 result.broker_count = Some(report::BrokerCount::compare(
@@ -258,23 +261,38 @@ impl EngineTrait for Engine {
     }
 }
 
-/// The counters of every member, added up.
-async fn counters(ms: &[Management]) -> Result<Counters, String> {
-    let mut sum = Counters::default();
+/// The counters of every member.
+async fn counters(ms: &[Management]) -> Result<Vec<Counters>, String> {
+    let mut all = Vec::with_capacity(ms.len());
     for m in ms {
-        let c = m.counters().await?;
+        all.push(m.counters().await?);
+    }
+    Ok(all)
+}
+
+/// What every member counted since `before`, added up, and whether that
+/// covers the whole run: a member whose counters went down restarted (a
+/// kill, or its rabbit application stopped by a partition) and began again
+/// at zero, and only its counts since then are in the sum.
+fn grown(before: &[Counters], now: &[Counters]) -> (Counters, bool) {
+    let mut sum = Counters::default();
+    let mut whole = before.len() == now.len();
+    for (b, n) in before.iter().zip(now) {
+        let g = n.since(b);
+        whole &= g.is_some();
+        let c = g.unwrap_or(*n);
         sum.received += c.received;
         sum.delivered += c.delivered;
         sum.redelivered += c.redelivered;
         sum.acknowledged += c.acknowledged;
     }
-    Ok(sum)
+    (sum, whole)
 }
 
 async fn broker_count_read(
     ms: &[Management],
     queue: &str,
-    before: &Counters,
+    before: &[Counters],
 ) -> Result<BrokerRead, String> {
     let mut info = Err("no member answered".to_string());
     for m in ms {
@@ -284,8 +302,18 @@ async fn broker_count_read(
         }
     }
     let queue = info?;
-    let now = counters(ms).await?;
-    let grown = now.since(before);
+    // A member paused by a partition, or restarting after a fault, comes
+    // back within a minute once the cluster heals: wait for it.
+    let deadline =
+        Instant::now() + std::time::Duration::from_secs(if ms.len() > 1 { 60 } else { 0 });
+    let now = loop {
+        match counters(ms).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    };
+    let (counted, since_start) = grown(before, &now);
     let source = match ms {
         [one] => one.describe(),
         _ => format!(
@@ -296,8 +324,8 @@ async fn broker_count_read(
     Ok(BrokerRead {
         source,
         queue,
-        since_start: grown.is_some(),
-        counted: grown.unwrap_or(now),
+        since_start,
+        counted,
     })
 }
 
@@ -314,4 +342,25 @@ async fn broker_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| RunError::Unsupported(format!("cannot resolve the broker host {host}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_that_began_again_at_zero_makes_the_sum_partial() {
+        let c = |n: u64| Counters {
+            received: n,
+            delivered: n,
+            redelivered: 0,
+            acknowledged: n,
+        };
+        let (sum, whole) = grown(&[c(10), c(5)], &[c(30), c(8)]);
+        assert_eq!((sum.received, whole), (23, true));
+        // Member 1 restarted: its 2 since then count, and the sum says so,
+        // although the total still grew.
+        let (sum, whole) = grown(&[c(10), c(5)], &[c(30), c(2)]);
+        assert_eq!((sum.received, whole), (22, false));
+    }
 }

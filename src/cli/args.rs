@@ -58,6 +58,15 @@ pub enum Transports {
     Both,
 }
 
+/// Which broker topology the matrix runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Topology {
+    /// One RabbitMQ node (and the SMTP rows).
+    Single,
+    /// A three-node RabbitMQ cluster.
+    Cluster,
+}
+
 /// Which rows of the matrix to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Rows {
@@ -115,6 +124,11 @@ pub enum Command {
         /// Which transports: `amqp`, `smtp` or `both`.
         #[arg(long, value_enum, default_value_t = Transports::Both)]
         transport: Transports,
+        /// `single` (one node, the fault rows above) or `cluster`: queue
+        /// types against leader kills, pauses and partitions on three nodes
+        /// (--rows and --transport do not apply).
+        #[arg(long, value_enum, default_value_t = Topology::Single)]
+        topology: Topology,
         /// Where results go besides the terminal.
         #[command(flatten)]
         output: OutputArgs,
@@ -158,11 +172,21 @@ pub enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
-    /// Start a private RabbitMQ node under .dlab/ and print its URL.
-    Up,
-    /// Stop the node `dlab up` started.
+    /// Start a private RabbitMQ node (or, with --nodes 3, a cluster) and a
+    /// Postfix relay under .dlab/, and print their URLs.
+    Up {
+        /// RabbitMQ nodes: 1, or a cluster of this many that scenarios with
+        /// the same `nodes` (and `partition_handling`) use.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+        nodes: u32,
+        /// The cluster's `cluster_partition_handling`.
+        #[arg(long, value_enum, default_value_t = Handling::PauseMinority)]
+        partition_handling: Handling,
+    },
+    /// Stop the node (or cluster) and the relay `dlab up` started.
     Down,
-    /// Show the node `dlab up` started.
+    /// Show the node (or cluster: members, which run, each quorum queue's
+    /// leader) and the relay `dlab up` started.
     Status,
     /// Print the JSON Schema of `--json` results (or, with --scenario, of
     /// scenario files).
@@ -267,5 +291,26 @@ mod tests {
             GuaranteeArg::value_variants().len(),
             crate::policy::Guarantee::ALL.len()
         );
+    }
+}
+
+/// `cluster_partition_handling` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Handling {
+    /// Both sides go on.
+    Ignore,
+    /// A member that sees no majority pauses itself.
+    PauseMinority,
+    /// The side with fewer clients restarts when the partition heals.
+    Autoheal,
+}
+
+impl From<Handling> for crate::scenario::PartitionHandling {
+    fn from(h: Handling) -> Self {
+        match h {
+            Handling::Ignore => Self::Ignore,
+            Handling::PauseMinority => Self::PauseMinority,
+            Handling::Autoheal => Self::Autoheal,
+        }
     }
 }

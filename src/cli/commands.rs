@@ -1,6 +1,6 @@
 //! What each subcommand does, in terms of the library.
 
-use super::args::{BrokerArgs, Command, OutputArgs, Rows, Transports};
+use super::args::{BrokerArgs, Command, OutputArgs, Rows, Topology, Transports};
 use super::{EXIT_BROKEN, EXIT_OK};
 use crate::broker::{self, BrokerHandle, NodeState};
 use crate::matrix;
@@ -79,11 +79,15 @@ pub fn dispatch(command: Command) -> Result<i32> {
             seed,
             rows,
             transport,
+            topology,
             output,
             broker,
         } => {
             if messages < 20 {
                 return Err(anyhow!("--messages {messages}: expected at least 20"));
+            }
+            if topology == Topology::Cluster {
+                return cluster_matrix(messages, seed, &output, &broker);
             }
             // Rows that need the broker's process run only on a node dlab starts.
             let external = broker.amqp_url.is_some();
@@ -195,7 +199,14 @@ pub fn dispatch(command: Command) -> Result<i32> {
         }
         Command::Explain { run, message } => explain(&run, &message),
         Command::Check { history, json } => check(&history, json.as_deref()),
-        Command::Up => up(),
+        Command::Up {
+            nodes: 1,
+            partition_handling: _,
+        } => up(),
+        Command::Up {
+            nodes,
+            partition_handling,
+        } => up_cluster(nodes, partition_handling.into()),
         Command::Down => down(),
         Command::Status => status(),
     }
@@ -426,12 +437,115 @@ fn print_matrix(
         .iter()
         .map(|g| g.name())
         .collect();
-    table::write_matrix(out, &rows, &columns, &grid)?;
+    table::write_matrix(out, "fault \\ guarantee", &rows, &columns, &grid)?;
     writeln!(out)?;
     for r in results {
         writeln!(out, "  {:<44} effect store {}", r.scenario, r.effect_store)?;
     }
     Ok(())
+}
+
+/// `dlab matrix --topology cluster`: each group of cells that share a
+/// partition-handling mode runs on one cluster, started for the group
+/// (or the one `dlab up --nodes 3` keeps, when its mode matches).
+fn cluster_matrix(
+    messages: u64,
+    seed: u64,
+    output: &OutputArgs,
+    broker: &BrokerArgs,
+) -> Result<i32> {
+    use crate::cluster::Cluster;
+    use crate::cluster_matrix::{plans, QUEUE_TYPES, ROWS};
+    if broker.amqp_url.is_some() {
+        return Err(anyhow!(
+            "--topology cluster runs on clusters dlab starts itself; leave out --amqp-url / DLAB_AMQP_URL"
+        ));
+    }
+    let cells = plans(messages, seed);
+    let plans: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
+    let results = with_broker(broker, output.quiet, false, |ctx| async move {
+        let mut results = Vec::new();
+        let mut i = 0;
+        while i < plans.len() && !ctx.cancel.is_cancelled() {
+            let a = plans[i].amqp().expect("cluster cells are AMQP");
+            let group: Vec<Plan> = plans[i..]
+                .iter()
+                .take_while(|p| {
+                    p.amqp().map(|x| x.partition_handling) == Some(a.partition_handling)
+                })
+                .cloned()
+                .collect();
+            let up = ctx.cluster.clone().filter(|c| {
+                c.members().len() == a.nodes as usize
+                    && c.record().partition_handling == a.partition_handling
+            });
+            let cluster = match up {
+                Some(c) => c,
+                None => {
+                    let dir = ctx.home.join("clusters").join(format!(
+                        "matrix-{}-{}",
+                        crate::message_id::new_run_id(),
+                        a.partition_handling.name()
+                    ));
+                    Arc::new(
+                        Cluster::start(&dir, a.nodes, a.partition_handling, |m| eprintln!("{m}"))
+                            .await?,
+                    )
+                }
+            };
+            let ctx = RunContext {
+                cluster: Some(cluster),
+                ..ctx.clone()
+            };
+            results.extend(run_each(&group, &ctx, "matrix").await?);
+            i += group.len();
+        }
+        Ok(results)
+    })?;
+    let out = &mut std::io::stdout().lock();
+    writeln!(
+        out,
+        "\ndlab matrix --topology cluster: {messages} messages per cell, at-least-once, three nodes\n\
+         promise: no message lost; a quorum queue also promises to lose nothing it confirmed (judged); classic and mirrored cells are counted, not judged\n"
+    )?;
+    let grid: Vec<table::Cell<'_>> = cells
+        .iter()
+        .zip(&results)
+        .map(|(c, r)| table::Cell {
+            row: c.row.label,
+            column: c.queue_type.name(),
+            result: r,
+        })
+        .collect();
+    let rows: Vec<&str> = ROWS.iter().map(|r| r.label).collect();
+    let columns: Vec<&str> = QUEUE_TYPES.iter().map(|q| q.name()).collect();
+    table::write_matrix(out, "fault \\ queue type", &rows, &columns, &grid)?;
+    writeln!(out)?;
+    for r in &results {
+        writeln!(
+            out,
+            "  {:<44} lost after confirm {:<5} leader changes {:<3} effect store {}",
+            r.scenario,
+            r.counts.lost_after_confirm,
+            r.cluster.as_ref().map_or(0, |c| c.leader_changes),
+            r.effect_store
+        )?;
+    }
+    let grid = report::html::Grid {
+        rows,
+        columns,
+        cells: cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.row.label, c.queue_type.name(), i))
+            .collect(),
+    };
+    write_outputs(
+        &results,
+        "dlab matrix --topology cluster",
+        Some(&grid),
+        output,
+    )
 }
 
 fn list(dir: &Path) -> Result<i32> {
@@ -519,6 +633,65 @@ fn up() -> Result<i32> {
     Ok(EXIT_OK)
 }
 
+/// Starts (or finds) the cluster and the relay of `dlab up --nodes N`.
+fn up_cluster(nodes: u32, handling: crate::scenario::PartitionHandling) -> Result<i32> {
+    use crate::cluster::Cluster;
+    let home = broker::home();
+    let dir = cluster_dir(&home);
+    let started = match Cluster::attach(&dir) {
+        Some(c)
+            if c.members().len() == nodes as usize && c.record().partition_handling == handling =>
+        {
+            eprintln!("dlab: cluster already running in {}", dir.display());
+            None
+        }
+        Some(c) => {
+            eprintln!(
+                "dlab up: a cluster of {} nodes ({}) is already running in {}; `dlab down` stops it first",
+                c.members().len(),
+                c.record().partition_handling.name(),
+                dir.display()
+            );
+            return Ok(super::EXIT_USAGE);
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+            let c =
+                runtime()?.block_on(Cluster::start(&dir, nodes, handling, |m| eprintln!("{m}")))?;
+            let urls = c.urls();
+            c.keep_running()?;
+            Some(urls)
+        }
+    };
+    let relay = match up_relay(&relay_dir(&home)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dlab up: the SMTP relay failed to start: {e}");
+            if started.is_some() {
+                if let Some(c) = Cluster::attach(&dir) {
+                    c.retire();
+                }
+                eprintln!("dlab up: stopped the cluster it had started; nothing is left running");
+            }
+            return Ok(super::EXIT_USAGE);
+        }
+    };
+    let c =
+        Cluster::attach(&dir).ok_or_else(|| anyhow!("the cluster in {} stopped", dir.display()))?;
+    for url in c.urls() {
+        println!("{url}");
+    }
+    println!("{relay}");
+    if started.is_some() {
+        eprintln!(
+            "dlab: cluster of {nodes} nodes running ({}; data and logs in {}); scenarios with `nodes = {nodes}` use it; `dlab down` stops it",
+            handling.name(),
+            dir.display()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
 /// Starts the relay of `dlab up` (forwarding to a fixed inbox address that
 /// SMTP runs listen on), or finds it running; returns its URL.
 fn up_relay(dir: &Path) -> Result<String> {
@@ -542,6 +715,15 @@ fn up_relay(dir: &Path) -> Result<String> {
 }
 
 fn down() -> Result<i32> {
+    let cluster = cluster_dir(&broker::home());
+    if let Some(c) = crate::cluster::Cluster::attach(&cluster) {
+        let n = c.members().len();
+        c.retire();
+        eprintln!(
+            "dlab: cluster of {n} nodes stopped and removed ({})",
+            cluster.display()
+        );
+    }
     let dir = broker::up_dir(&broker::home());
     match NodeState::load(&dir) {
         Some(state) if state.alive() => {
@@ -567,7 +749,67 @@ fn down() -> Result<i32> {
     Ok(EXIT_OK)
 }
 
+/// The cluster of `dlab up --nodes N`: each member, whether it runs, and
+/// each quorum queue's leader, as the first member that answers says.
+fn cluster_status(c: &crate::cluster::Cluster) -> Result<()> {
+    use crate::cluster::watch;
+    use std::time::Duration;
+    let rt = runtime()?;
+    let (nodes, queues) = rt.block_on(async {
+        for m in c.managements() {
+            if let Ok(nodes) = watch::ask_nodes(&m, Duration::from_secs(2)).await {
+                let queues = m.json("queues", Duration::from_secs(2)).await.ok();
+                return (Some(nodes), queues);
+            }
+        }
+        (None, None)
+    });
+    for (i, url) in c.urls().iter().enumerate() {
+        let name = c.name(i);
+        let state = match &nodes {
+            Some(ns) => match ns.iter().find(|n| n.name == name) {
+                Some(n) if n.running && n.partitions.is_empty() => "running",
+                Some(n) if n.running => "running (partitioned)",
+                Some(_) => "stopped",
+                None => "not a member",
+            },
+            None if c.members()[i].state().alive() => "no answer",
+            None => "stopped",
+        };
+        println!(
+            "member {i}  {state}  {}  node {name}  pid {}",
+            crate::amqp::mask_password(url),
+            c.members()[i].state().pid
+        );
+    }
+    for q in queues
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if q["type"].as_str() == Some("quorum") {
+            let leader = q["leader"]
+                .as_str()
+                .or(q["node"].as_str())
+                .unwrap_or("unknown");
+            println!(
+                "quorum queue {}  leader {leader}",
+                q["name"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn status() -> Result<i32> {
+    if let Some(c) = crate::cluster::Cluster::attach(&cluster_dir(&broker::home())) {
+        cluster_status(&c)?;
+        if let Some(r) = crate::relay::Relay::attach(&relay_dir(&broker::home())) {
+            println!("running  smtp://{}  dir {}", r.addr(), r.dir().display());
+        }
+        return Ok(EXIT_OK);
+    }
     let dir = broker::up_dir(&broker::home());
     match NodeState::load(&dir) {
         Some(state) if state.alive() => {

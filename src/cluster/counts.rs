@@ -7,6 +7,10 @@
 use super::Cluster;
 use crate::report::{ClusterAfter, RaftMember};
 use serde_json::Value;
+use std::time::Duration;
+
+/// How long a queue's `messages` statistic may take to catch up.
+pub const CATCH_UP: Duration = Duration::from_secs(15);
 
 /// `list_queues name messages --formatter json`: the messages of `queue`.
 pub fn parse_list_queues(text: &str, queue: &str) -> Option<u64> {
@@ -74,28 +78,44 @@ pub fn parse_cluster_status(text: &str) -> (Vec<String>, Vec<String>) {
 }
 
 /// Asks the first member whose CLI answers; None (and why) when none does.
+/// `list_queues`' `messages` is a statistic the queue emits every few
+/// seconds, so it may still show the last moments of the run: when it
+/// differs from `settled` (dlab's own read of the queue over AMQP, taken
+/// just before), it is asked again for up to [`CATCH_UP`], and the last
+/// answer is what the report shows.
 /// (`amqp_remaining` and `agree` are filled in once dlab's own read is in.)
-pub async fn read(cluster: &Cluster, queue: &str, quorum: bool) -> Result<ClusterAfter, String> {
+pub async fn read(
+    cluster: &Cluster,
+    queue: &str,
+    quorum: bool,
+    settled: Option<u64>,
+) -> Result<ClusterAfter, String> {
     let mut why = Vec::new();
     for m in cluster.members() {
         let s = m.state();
         if !s.alive() {
             continue;
         }
-        let listed = match s
-            .ctl(
+        let list = || {
+            s.ctl(
                 "rabbitmqctl",
                 &["list_queues", "name", "messages", "--formatter", "json"],
             )
-            .await
-        {
-            Ok(text) => text,
+        };
+        let mut queue_messages = match list().await {
+            Ok(text) => parse_list_queues(&text, queue),
             Err(e) => {
                 why.push(e);
                 continue;
             }
         };
-        let queue_messages = parse_list_queues(&listed, queue);
+        let until = std::time::Instant::now() + CATCH_UP;
+        while settled.is_some() && queue_messages != settled && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            if let Ok(text) = list().await {
+                queue_messages = parse_list_queues(&text, queue);
+            }
+        }
         let raft = if quorum {
             s.ctl(
                 "rabbitmq-queues",

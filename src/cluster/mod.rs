@@ -342,14 +342,19 @@ impl Cluster {
         None
     }
 
-    /// Cuts the links between these members (0-based pairs).
-    pub fn partition(&self, cuts: &[(usize, usize)]) -> Result<(), String> {
+    /// Cuts the links between these members (0-based pairs), and the
+    /// clients of these members off from them.
+    pub fn partition(&self, cuts: &[(usize, usize)], clients_of: &[usize]) -> Result<(), String> {
         partition::available()?;
         let links: Vec<(Ipv4Addr, Ipv4Addr)> = cuts
             .iter()
             .map(|(a, b)| (self.record.address(*a), self.record.address(*b)))
             .collect();
-        partition::cut(&self.record.table, &links)
+        let ports: Vec<u16> = clients_of
+            .iter()
+            .map(|i| self.members[*i].state().amqp_port)
+            .collect();
+        partition::cut(&self.record.table, &links, &ports)
     }
 
     /// Ends every partition.

@@ -29,6 +29,7 @@ pub fn cuts(shape: PartitionShape, n: usize, target: usize) -> Vec<(usize, usize
                 PartitionShape::Isolate => a == target || b == target,
                 PartitionShape::Halves => (a < n / 2) != (b < n / 2),
                 PartitionShape::Bridge => a != target && b != target && cuts.is_empty(),
+                PartitionShape::Clients => false,
             };
             if cut {
                 cuts.push((a, b));
@@ -87,8 +88,10 @@ fn nft(script: &str) -> Result<(), String> {
 }
 
 /// The nftables script that drops every packet between the two addresses
-/// of each cut link, both ways, in table `inet NAME`.
-pub fn script(table: &str, cut: &[(Ipv4Addr, Ipv4Addr)]) -> String {
+/// of each cut link, both ways, and every packet to and from each of
+/// `ports` on 127.0.0.1 (a member's AMQP port: its clients cut off), in
+/// table `inet NAME`.
+pub fn script(table: &str, cut: &[(Ipv4Addr, Ipv4Addr)], ports: &[u16]) -> String {
     let mut s = format!(
         "table inet {table} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n"
     );
@@ -96,15 +99,19 @@ pub fn script(table: &str, cut: &[(Ipv4Addr, Ipv4Addr)]) -> String {
         s.push_str(&format!("    ip saddr {a} ip daddr {b} drop\n"));
         s.push_str(&format!("    ip saddr {b} ip daddr {a} drop\n"));
     }
+    for p in ports {
+        s.push_str(&format!("    ip daddr 127.0.0.1 tcp dport {p} drop\n"));
+        s.push_str(&format!("    ip daddr 127.0.0.1 tcp sport {p} drop\n"));
+    }
     s.push_str("  }\n}\n");
     s
 }
 
-/// Cuts the links between these address pairs (replacing any earlier cut
-/// of this table).
-pub fn cut(table: &str, links: &[(Ipv4Addr, Ipv4Addr)]) -> Result<(), String> {
+/// Cuts the links between these address pairs and the clients of these
+/// ports (replacing any earlier cut of this table).
+pub fn cut(table: &str, links: &[(Ipv4Addr, Ipv4Addr)], ports: &[u16]) -> Result<(), String> {
     heal(table);
-    nft(&script(table, links))
+    nft(&script(table, links, ports))
 }
 
 /// Deletes the table: every link of the cluster is whole again. Quiet when
@@ -142,13 +149,19 @@ mod tests {
         // Member 1 is the bridge: it still sees 0 and 2, which do not see each other.
         assert_eq!(cuts(Bridge, 3, 1), [(0, 2)]);
         assert_eq!(cuts(Bridge, 3, 0), [(1, 2)]);
+        assert!(
+            cuts(Clients, 3, 1).is_empty(),
+            "the members still see each other"
+        );
     }
 
     #[test]
     fn the_script_drops_both_ways_of_each_cut_link() {
         let a = Ipv4Addr::new(127, 9, 9, 1);
         let b = Ipv4Addr::new(127, 9, 9, 3);
-        let s = script("dlab_x", &[(a, b)]);
+        let s = script("dlab_x", &[(a, b)], &[5701]);
+        assert!(s.contains("ip daddr 127.0.0.1 tcp dport 5701 drop"));
+        assert!(s.contains("ip daddr 127.0.0.1 tcp sport 5701 drop"));
         assert!(s.starts_with("table inet dlab_x {"), "{s}");
         assert!(s.contains("ip saddr 127.9.9.1 ip daddr 127.9.9.3 drop"));
         assert!(s.contains("ip saddr 127.9.9.3 ip daddr 127.9.9.1 drop"));

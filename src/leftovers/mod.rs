@@ -5,11 +5,13 @@
 //! directory under `.dlab/`, written before it starts and removed when dlab
 //! stops it: a private RabbitMQ node (`state.json`, `crate::broker::node`), a
 //! private Postfix relay and its entry in the system `main.cf` (`relay.json`,
-//! `crate::relay`). Each names its [`Owner`]. A dlab process killed by SIGKILL
+//! `crate::relay`), a cluster's epmd and nftables table (`cluster.json`,
+//! `crate::cluster`; its members have node records of their own). Each
+//! names its [`Owner`]. A dlab process killed by SIGKILL
 //! removes nothing; [`sweep`], at the start of the next `dlab` command, ends
 //! the processes of every record whose owner no longer lives (found by their
 //! working directory, which is the thing's directory), takes the relay out of
-//! `main.cf` and removes the record. What a live dlab owns, and what `dlab
+//! `main.cf`, deletes a cluster's nftables table and removes the record. What a live dlab owns, and what `dlab
 //! up` keeps, is never touched.
 //!
 //! Worker processes need no record: they end when their stdin closes, which
@@ -21,6 +23,7 @@ pub mod process;
 pub use owner::Owner;
 
 use crate::broker::NodeState;
+use crate::cluster::{self, partition};
 use crate::relay;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +74,16 @@ fn places(home: &Path) -> Vec<PathBuf> {
     for run in subdirs(&home.join("runs")) {
         places.extend(subdirs(&run));
     }
+    // A cluster's members first (their VMs), then the cluster itself (its
+    // epmd and nftables table).
+    let mut clusters = vec![home.join("cluster")];
+    clusters.extend(subdirs(&home.join("clusters")));
+    for c in clusters {
+        if let Some(r) = cluster::Record::load(&c) {
+            places.extend(cluster::member_dirs(&c, r.size));
+            places.push(c);
+        }
+    }
     places
 }
 
@@ -79,7 +92,7 @@ fn gone_owner(dir: &Path) -> Option<u32> {
     let owner = match (NodeState::load(dir), relay::Record::load(dir)) {
         (Some(node), _) => node.owner,
         (None, Some(relay)) => relay.owner,
-        (None, None) => return None,
+        (None, None) => cluster::Record::load(dir)?.owner,
     };
     owner.is_gone().then(|| owner.pid()).flatten()
 }
@@ -137,6 +150,18 @@ fn remove(home: &Path, dir: &Path) -> Option<String> {
         }
         let pid = pids.iter().find(|p| **p == node.pid).or(pids.first())?;
         return Some(format!("private RabbitMQ node {shown} (pid {pid})"));
+    }
+    if let Some(c) = cluster::Record::load(dir) {
+        let table = partition::exists(&c.table);
+        c.remove_own(dir);
+        if dir.parent() == Some(&home.join("clusters")) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let mut what = vec![format!("cluster {shown}: its epmd (pid {})", c.epmd_pid)];
+        if table {
+            what.push(format!("its nftables table inet {}", c.table));
+        }
+        return Some(what.join(" and "));
     }
     let record = relay::Record::load(dir)?;
     let listed = relay::unlist(dir);

@@ -101,7 +101,7 @@ fn explain(name: &str, broker: u64, ledger: u64, whole_run: bool) -> String {
     let n = broker.abs_diff(ledger);
     if !whole_run {
         return format!(
-            "differ by {n}: the broker was killed or restarted during the run, and its counters began again at zero"
+            "differ by {n}: the broker (or a cluster member) was killed, restarted or paused by a partition during the run, and its counters began again at zero"
         );
     }
     let why = match (name, broker > ledger) {

@@ -213,14 +213,18 @@ fn run_section(i: usize, r: &RunResult) -> String {
         h.push_str(&super::html_smtp::details(smtp, r.counts.duplicates));
     }
     h.push_str(&broker_count_table(r));
+    if let Some(c) = &r.cluster {
+        h.push_str(&super::html_cluster::details(c));
+    }
     let _ = write!(
         h,
-        "<div class=\"charts\">{}{}{}</div></section>",
+        "<div class=\"charts\">{}{}{}{}</div></section>",
         throughput_svg(i, r),
         latency_svg(i, r),
         r.smtp
             .as_ref()
-            .map_or(String::new(), |_| super::html_smtp::relay_queue_svg(i, r))
+            .map_or(String::new(), |_| super::html_smtp::relay_queue_svg(i, r)),
+        super::html_cluster::membership_svg(i, r)
     );
     h
 }

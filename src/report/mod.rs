@@ -3,8 +3,10 @@
 
 mod broker_count;
 mod cluster;
+mod cluster_text;
 mod fault_record;
 pub mod html;
+mod html_cluster;
 mod html_smtp;
 pub mod progress;
 mod result;

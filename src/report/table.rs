@@ -130,6 +130,9 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     if let Some(smtp) = &r.smtp {
         super::smtp_text::write(out, smtp, r.counts.duplicates)?;
     }
+    if let Some(cluster) = &r.cluster {
+        super::cluster_text::write(out, cluster)?;
+    }
     // Fault windows are told in detail below, from the fault timeline.
     for t in r
         .timeline
@@ -162,6 +165,9 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
                 "      during: {} published, {} confirmed, {} in doubt, {} delivered, {} redelivered; after: {} published, {} confirmed, {} in doubt, {} delivered",
                 d.published, d.confirmed, d.in_doubt, d.delivered, d.redelivered, a.published, a.confirmed, a.in_doubt, a.delivered
             )?;
+        }
+        if let Some(a) = &f.aimed_at {
+            writeln!(out, "      aimed at: {a}")?;
         }
         if let Some(b) = f.backlog {
             writeln!(
@@ -313,13 +319,14 @@ pub struct Cell<'a> {
 /// preset's promise held.
 pub fn write_matrix(
     out: &mut dyn Write,
+    corner: &str,
     rows: &[&str],
     columns: &[&str],
     cells: &[Cell<'_>],
 ) -> io::Result<()> {
     const ROW: usize = 42;
     const COL: usize = 30;
-    write!(out, "{:<ROW$}", "fault \\ guarantee")?;
+    write!(out, "{corner:<ROW$}")?;
     for c in columns {
         write!(out, "{c:<COL$}")?;
     }

@@ -90,12 +90,17 @@ pub async fn start(
             let n = cluster.members().len();
             let cuts = partition::cuts(shape, n, i);
             let links: Vec<String> = cuts.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+            let clients_of: Vec<usize> = match shape {
+                PartitionShape::Clients => vec![i],
+                _ => Vec::new(),
+            };
             started.aimed_at = match shape {
                 PartitionShape::Halves => format!("links {} cut", links.join(", ")),
+                PartitionShape::Clients => format!("{}: its clients cut off", started.aimed_at),
                 _ => format!("{}: links {} cut", started.aimed_at, links.join(", ")),
             };
             started.member = None;
-            started.note = cluster.partition(&cuts).err();
+            started.note = cluster.partition(&cuts, &clients_of).err();
         }
         _ => {}
     }

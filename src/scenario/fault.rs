@@ -556,6 +556,7 @@ impl Fault {
             Action::NodePause { target } => format!("node-pause of {} (SIGSTOP)", target.describe()),
             Action::NodeRestart { target } => format!("node-restart of {}", target.describe()),
             Action::Partition { shape: PartitionShape::Halves, .. } => "partition: halves".to_string(),
+            Action::Partition { shape: PartitionShape::Clients, target } => format!("partition: the clients of {} cut off", target.describe()),
             Action::Partition { shape, target } => format!("partition: {} {}", shape.name(), target.describe()),
         };
         format!("{what} {when}{lasting}{chance}")

@@ -350,6 +350,10 @@ pub enum PartitionShape {
     /// two members is cut and the fault's `node` still sees both, so every
     /// member sees a majority, and no two the same one.
     Bridge,
+    /// The clients of one member (the fault's `node`) cut off from it: every
+    /// packet to and from its AMQP port is dropped; the members still see
+    /// each other.
+    Clients,
 }
 
 impl PartitionShape {
@@ -359,6 +363,7 @@ impl PartitionShape {
             PartitionShape::Isolate => "isolate",
             PartitionShape::Halves => "halves",
             PartitionShape::Bridge => "bridge",
+            PartitionShape::Clients => "clients",
         }
     }
 }

@@ -186,6 +186,7 @@ mod tests {
                 "confirm_timeout" | "effect_time" => "\"1s\"",
                 "durable" | "persistent" => "true",
                 "queue_type" => "\"classic\"",
+                "partition_handling" => "\"ignore\"",
                 _ => "1",
             };
             let text = format!(
@@ -198,8 +199,12 @@ mod tests {
                 message.starts_with(&format!("`{}`: a setting of the amqp", key.name)),
                 "{message}"
             );
-            // The same key is the AMQP scenario's own.
-            let text = text.replace("transport = \"smtp\"", "transport = \"amqp\"");
+            // The same key is the AMQP scenario's own (partition handling
+            // on a cluster).
+            let mut text = text.replace("transport = \"smtp\"", "transport = \"amqp\"");
+            if key.name == "partition_handling" {
+                text.push_str("nodes = 3\n");
+            }
             assert!(parse(&text, "s.toml", "s", &[]).is_ok(), "{}", key.name);
         }
     }

@@ -4,6 +4,7 @@
 //! processes really abort.
 
 mod cli;
+mod cluster;
 mod explain;
 mod faults;
 mod guarantees;

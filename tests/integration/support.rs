@@ -17,6 +17,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 static NODE: OnceLock<Arc<Node>> = OnceLock::new();
+static CLUSTER: OnceLock<Arc<dlab::cluster::Cluster>> = OnceLock::new();
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
 static RUNS: Mutex<()> = Mutex::new(());
 
@@ -25,6 +26,9 @@ static RUNS: Mutex<()> = Mutex::new(());
 extern "C" fn clean_up() {
     if let Some(node) = NODE.get() {
         node.stop(Duration::from_secs(30));
+    }
+    if let Some(cluster) = CLUSTER.get() {
+        cluster.retire();
     }
     if let Some(root) = ROOT.get() {
         if std::env::var_os("DLAB_TEST_KEEP").is_some() {
@@ -56,6 +60,25 @@ pub fn node() -> &'static Arc<Node> {
             .block_on(dlab::broker::node::start(&dir))
             .expect("a private RabbitMQ node starts (is rabbitmq-server installed? run scripts/install-deps)");
         Node::new(state)
+    })
+}
+
+/// A three-node cluster (pause-minority) for this test binary, started on
+/// first use and stopped at exit. Cluster tests kill, pause and cut off its
+/// members; each run leaves it whole again.
+pub fn cluster() -> &'static Arc<dlab::cluster::Cluster> {
+    CLUSTER.get_or_init(|| {
+        let dir = root().join("cluster");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let c = rt
+            .block_on(dlab::cluster::Cluster::start(
+                &dir,
+                3,
+                dlab::scenario::PartitionHandling::PauseMinority,
+                |m| eprintln!("{m}"),
+            ))
+            .expect("a three-node RabbitMQ cluster forms (rabbitmq-server and nftables installed? run scripts/install-deps)");
+        Arc::new(c)
     })
 }
 
@@ -99,7 +122,7 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 /// Runs a plan against the test broker, with workers from the dlab binary;
 /// plans with broker process faults run on the private node.
 pub fn run(plan: &Plan) -> RunResult {
-    let (url, node) = if plan.transport == dlab::scenario::Transport::Smtp {
+    let (url, node) = if plan.transport == dlab::scenario::Transport::Smtp || plan.needs_cluster() {
         // An SMTP run needs no broker: the relay and the inbox are its own.
         (String::new(), None)
     } else if plan.needs_node() {
@@ -108,12 +131,11 @@ pub fn run(plan: &Plan) -> RunResult {
         (broker_url(), None)
     };
     let _guard = exclusive();
-    let amqp =
-        (plan.transport == dlab::scenario::Transport::Amqp).then(|| dlab::runner::AmqpTarget {
-            url,
-            node,
-            management: management(),
-        });
+    let amqp = plan.needs_one_broker().then(|| dlab::runner::AmqpTarget {
+        url,
+        node,
+        management: management(),
+    });
     let ctx = RunContext {
         home: temp_dir("home"),
         worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
@@ -121,6 +143,7 @@ pub fn run(plan: &Plan) -> RunResult {
         always_proxy: false,
         progress: false,
         amqp,
+        cluster: plan.needs_cluster().then(|| cluster().clone()),
         relay: dlab::smtp::RelayTarget::Private,
         cancel: dlab::runner::Cancel::never(),
     };
@@ -394,8 +417,11 @@ fn assert_agrees_with_broker(r: &RunResult) {
     let in_flight = ended_abnormally * u64::from(r.settings.prefetch);
     let (received, delivered, acked) = (pair("received"), pair("delivered"), pair("acknowledged"));
     assert!(received.broker <= received.ledger, "{received:?}");
+    // A cluster fault takes a producer's connection, publishes on the wire
+    // included, as a cut does.
     let producer_trouble = r.fault_timeline.iter().any(|f| f.effect.is_some())
-        || r.crashes.iter().any(|c| c.worker.starts_with("producer"));
+        || r.crashes.iter().any(|c| c.worker.starts_with("producer"))
+        || (r.cluster.is_some() && !r.fault_timeline.is_empty());
     if !producer_trouble {
         assert!(
             received.agree(),
