@@ -32,8 +32,8 @@ impl Endpoints {
         }
     }
 
-    /// How many members there are.
-    pub fn len(&self) -> usize {
+    /// How many members there are (never zero).
+    pub fn members(&self) -> usize {
         self.urls.len()
     }
 

@@ -174,7 +174,7 @@ async fn open(
 ) -> Result<Link, String> {
     // Each member gets its own connect timeout; the rest of the opening is
     // one round trip.
-    let limit = ROUND_TRIP_LIMIT * ends.len() as u32;
+    let limit = ROUND_TRIP_LIMIT * ends.members() as u32;
     tokio::time::timeout(limit, open_unbounded(ends, args, plan, confirms))
         .await
         .unwrap_or_else(|_| {
