@@ -255,7 +255,19 @@ impl EngineTrait for Engine {
             Err(why) => result.broker_count_missing = Some(why),
         }
         if let Some(c) = self.cluster {
-            result.cluster = Some(c.report(self.workers.clients(), self.remaining));
+            let report = c.report(self.workers.clients(), self.remaining);
+            // What the cluster said over time joins the run's timeline.
+            result
+                .timeline
+                .extend(report.changes().into_iter().map(|(at_ms, event)| {
+                    report::TimelineEntry {
+                        at_ms,
+                        kind: report::TimelineKind::Cluster,
+                        event,
+                    }
+                }));
+            result.timeline.sort_by_key(|t| t.at_ms);
+            result.cluster = Some(report);
         }
         Ok(())
     }

@@ -92,6 +92,10 @@ pub enum Command {
         /// Keep the run's queue instead of deleting it.
         #[arg(long)]
         keep_queue: bool,
+        /// Run on a cluster of this many RabbitMQ nodes (the same as
+        /// `--set nodes=N`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=7))]
+        nodes: Option<u32>,
         /// The broker.
         #[command(flatten)]
         broker: BrokerArgs,

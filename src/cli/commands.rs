@@ -36,11 +36,13 @@ pub fn dispatch(command: Command) -> Result<i32> {
         Command::List { dir } => list(&dir),
         Command::Run {
             file,
-            set,
+            mut set,
             output,
             keep_queue,
+            nodes,
             broker,
         } => {
+            set.extend(nodes.map(|n| format!("nodes={n}")));
             // Parse and validate before anything starts.
             let plan = load(&file, &set)?;
             if plan.needs_node() && broker.amqp_url.is_some() {

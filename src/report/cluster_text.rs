@@ -1,16 +1,13 @@
-//! The cluster's lines of the run table: members, the queue's leader and
-//! its changes, partitions seen, where the clients were, and the cluster's
-//! own count after the drain beside dlab's.
+//! The cluster's lines of the run table: members, leader changes, where
+//! the clients were, and the cluster's own count after the drain beside
+//! dlab's. What the cluster said over time is in the run's timeline
+//! (`cluster` entries).
 
 use super::ClusterReport;
 use std::io::{self, Write};
 
-/// A member's name as the table shows it: `node 1 (dlab-5001@h2)`.
 fn member(c: &ClusterReport, name: &str) -> String {
-    match c.members.iter().position(|m| m == name) {
-        Some(i) => format!("node {i} ({name})"),
-        None => name.to_string(),
-    }
+    c.member(name)
 }
 
 /// Writes the cluster section.
@@ -26,49 +23,6 @@ pub fn write(out: &mut dyn Write, c: &ClusterReport) -> io::Result<()> {
         c.partition_handling,
         c.queue_type
     )?;
-    for s in &c.samples {
-        let down: Vec<String> = s
-            .members
-            .iter()
-            .filter(|m| !m.running)
-            .map(|m| member(c, &m.name))
-            .collect();
-        let cut: Vec<String> = s
-            .members
-            .iter()
-            .filter(|m| !m.partitions.is_empty())
-            .map(|m| format!("{} from {}", member(c, &m.name), m.partitions.join(", ")))
-            .collect();
-        let asked = s
-            .asked
-            .as_deref()
-            .map_or("no member answered".to_string(), |a| {
-                format!("asked {}", member(c, a))
-            });
-        let mut parts = vec![format!(
-            "leader {}",
-            s.leader
-                .as_deref()
-                .map_or("unknown".to_string(), |l| member(c, l))
-        )];
-        parts.push(format!(
-            "{} of {} replicas online",
-            s.online.len(),
-            c.members.len()
-        ));
-        if !down.is_empty() {
-            parts.push(format!("not running: {}", down.join(", ")));
-        }
-        if !cut.is_empty() {
-            parts.push(format!("partitioned: {}", cut.join("; ")));
-        }
-        writeln!(
-            out,
-            "  {:>7}ms  cluster: {} ({asked})",
-            s.at_ms,
-            parts.join(", ")
-        )?;
-    }
     writeln!(out, "            leader changes: {}", c.leader_changes)?;
     let mut by_client: Vec<(String, Vec<String>)> = Vec::new();
     for conn in &c.clients {

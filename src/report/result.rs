@@ -262,6 +262,9 @@ pub enum TimelineKind {
     DrainTimeout,
     /// The run was stopped by a signal.
     Interrupted,
+    /// A cluster changed, as it said of itself: a member stopped or came
+    /// back, a partition was seen or healed, the queue's leader moved.
+    Cluster,
     /// Anything else worth a line.
     Note,
 }

@@ -244,3 +244,60 @@ fn nothing_of_a_cluster_outlives_its_run_nor_a_killed_dlab() {
     assert!(!partition::exists(&record.table));
     assert!(!dir.exists(), "{} is still there", dir.display());
 }
+
+#[test]
+fn dlab_up_keeps_a_cluster_that_runs_use_status_shows_and_down_removes() {
+    let home = support::temp_dir("cluster-up");
+    let out = support::dlab(&home)
+        .args(["up", "--nodes", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
+    let urls: Vec<String> = support::text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("amqp://"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(urls.len(), 3, "{}", support::show(&out));
+    let dir = home.join("cluster");
+    let pids = cluster_pids(&dir);
+
+    let out = support::dlab(&home).arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
+    let said = support::text(&out.stdout);
+    for i in 0..3 {
+        assert!(said.contains(&format!("member {i}  running")), "{said}");
+    }
+    assert!(!said.contains("guest:guest"), "passwords masked: {said}");
+
+    // A run with --nodes 3 uses the kept cluster instead of starting one.
+    let json = home.join("r.json");
+    let mut cmd = support::dlab(&home);
+    cmd.args(["run", "scenarios/exactly-once-quorum.toml", "--nodes", "3"])
+        .args(["--set", "messages=300"]);
+    let out = cmd.arg("--json").arg(&json).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
+    assert!(
+        !support::text(&out.stderr).contains("starting cluster member"),
+        "{}",
+        support::show(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["counts"]["lost"], 0);
+    assert_eq!(v["counts"]["duplicates"], 0);
+    let first = v["cluster"]["members"][0].as_str().unwrap().to_string();
+    assert!(first.ends_with("@h1"), "{first}");
+    assert_eq!(v["cluster"]["after"]["agree"], true, "{}", v["cluster"]);
+
+    let out = support::dlab(&home).arg("down").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::show(&out));
+    assert!(
+        support::text(&out.stderr).contains("cluster of 3 nodes stopped"),
+        "{}",
+        support::show(&out)
+    );
+    for p in &pids {
+        assert!(!dlab::leftovers::process::alive(*p), "pid {p} still runs");
+    }
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
