@@ -114,6 +114,13 @@ pub struct Cluster {
     retired: AtomicBool,
 }
 
+/// Whether a node's boot failed because one of its ports was taken.
+fn port_taken(log_tail: &str) -> bool {
+    ["already_used", "eaddrinuse", "address already in use"]
+        .iter()
+        .any(|p| log_tail.to_ascii_lowercase().contains(p))
+}
+
 /// A loopback /24 of this cluster's own (127.64-191.x.0), so that two
 /// clusters on one machine never share a member address.
 fn pick_base() -> Ipv4Addr {
@@ -185,35 +192,48 @@ impl Cluster {
             retired: AtomicBool::new(false),
         };
         for (i, member_dir) in member_dirs(&dir, size).into_iter().enumerate() {
-            let [amqp_port, dist_port, mgmt_port, prom_port] = free_ports();
             let host = format!("h{}", i + 1);
-            notify(&format!(
-                "dlab: starting cluster member {} of {size} (rabbit node dlab-{amqp_port}@{host}, distribution on {})",
-                i + 1,
-                addresses[i]
-            ));
-            let planned = NodeState {
-                node: format!("dlab-{amqp_port}@{host}"),
-                pid: 0,
-                amqp_port,
-                dist_port,
-                mgmt_port,
-                prom_port,
-                dir: member_dir,
-                owner: Owner::this_process(),
-                seat: Some(Seat {
-                    address: addresses[i],
-                    host,
-                    epmd_port: record.epmd_port,
-                    inetrc: inetrc_path.clone(),
-                    cookie: cookie.clone(),
-                    partition_handling: handling.conf_value().to_string(),
-                    net_ticktime: NET_TICKTIME,
-                }),
+            let seat = Seat {
+                address: addresses[i],
+                host: host.clone(),
+                epmd_port: record.epmd_port,
+                inetrc: inetrc_path.clone(),
+                cookie: cookie.clone(),
+                partition_handling: handling.conf_value().to_string(),
+                net_ticktime: NET_TICKTIME,
             };
-            // Each member is the cluster's from its first moment: a failure
-            // below retires what has started.
-            let state = node::launch(&planned).await?;
+            // A port that was free when picked may be taken by the time the
+            // VM binds it (other servers start on this machine too): the
+            // member is started again on fresh ports.
+            let mut attempt = 0;
+            let state = loop {
+                attempt += 1;
+                let [amqp_port, dist_port, mgmt_port, prom_port] = free_ports();
+                notify(&format!(
+                    "dlab: starting cluster member {} of {size} (rabbit node dlab-{amqp_port}@{host}, distribution on {})",
+                    i + 1,
+                    addresses[i]
+                ));
+                let planned = NodeState {
+                    node: format!("dlab-{amqp_port}@{host}"),
+                    pid: 0,
+                    amqp_port,
+                    dist_port,
+                    mgmt_port,
+                    prom_port,
+                    dir: member_dir.clone(),
+                    owner: Owner::this_process(),
+                    seat: Some(seat.clone()),
+                };
+                match node::launch(&planned).await {
+                    Ok(state) => break state,
+                    Err(NodeError::Boot { log_tail, .. })
+                        if attempt < 3 && port_taken(&log_tail) => {}
+                    // Each member is the cluster's from its first moment: a
+                    // failure retires what has started (the drop of `cluster`).
+                    Err(e) => return Err(e.into()),
+                }
+            };
             cluster.members.push(Node::own(state));
         }
         notify(&format!("dlab: joining {size} nodes into one cluster"));
@@ -409,6 +429,8 @@ mod tests {
         assert!(text.contains("{host, {127,70,9,1}, [\"h1\"]}."), "{text}");
         assert!(text.contains("{host, {127,70,9,3}, [\"h3\"]}."), "{text}");
         assert!(text.ends_with("{lookup, [file, native]}.\n"));
+        assert!(port_taken("{dist_port_already_used,38773,not_erlang,\"h1\"}"));
+        assert!(!port_taken("{could_not_start,rabbit,enoent}"));
         let b = pick_base();
         assert_eq!(b.octets()[0], 127);
         assert!((64..192).contains(&b.octets()[1]));
