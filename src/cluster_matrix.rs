@@ -50,7 +50,7 @@ pub const ROWS: [Row; 6] = [
         handling: PartitionHandling::PauseMinority,
     },
     Row {
-        label: "cluster split in halves 20s, pause-minority",
+        label: "split in halves 20s, pause-minority",
         key: "halves",
         handling: PartitionHandling::PauseMinority,
     },

@@ -259,13 +259,16 @@ impl EngineTrait for Engine {
             // What the cluster said over time joins the run's timeline.
             result
                 .timeline
-                .extend(report.changes().into_iter().map(|(at_ms, event)| {
-                    report::TimelineEntry {
-                        at_ms,
-                        kind: report::TimelineKind::Cluster,
-                        event,
-                    }
-                }));
+                .extend(
+                    report
+                        .changes()
+                        .into_iter()
+                        .map(|(at_ms, event)| report::TimelineEntry {
+                            at_ms,
+                            kind: report::TimelineKind::Cluster,
+                            event,
+                        }),
+                );
             result.timeline.sort_by_key(|t| t.at_ms);
             result.cluster = Some(report);
         }

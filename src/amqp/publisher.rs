@@ -430,6 +430,7 @@ async fn confirm_retry(
     let mut in_flight: FuturesUnordered<ConfirmFuture> = Default::default();
     let mut link: Option<Link> = None;
     let mut ends = Endpoints::new(args.amqp_url.clone(), args.first_member as usize);
+    let mut last_ack = Instant::now();
     let mut confirm_latency = metrics::new_histogram();
     let window = plan.confirm_window as usize;
     let timeout = plan.confirm_timeout;
@@ -445,6 +446,7 @@ async fn confirm_retry(
             if link.is_none() {
                 break;
             }
+            last_ack = Instant::now();
         }
         // Fill the window: retries first, then new messages that are due.
         while let Some(l) = link.as_ref() {
@@ -499,6 +501,7 @@ async fn confirm_retry(
                     ConfirmOutcome::Ack => {
                         let _ = confirm_latency.record(sent_at.elapsed().as_micros() as u64);
                         out.confirmed(p.seq);
+                        last_ack = Instant::now();
                     }
                     ConfirmOutcome::Nack => {
                         out.emit.push(WireEvent::Ledger(Event::Nacked(p.seq)));
@@ -507,6 +510,24 @@ async fn confirm_retry(
                     ConfirmOutcome::TimedOut => {
                         out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));
                         retry.push_back(p);
+                        // On a cluster, a member that has confirmed nothing
+                        // for a whole confirm timeout (cut off from the
+                        // queue's majority, its connection still open) is
+                        // left for the next one.
+                        if ends.several() && last_ack.elapsed() >= timeout {
+                            if let Some(l) = link.take() {
+                                out.emit.push(WireEvent::Note(format!(
+                                    "no confirm for {}ms from this member: failing over",
+                                    last_ack.elapsed().as_millis()
+                                )));
+                                // Its pending confirms end with the connection.
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(1),
+                                    l.conn.close(200, "failing over".into()),
+                                )
+                                .await;
+                            }
+                        }
                     }
                     ConfirmOutcome::Lost(e) => {
                         out.emit.push(WireEvent::Ledger(Event::InDoubt(p.seq)));

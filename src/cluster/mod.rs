@@ -429,7 +429,9 @@ mod tests {
         assert!(text.contains("{host, {127,70,9,1}, [\"h1\"]}."), "{text}");
         assert!(text.contains("{host, {127,70,9,3}, [\"h3\"]}."), "{text}");
         assert!(text.ends_with("{lookup, [file, native]}.\n"));
-        assert!(port_taken("{dist_port_already_used,38773,not_erlang,\"h1\"}"));
+        assert!(port_taken(
+            "{dist_port_already_used,38773,not_erlang,\"h1\"}"
+        ));
         assert!(!port_taken("{could_not_start,rabbit,enoent}"));
         let b = pick_base();
         assert_eq!(b.octets()[0], 127);

@@ -78,12 +78,11 @@ impl ClusterReport {
                 out.extend(said.into_iter().map(|w| (s.at_ms, w)));
                 continue;
             }
-            let was = |name: &str| {
-                last.and_then(|l| l.members.iter().find(|m| m.name == name))
-            };
+            let was = |name: &str| last.and_then(|l| l.members.iter().find(|m| m.name == name));
             for m in &s.members {
                 let before = was(&m.name);
-                let (ran, cut) = before.map_or((true, false), |b| (b.running, !b.partitions.is_empty()));
+                let (ran, cut) =
+                    before.map_or((true, false), |b| (b.running, !b.partitions.is_empty()));
                 if ran && !m.running {
                     said.push(format!("{} not running", self.member(&m.name)));
                 }
@@ -113,9 +112,10 @@ impl ClusterReport {
                 _ => {}
             }
             if !said.is_empty() {
-                let by = s.asked.as_deref().map_or(String::new(), |a| {
-                    format!(" (as {} says)", self.member(a))
-                });
+                let by = s
+                    .asked
+                    .as_deref()
+                    .map_or(String::new(), |a| format!(" (as {} says)", self.member(a)));
                 out.push((s.at_ms, format!("cluster: {}{by}", said.join("; "))));
             }
             last = Some(s);
@@ -215,7 +215,11 @@ mod tests {
             ],
             ..ClusterReport::default()
         };
-        let said: Vec<String> = c.changes().into_iter().map(|(at, w)| format!("{at} {w}")).collect();
+        let said: Vec<String> = c
+            .changes()
+            .into_iter()
+            .map(|(at, w)| format!("{at} {w}"))
+            .collect();
         assert_eq!(
             said,
             [
