@@ -7,6 +7,11 @@
 //!   their confirm; a nack, a confirm timeout or a lost connection puts the
 //!   message back in line to be republished (after reconnecting).
 //!
+//! On a cluster a producer has every member's URL ([`Endpoints`]): after a
+//! lost connection it reconnects to the next member first, and under
+//! `confirm-retry` it also leaves a member that confirmed nothing for a whole
+//! `confirm_timeout` while the connection stays open.
+//!
 //! Producer `i` of `P` owns messages `i, i+P, i+2P, …`. With a rate, message k
 //! of a producer is due at `start + k·P/rate` (unthrottled: when it is first
 //! taken); the due time travels in a header so consumers can measure
