@@ -33,6 +33,17 @@ impl ClusterUse {
                 s.plan.name, amqp.nodes
             )));
         }
+        // A partition needs nftables (and root): refused before anything starts.
+        let partitions = s
+            .plan
+            .faults
+            .iter()
+            .any(|f| matches!(f.action, crate::scenario::Action::Partition { .. }));
+        if partitions {
+            crate::cluster::partition::available().map_err(|e| {
+                RunError::Unsupported(format!("scenario {}: {e}", s.plan.name))
+            })?;
+        }
         let up = ctx.cluster.clone().filter(|c| {
             c.members().len() == amqp.nodes as usize
                 && c.record().partition_handling == amqp.partition_handling
