@@ -298,7 +298,13 @@ fn compose_relay_retries_like_the_private_relay_and_images_are_pinned() {
         .replace("boky/postfix:v5.2.1-alpine", "boky/postfix:latest")
         .replace("rabbitmq:4.2.9-management", "rabbitmq:3.10-management");
     let found = compose_problems(&old);
-    assert_eq!(found.len(), 3, "{found:?}");
+    for what in [
+        "POSTFIX_minimal_backoff_time",
+        "boky/postfix:latest",
+        "rabbitmq:3.10-management",
+    ] {
+        assert!(found.iter().any(|p| p.contains(what)), "{what}: {found:?}");
+    }
     assert!(
         compose_problems(&text.replace("boky/postfix:v5.2.1-alpine", "boky/postfix")).len() == 1
     );
