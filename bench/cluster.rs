@@ -63,6 +63,8 @@ fn main() {
     let payload = plans[0].amqp().expect("AMQP").payload_bytes;
     let ctx = RunContext {
         cluster: Some(cluster.clone()),
+        // Workers are the dlab binary, never this benchmark's.
+        worker_exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_dlab")),
         ..RunContext::new(&home).unwrap()
     };
     println!("dlab bench cluster: three nodes, {messages} messages of {payload} B, {ROUNDS} rounds, best of each");
