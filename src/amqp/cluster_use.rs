@@ -40,9 +40,8 @@ impl ClusterUse {
             .iter()
             .any(|f| matches!(f.action, crate::scenario::Action::Partition { .. }));
         if partitions {
-            crate::cluster::partition::available().map_err(|e| {
-                RunError::Unsupported(format!("scenario {}: {e}", s.plan.name))
-            })?;
+            crate::cluster::partition::available()
+                .map_err(|e| RunError::Unsupported(format!("scenario {}: {e}", s.plan.name)))?;
         }
         let up = ctx.cluster.clone().filter(|c| {
             c.members().len() == amqp.nodes as usize
