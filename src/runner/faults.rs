@@ -6,6 +6,7 @@
 //! Crashes are not driven here: a crashing worker is told its crash point on
 //! its command line and aborts by itself.
 
+use super::node_faults;
 use super::servers::Servers;
 use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
 pub use crate::report::{FaultRecord, Tally};
@@ -279,7 +280,7 @@ impl Driver {
                 let stats_before = self.stats();
                 let (until, task, note, member) = match self.servers.cluster().cloned() {
                     Some(cluster) if fault.action.needs_cluster() => {
-                        let s = super::node_faults::start(
+                        let s = node_faults::start(
                             &cluster,
                             self.queue.as_deref(),
                             fault.action,
@@ -361,14 +362,11 @@ impl Driver {
                 (fault.duration, None, None)
             }
             Action::BrokerKill { restart_after } => match self.servers.node().cloned() {
-                Some(node) => {
-                    node.kill();
-                    let task = tokio::spawn(async move {
-                        tokio::time::sleep(restart_after).await;
-                        node.relaunch().await.map_err(|e| e.to_string())
-                    });
-                    (restart_after, Some(task), None)
-                }
+                Some(node) => (
+                    restart_after,
+                    Some(node_faults::kill_then_relaunch(node, restart_after)),
+                    None,
+                ),
                 None => (
                     Duration::ZERO,
                     None,
@@ -376,18 +374,11 @@ impl Driver {
                 ),
             },
             Action::BrokerRestart => match self.servers.node().cloned() {
-                Some(node) => {
-                    let task = tokio::spawn(async move {
-                        tokio::task::spawn_blocking({
-                            let node = node.clone();
-                            move || node.stop(Duration::from_secs(60))
-                        })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                        node.relaunch().await.map_err(|e| e.to_string())
-                    });
-                    (Duration::ZERO, Some(task), None)
-                }
+                Some(node) => (
+                    Duration::ZERO,
+                    Some(node_faults::stop_then_relaunch(node)),
+                    None,
+                ),
                 None => (
                     Duration::ZERO,
                     None,
@@ -500,7 +491,7 @@ impl Driver {
             }
             a if a.needs_cluster() => {
                 if let Some(c) = self.servers.cluster() {
-                    super::node_faults::end(c, a, active.member);
+                    node_faults::end(c, a, active.member);
                 }
             }
             _ => {}

@@ -3,6 +3,7 @@
 //! member is resolved when the occurrence fires ("leader" is asked of the
 //! cluster then), and what it aimed at goes into the fault record.
 
+use crate::broker::Node;
 use crate::cluster::{partition, Cluster};
 use crate::scenario::{Action, PartitionShape, Target};
 use std::sync::Arc;
@@ -67,24 +68,10 @@ pub async fn start(
     };
     match action {
         Action::NodeKill { restart_after, .. } => {
-            node.kill();
             started.until = restart_after;
-            started.task = Some(tokio::spawn(async move {
-                tokio::time::sleep(restart_after).await;
-                node.relaunch().await.map_err(|e| e.to_string())
-            }));
+            started.task = Some(kill_then_relaunch(node, restart_after));
         }
-        Action::NodeRestart { .. } => {
-            started.task = Some(tokio::spawn(async move {
-                tokio::task::spawn_blocking({
-                    let node = node.clone();
-                    move || node.stop(Duration::from_secs(60))
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-                node.relaunch().await.map_err(|e| e.to_string())
-            }));
-        }
+        Action::NodeRestart { .. } => started.task = Some(stop_then_relaunch(node)),
         Action::NodePause { .. } => node.pause(true),
         Action::Partition { shape, .. } => {
             let n = cluster.members().len();
@@ -105,6 +92,30 @@ pub async fn start(
         _ => {}
     }
     started
+}
+
+/// SIGKILL to `node` now, a relaunch on its ports and data after `delay`
+/// (a single node's `broker-kill` and a member's `node-kill`).
+pub fn kill_then_relaunch(node: Arc<Node>, delay: Duration) -> JoinHandle<Result<(), String>> {
+    node.kill();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        node.relaunch().await.map_err(|e| e.to_string())
+    })
+}
+
+/// A graceful stop of `node` (SIGKILL after 60 s), then a relaunch
+/// (`broker-restart`, `node-restart`).
+pub fn stop_then_relaunch(node: Arc<Node>) -> JoinHandle<Result<(), String>> {
+    tokio::spawn(async move {
+        tokio::task::spawn_blocking({
+            let node = node.clone();
+            move || node.stop(Duration::from_secs(60))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        node.relaunch().await.map_err(|e| e.to_string())
+    })
 }
 
 /// Ends a cluster fault: resumes a paused member, heals a partition.
