@@ -310,11 +310,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Its directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Its record.
     pub fn record(&self) -> &Record {
         &self.record

@@ -117,18 +117,18 @@ pub fn cut(table: &str, links: &[(Ipv4Addr, Ipv4Addr)], ports: &[u16]) -> Result
 /// Deletes the table: every link of the cluster is whole again. Quiet when
 /// there is no such table.
 pub fn heal(table: &str) -> bool {
-    Command::new(NFT)
-        .args(["delete", "table", "inet", table])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    on_table("delete", table)
 }
 
 /// Whether the table exists.
 pub fn exists(table: &str) -> bool {
+    on_table("list", table)
+}
+
+/// `nft VERB table inet TABLE`, quietly: whether it succeeded.
+fn on_table(verb: &str, table: &str) -> bool {
     Command::new(NFT)
-        .args(["list", "table", "inet", table])
+        .args([verb, "table", "inet", table])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

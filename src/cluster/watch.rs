@@ -155,11 +155,6 @@ impl Watcher {
         Watcher { samples, task }
     }
 
-    /// The latest sample.
-    pub fn latest(&self) -> Option<ClusterSample> {
-        self.samples.lock().expect("not poisoned").last().cloned()
-    }
-
     /// Stops sampling; returns every sample kept.
     pub fn stop(self) -> Vec<ClusterSample> {
         self.task.abort();
