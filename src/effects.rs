@@ -6,6 +6,8 @@
 //! - The idempotent consumer's seen-check, effect and seen-insert happen in one
 //!   transaction ([`Batch::apply_once`]); a consumer acks only after the commit
 //!   that covers the delivery.
+//! - A push gateway's idempotency key on disk (`push_keys`) commits in the
+//!   transaction of the effect it answers for ([`Batch::key_remember`]).
 //! - WAL with `synchronous = NORMAL`: a commit survives the abort of the
 //!   process that made it (the fault model here); it may not survive a power loss.
 
@@ -53,6 +55,11 @@ CREATE TABLE IF NOT EXISTS suppressed (
     message_id TEXT NOT NULL,
     consumer INTEGER NOT NULL,
     pid INTEGER NOT NULL,
+    at_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS push_keys (
+    key TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
     at_us INTEGER NOT NULL
 );
 ";
@@ -172,11 +179,56 @@ impl Batch<'_> {
 
     /// Applies the effect of `message_id` unconditionally.
     pub fn apply(&mut self, message_id: &str, now_us: i64) -> Result<(), EffectStoreError> {
+        self.apply_as(message_id, self.consumer, self.pid, now_us)
+    }
+
+    /// Applies the effect of `message_id` unconditionally, attributed to
+    /// consumer `consumer` in process `pid` rather than to the batch's own:
+    /// for a server (the push gateway) that writes effects its callers caused.
+    pub fn apply_as(
+        &mut self,
+        message_id: &str,
+        consumer: u32,
+        pid: u32,
+        now_us: i64,
+    ) -> Result<(), EffectStoreError> {
         let mut stmt = self
             .tx
             .prepare_cached("INSERT INTO effects (message_id, consumer, pid, applied_at_us) VALUES (?1, ?2, ?3, ?4)")
             .map_err(|e| self.err(e))?;
-        stmt.execute(params![message_id, self.consumer, self.pid, now_us])
+        stmt.execute(params![message_id, consumer, pid, now_us])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The response remembered for idempotency key `key` and when it was
+    /// remembered (µs since the Unix epoch), if any; see [`Batch::key_remember`].
+    pub fn key_lookup(&mut self, key: &str) -> Result<Option<(String, i64)>, EffectStoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT response, at_us FROM push_keys WHERE key = ?1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Remembers `response` for idempotency key `key` at `at_us`, replacing
+    /// what was remembered before. In the batch that applies the key's
+    /// effect, so the key and its effect commit together.
+    pub fn key_remember(
+        &mut self,
+        key: &str,
+        response: &str,
+        at_us: i64,
+    ) -> Result<(), EffectStoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO push_keys (key, response, at_us) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.execute(params![key, response, at_us])
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -258,6 +310,35 @@ mod tests {
             .unwrap();
         assert_eq!(rows.iter().filter(|r| r.1 == Row::Suppressed).count(), 2);
         assert!(was_seen(&store, "m1").unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_commits_with_its_effect_and_rows_name_their_caller() {
+        let (mut store, dir) = temp_store();
+        {
+            let mut b = store.batch(0).unwrap();
+            b.apply_as("m1", 7, 4242, 1).unwrap();
+            b.key_remember("k1", "first", 1).unwrap();
+            assert_eq!(b.key_lookup("k1").unwrap(), Some(("first".into(), 1)));
+        }
+        let mut b = store.batch(0).unwrap();
+        assert_eq!(b.key_lookup("k1").unwrap(), None, "rolled back together");
+        b.apply_as("m1", 7, 4242, 2).unwrap();
+        b.key_remember("k1", "first", 2).unwrap();
+        b.key_remember("k1", "second", 3).unwrap();
+        b.commit().unwrap();
+        let mut b = store.batch(0).unwrap();
+        assert_eq!(b.key_lookup("k1").unwrap(), Some(("second".into(), 3)));
+        drop(b);
+        let (consumer, pid): (u32, u32) = store
+            .conn
+            .query_row("SELECT consumer, pid FROM effects", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((consumer, pid), (7, 4242));
+        assert_eq!(store.recount().unwrap(), (1, 1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -6,14 +6,21 @@
 //! broker's process (kill, pause, memory alarm) run only on a node dlab
 //! started itself.
 //!
+//! Push rows run the AMQP presets with the consumer's effect a call to the
+//! push gateway (at-least-once acks after the call, exactly-once sends an
+//! idempotency key); one more row gives the local seen-table, which claims
+//! exactly-once, a lost response: its one cell expects duplicates.
+//!
 //! SMTP rows run the same presets through the Postfix relay. One cell is
 //! expected to break its preset's promise, and the grid shows it: across a
 //! store-and-forward relay there is no at-most-once, because the relay
 //! retries its next hop after a lost reply whatever the sender does.
 
-use crate::policy::Guarantee;
+use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
+use crate::push::keys::KeyStore;
 use crate::scenario::{
-    CrashPoint, CutMode, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan, Spec, Transport,
+    CrashPoint, CutMode, EffectKind, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan, PushSpec,
+    Spec, Transport,
 };
 
 /// One row of the grid: a fault (or none).
@@ -27,93 +34,165 @@ pub struct Row {
     pub core: bool,
     /// The transport the row runs over.
     pub transport: Transport,
+    /// AMQP rows whose consumer effect is a call to the push gateway.
+    pub push: bool,
 }
 
 /// Every row, in the order of the grid.
-pub const ROWS: [Row; 14] = [
+pub const ROWS: [Row; 22] = [
     Row {
         label: "no fault",
         key: "no-fault",
         core: true,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "consumer crash before effect",
         key: "crash-before-effect",
         core: true,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "consumer crash after effect, before ack",
         key: "crash-after-effect",
         core: true,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "confirms lost on the way back",
         key: "confirm-lost",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "connection cut while publishing",
         key: "connection-cut",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "producer crash, confirms pending",
         key: "producer-crash",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "partition producers-broker 2s",
         key: "partition",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "broker paused (SIGSTOP) 2s",
         key: "broker-pause",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "broker kill -9 (durable, persistent)",
         key: "broker-kill",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "memory alarm blocks publishers",
         key: "memory-alarm",
         core: false,
         transport: Transport::Amqp,
+        push: false,
     },
     Row {
         label: "smtp: no fault",
         key: "smtp-no-fault",
         core: true,
         transport: Transport::Smtp,
+        push: false,
     },
     Row {
         label: "smtp: inbox hangs up after the dot",
         key: "smtp-inbox-hangup",
         core: true,
         transport: Transport::Smtp,
+        push: false,
     },
     Row {
         label: "smtp: reply lost, sender to relay",
         key: "smtp-reply-lost",
         core: false,
         transport: Transport::Smtp,
+        push: false,
     },
     Row {
         label: "smtp: inbox down 3s (store-and-forward)",
         key: "smtp-inbox-down",
         core: false,
         transport: Transport::Smtp,
+        push: false,
+    },
+    Row {
+        label: "push: no fault",
+        key: "push-no-fault",
+        core: true,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: response lost (gateway applied)",
+        key: "push-response-lost",
+        core: true,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: response lost, local seen-table",
+        key: "push-seen-table",
+        core: true,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: gateway 503 + Retry-After 1s, 2s",
+        key: "push-unavailable",
+        core: false,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: gateway slow (after the timeout)",
+        key: "push-slow",
+        core: false,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: gateway down 2s",
+        key: "push-down",
+        core: false,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: gateway restart (keys on disk)",
+        key: "push-restart",
+        core: false,
+        transport: Transport::Amqp,
+        push: true,
+    },
+    Row {
+        label: "push: consumer crash after call, pre-ack",
+        key: "push-crash-after-call",
+        core: false,
+        transport: Transport::Amqp,
+        push: true,
     },
 ];
 
@@ -146,7 +225,53 @@ fn apply_row(row: Row, spec: &mut Spec, messages: u64) {
             spec.rate = Some(quarter);
         }
     }
+    if row.push {
+        spec.effect = Some(EffectKind::Push);
+        // Four seconds of calls, so that timed faults meet some.
+        spec.rate = Some(quarter);
+        spec.push = Some(PushSpec {
+            timeout: Some("500ms".into()),
+            backoff: Some("20ms".into()),
+            max_backoff: Some("500ms".into()),
+            key_store: (row.key == "push-restart").then_some(KeyStore::Disk),
+            ..PushSpec::default()
+        });
+    }
     let f = match row.key {
+        "push-response-lost" | "push-seen-table" => FaultSpec {
+            after: Some(quarter / 2),
+            every: Some(crate::scenario::EverySpec::Messages(quarter / 2)),
+            duration: Some("1s".into()),
+            ..fault(FaultKind::ResponseLost)
+        },
+        "push-unavailable" => FaultSpec {
+            at: Some("1s".into()),
+            duration: Some("2s".into()),
+            retry_after: Some("1s".into()),
+            ..fault(FaultKind::GatewayUnavailable)
+        },
+        "push-slow" => FaultSpec {
+            at: Some("1s".into()),
+            duration: Some("1s".into()),
+            delay: Some("1500ms".into()),
+            ..fault(FaultKind::GatewaySlow)
+        },
+        "push-down" => FaultSpec {
+            at: Some("1s".into()),
+            duration: Some("2s".into()),
+            ..fault(FaultKind::GatewayDown)
+        },
+        "push-restart" => FaultSpec {
+            at: Some("1500ms".into()),
+            ..fault(FaultKind::GatewayRestart)
+        },
+        "push-crash-after-call" => FaultSpec {
+            point: Some(CrashPoint::AfterEffectBeforeAck),
+            after: Some((messages / 8).max(1)),
+            worker: Some(0),
+            restart_after: Some("500ms".into()),
+            ..fault(FaultKind::ConsumerCrash)
+        },
         "smtp-inbox-hangup" => FaultSpec {
             at: Some("1s".into()),
             duration: Some("1500ms".into()),
@@ -239,7 +364,17 @@ pub fn plans(rows: &[Row], messages: u64, seed: u64) -> Vec<CellPlan> {
     let mut cells = Vec::new();
     for &row in rows {
         for guarantee in Guarantee::ALL {
+            // The seen-table claims exactly-once: its one cell shows it
+            // cannot keep that promise across a lost response.
+            if row.key == "push-seen-table" && guarantee != Guarantee::ExactlyOnce {
+                continue;
+            }
             let expect = match guarantee {
+                Guarantee::ExactlyOnce if row.key == "push-seen-table" => ExpectSpec {
+                    max_lost: Some(0),
+                    min_duplicates: Some(1),
+                    ..ExpectSpec::default()
+                },
                 // The relay retries its next hop: the phone rings twice.
                 Guarantee::AtMostOnce if row.key == "smtp-inbox-hangup" => ExpectSpec {
                     max_lost: Some(0),
@@ -273,6 +408,15 @@ pub fn plans(rows: &[Row], messages: u64, seed: u64) -> Vec<CellPlan> {
                 ..Spec::default()
             };
             apply_row(row, &mut spec, messages);
+            if row.key == "push-seen-table" {
+                spec.guarantee = None;
+                spec.producer = Some(ProducerPolicy::ConfirmRetry);
+                spec.consumer = Some(ConsumerPolicy::SeenTable);
+                spec.description = Some(
+                    "a local seen-table around the call, which claims exactly-once, under lost responses: the phone rings twice"
+                        .into(),
+                );
+            }
             let plan =
                 Plan::from_spec(&spec, "matrix").expect("matrix plans are valid by construction");
             cells.push(CellPlan {
@@ -292,9 +436,12 @@ mod tests {
     #[test]
     fn every_preset_meets_every_row_once_and_every_row_has_its_fault() {
         let cells = plans(&ROWS, 1000, 7);
-        assert_eq!(cells.len(), ROWS.len() * Guarantee::ALL.len());
+        assert_eq!(cells.len(), ROWS.len() * Guarantee::ALL.len() - 2);
         for row in ROWS {
             for g in Guarantee::ALL {
+                if row.key == "push-seen-table" && g != Guarantee::ExactlyOnce {
+                    continue;
+                }
                 let c: Vec<_> = cells
                     .iter()
                     .filter(|c| c.row == row && c.guarantee == g)
@@ -316,6 +463,18 @@ mod tests {
         assert!(cells.iter().any(|c| c.plan.needs_node()));
         for c in &cells {
             assert_eq!(c.plan.transport, c.row.transport, "{}", c.row.key);
+            assert_eq!(c.plan.amqp().is_some_and(|a| a.push.is_some()), c.row.push);
         }
+        let seen = cells
+            .iter()
+            .find(|c| c.row.key == "push-seen-table")
+            .unwrap();
+        assert_eq!(seen.plan.consumer, ConsumerPolicy::SeenTable);
+        assert_eq!(seen.plan.expect.min_duplicates, Some(1));
+        let key = cells
+            .iter()
+            .find(|c| c.row.key == "push-response-lost" && c.guarantee == Guarantee::ExactlyOnce)
+            .unwrap();
+        assert_eq!(key.plan.consumer, ConsumerPolicy::IdempotencyKey);
     }
 }

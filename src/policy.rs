@@ -35,6 +35,13 @@ pub enum ConsumerPolicy {
     /// The seen-check, the effect and the seen-insert in one transaction, then
     /// the ack; an ID already seen is acked with no second effect.
     Idempotent,
+    /// Push: a local seen-table around the remote call (check, call, mark,
+    /// ack): what many teams write, and what cannot be atomic with an effect
+    /// on somebody else's server.
+    SeenTable,
+    /// Push: the call carries the message ID as its `Idempotency-Key`, retried
+    /// until a 2xx, then the ack; the gateway applies a key once.
+    IdempotencyKey,
 }
 
 /// A named composition of a producer and a consumer policy.
@@ -81,10 +88,25 @@ impl Guarantee {
         }
     }
 
-    /// The preset whose policies are exactly these, if any (either transport).
+    /// The policies this preset stands for on AMQP when the consumer's effect
+    /// is a call to the push gateway: ack after the call for at-least-once,
+    /// an idempotency key per message ID for exactly-once (a local seen-table
+    /// cannot commit with somebody else's server).
+    pub fn push_policies(self) -> (ProducerPolicy, ConsumerPolicy) {
+        match self {
+            Guarantee::ExactlyOnce => {
+                (ProducerPolicy::ConfirmRetry, ConsumerPolicy::IdempotencyKey)
+            }
+            g => g.amqp_policies(),
+        }
+    }
+
+    /// The preset whose policies are exactly these, if any (any transport or effect).
     pub fn from_policies(producer: ProducerPolicy, consumer: ConsumerPolicy) -> Option<Guarantee> {
         Guarantee::ALL.into_iter().find(|g| {
-            g.amqp_policies() == (producer, consumer) || g.smtp_policies() == (producer, consumer)
+            g.amqp_policies() == (producer, consumer)
+                || g.smtp_policies() == (producer, consumer)
+                || g.push_policies() == (producer, consumer)
         })
     }
 
@@ -124,6 +146,8 @@ impl ConsumerPolicy {
             ConsumerPolicy::AckBeforeEffect => "ack-before-effect",
             ConsumerPolicy::AckAfterEffect => "ack-after-effect",
             ConsumerPolicy::Idempotent => "idempotent",
+            ConsumerPolicy::SeenTable => "seen-table",
+            ConsumerPolicy::IdempotencyKey => "idempotency-key",
         }
     }
 
@@ -136,7 +160,18 @@ impl ConsumerPolicy {
     pub fn acks_after_effect(self) -> bool {
         matches!(
             self,
-            ConsumerPolicy::AckAfterEffect | ConsumerPolicy::Idempotent
+            ConsumerPolicy::AckAfterEffect
+                | ConsumerPolicy::Idempotent
+                | ConsumerPolicy::SeenTable
+                | ConsumerPolicy::IdempotencyKey
+        )
+    }
+
+    /// Whether the policy only makes sense when the effect is a remote call.
+    pub fn push_only(self) -> bool {
+        matches!(
+            self,
+            ConsumerPolicy::SeenTable | ConsumerPolicy::IdempotencyKey
         )
     }
 }
@@ -152,7 +187,14 @@ mod tests {
             assert_eq!(Guarantee::from_policies(p, c), Some(g));
             let (p, c) = g.smtp_policies();
             assert_eq!(Guarantee::from_policies(p, c), Some(g));
+            let (p, c) = g.push_policies();
+            assert_eq!(Guarantee::from_policies(p, c), Some(g));
         }
+        assert_eq!(
+            Guarantee::from_policies(ProducerPolicy::ConfirmRetry, ConsumerPolicy::SeenTable),
+            None,
+            "the seen-table is no preset: it promises what it cannot keep"
+        );
         assert_eq!(
             Guarantee::from_policies(
                 ProducerPolicy::ConfirmRetry,
@@ -191,6 +233,8 @@ mod tests {
             ConsumerPolicy::AckBeforeEffect,
             ConsumerPolicy::AckAfterEffect,
             ConsumerPolicy::Idempotent,
+            ConsumerPolicy::SeenTable,
+            ConsumerPolicy::IdempotencyKey,
         ];
         for c in consumers {
             assert_eq!(json(c), format!("\"{}\"", c.name()));

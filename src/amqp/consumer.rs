@@ -8,6 +8,13 @@
 //! - `ack-after-effect`: effects, commit, ack;
 //! - `idempotent`: seen-check + effect + seen-insert for each, commit, ack.
 //!
+//! With `effect = "push"` the effect is a call to the push gateway instead
+//! (`crate::push::client`), one delivery at a time: `auto-ack` and
+//! `ack-before-effect` call once; `ack-after-effect` calls until a 2xx, then
+//! acks; `seen-table` skips IDs in its local table, calls until a 2xx, marks,
+//! acks; `idempotency-key` sends the message ID as the key, calls until a
+//! 2xx, acks. `after-effect-before-ack` then means after the call's 2xx.
+//!
 //! Architecture invariant: every ack follows the commit that covers it, except
 //! under `ack-before-effect` and `auto-ack` where acking first is the point.
 //!
@@ -21,18 +28,20 @@
 
 use super::endpoints::Endpoints;
 use super::publisher::{DUE_HEADER, ROUND_TRIP_LIMIT};
+use super::seen_table::{self, SeenTable};
 use super::worker::WorkerArgs;
 use crate::effects::EffectStore;
 use crate::ledger::Event;
 use crate::message_id;
 use crate::metrics;
 use crate::policy::ConsumerPolicy;
+use crate::push::client::{Calling, PushClient, Settings};
 use crate::scenario::{CrashPoint, Plan};
 use crate::worker::wire::WireEvent;
 use crate::worker::{abort_now, Emitter, EXIT_CONNECTION_LOST, EXIT_SETUP};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
 use std::time::{Duration, Instant};
@@ -90,6 +99,19 @@ struct State<'a> {
     handled: u64,
     end_to_end: hdrhistogram::Histogram<u64>,
     emit: Emitter,
+    /// `effect = "push"`: the gateway client; the effect is its call.
+    push: Option<PushClient>,
+    /// The `seen-table` policy's local table.
+    seen: Option<SeenTable>,
+}
+
+/// What the effect phase of a batch leaves for the ack phase.
+#[derive(Default)]
+struct Applied {
+    /// End-to-end latencies of first effects, µs.
+    latencies: Vec<u64>,
+    /// Deliveries whose call never got a 2xx: requeued, not acked.
+    failed: Vec<u64>,
 }
 
 impl State<'_> {
@@ -138,6 +160,41 @@ impl State<'_> {
             let prove = self.crash_in(first, last);
             self.ack(&items, prove).await?;
         }
+        let applied = match self.push.is_some() {
+            true => self.effects_push(&items, first, deliveries).await,
+            false => self.effects_local(&items, first, deliveries).await,
+        };
+        for l in applied.latencies {
+            let _ = self.end_to_end.record(l.max(1));
+        }
+        if self.policy.acks_after_effect() {
+            let prove = self.crash_in(first, last);
+            if applied.failed.is_empty() {
+                self.ack(&items, prove).await?;
+            } else {
+                self.ack_all_but(&items, &applied.failed).await?;
+            }
+        }
+        self.handled = last;
+        if let Some(c) =
+            crash.filter(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at))
+        {
+            let seq = items[(c.at - first) as usize].seq;
+            die(&mut self.emit, deliveries, self.run_id, c.point, c.at, seq);
+        }
+        self.emit.maybe_flush();
+        Ok(())
+    }
+
+    /// The local effect: rows in the effect store, one transaction per
+    /// batch (the idempotent policy's seen-check inside it).
+    async fn effects_local(
+        &mut self,
+        items: &[Item],
+        first: u64,
+        deliveries: &mut lapin::Consumer,
+    ) -> Applied {
+        let crash = self.crash;
         if !self.effect_time.is_zero() {
             // Showing the notifications takes time (outside the transaction,
             // so other consumers are not held up).
@@ -184,21 +241,95 @@ impl State<'_> {
         if let Err(e) = batch.commit() {
             fatal(&mut self.emit, &e.to_string());
         }
-        for l in latencies {
-            let _ = self.end_to_end.record(l.max(1));
+        Applied {
+            latencies,
+            failed: Vec::new(),
         }
-        if self.policy.acks_after_effect() {
-            let prove = self.crash_in(first, last);
-            self.ack(&items, prove).await?;
+    }
+
+    /// The push effect: one call to the gateway per delivery, as the policy
+    /// calls (once, until a 2xx, with a key, around a local seen-table).
+    async fn effects_push(
+        &mut self,
+        items: &[Item],
+        first: u64,
+        deliveries: &mut lapin::Consumer,
+    ) -> Applied {
+        let crash = self.crash;
+        let calling = Calling {
+            retry: self.policy.acks_after_effect(),
+            key: self.policy == ConsumerPolicy::IdempotencyKey,
+        };
+        let mut applied = Applied::default();
+        for (i, it) in items.iter().enumerate() {
+            let n = first + i as u64;
+            if crash_at(crash, CrashPoint::BeforeEffect, n) {
+                let point = CrashPoint::BeforeEffect;
+                die(&mut self.emit, deliveries, self.run_id, point, n, it.seq);
+            }
+            let Some(seq) = it.seq else { continue };
+            if let Some(seen) = &self.seen {
+                match seen.has(&it.id) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => fatal(&mut self.emit, &format!("the seen-table: {e}")),
+                }
+            }
+            let (client, emit) = (self.push.as_ref().expect("a push consumer"), &mut self.emit);
+            let shown = client
+                .show(&it.id, calling, |call| {
+                    emit.push(WireEvent::Push {
+                        call,
+                        seq: Some(seq),
+                    })
+                })
+                .await;
+            match shown {
+                Some(true) => {
+                    let now = crate::effects::now_us();
+                    applied
+                        .latencies
+                        .extend(it.due_us.map(|d| (now - d).max(0) as u64));
+                }
+                Some(false) => {}
+                None if calling.retry => applied.failed.push(it.tag),
+                None => {}
+            }
+            if crash_at(crash, CrashPoint::AfterEffectBeforeAck, n) {
+                let point = CrashPoint::AfterEffectBeforeAck;
+                die(&mut self.emit, deliveries, self.run_id, point, n, it.seq);
+            }
+            if let (Some(seen), Some(_)) = (&self.seen, shown) {
+                if let Err(e) = seen.mark(&it.id) {
+                    fatal(&mut self.emit, &format!("the seen-table: {e}"));
+                }
+            }
+            self.emit.maybe_flush();
         }
-        self.handled = last;
-        if let Some(c) =
-            crash.filter(|c| c.point == CrashPoint::AfterAck && (first..=last).contains(&c.at))
-        {
-            let seq = items[(c.at - first) as usize].seq;
-            die(&mut self.emit, deliveries, self.run_id, c.point, c.at, seq);
+        applied
+    }
+
+    /// Acks every delivery of `items` but those in `failed`, which go back
+    /// to the queue (a call that never got a 2xx is not acked).
+    async fn ack_all_but(&mut self, items: &[Item], failed: &[u64]) -> Result<(), String> {
+        for it in items {
+            if failed.contains(&it.tag) {
+                let requeue = BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                };
+                bounded(self.channel.basic_nack(it.tag, requeue)).await?;
+            } else {
+                bounded(
+                    self.channel
+                        .basic_ack(it.tag, BasicAckOptions { multiple: false }),
+                )
+                .await?;
+                if let Some(seq) = it.seq {
+                    self.emit.push(WireEvent::Ledger(Event::Acked(seq)));
+                }
+            }
         }
-        self.emit.maybe_flush();
         Ok(())
     }
 
@@ -356,6 +487,29 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
     } else {
         256
     };
+    let push = match (&amqp.push, &args.push_url) {
+        (Some(p), Some(url)) => {
+            let settings = Settings {
+                timeout: p.timeout,
+                backoff: p.backoff,
+                max_backoff: p.max_backoff,
+                attempts: p.attempts,
+            };
+            match PushClient::new(url, settings, args.index) {
+                Ok(c) => Some(c),
+                Err(e) => fatal(&mut emit, &e),
+            }
+        }
+        (Some(_), None) => fatal(&mut emit, "the push effect needs --push-url"),
+        _ => None,
+    };
+    let seen = match plan.consumer {
+        ConsumerPolicy::SeenTable => match SeenTable::open(&seen_table::path_beside(store_path)) {
+            Ok(t) => Some(t),
+            Err(e) => fatal(&mut emit, &format!("the seen-table: {e}")),
+        },
+        _ => None,
+    };
     let mut state = State {
         run_id: &args.run_id,
         policy: plan.consumer,
@@ -368,6 +522,8 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
         handled: 0,
         end_to_end: metrics::new_histogram(),
         emit,
+        push,
+        seen,
     };
     let mut last_ship = Instant::now();
     let code = loop {

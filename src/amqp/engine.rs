@@ -7,10 +7,13 @@
 //! the workers and folds their events. Settled: every consumer ready and
 //! owing no ack, and the queue has no ready message. Finish: read the
 //! broker's counters again and delete the queue. Its report section: the
-//! broker's own count beside the ledger's.
+//! broker's own count beside the ledger's. With `effect = "push"` the
+//! consumers' effect is a call to dlab's push gateway through a third proxy
+//! (`push_use.rs`).
 
 use super::cluster_use::ClusterUse;
 use super::inspect::Inspector;
+use super::push_use::PushUse;
 use super::supervise::Supervisor;
 use super::worker::WorkerArgs;
 use super::{topology, BrokerError};
@@ -38,6 +41,8 @@ pub struct Engine {
     broker_read: Result<BrokerRead, String>,
     /// A run on a cluster: what it does besides.
     cluster: Option<ClusterUse>,
+    /// A run whose effect is a push: the gateway and its proxy.
+    push: Option<PushUse>,
     /// dlab's own read of the queue after the drain.
     remaining: u64,
 }
@@ -106,9 +111,17 @@ impl EngineTrait for Engine {
                 plan.name
             )));
         }
+        // A push effect: the gateway and its proxy (the consumers' third link).
+        let (push, push_proxy) = match amqp.push {
+            Some(p) => {
+                let (u, proxy) = PushUse::start(s, p).await?;
+                (Some(u), Some(proxy))
+            }
+            None => (None, None),
+        };
         let (producer_urls, consumer_urls, links) = if cluster.is_some() {
             (urls.clone(), urls.clone(), None)
-        } else if plan.needs_proxy() || ctx.always_proxy {
+        } else if plan.needs_proxy() || ctx.always_proxy || push.is_some() {
             let upstream = broker_addr(&url).await?;
             let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
                 .await
@@ -122,6 +135,7 @@ impl EngineTrait for Engine {
                 Some(Links {
                     producers,
                     consumers,
+                    push: push_proxy,
                 }),
             )
         } else {
@@ -137,6 +151,7 @@ impl EngineTrait for Engine {
         let worker = |urls: Vec<String>| WorkerArgs {
             amqp_url: urls,
             first_member: 0,
+            push_url: push.as_ref().map(|p| p.url().to_string()),
             queue: queue.clone(),
             effect_store: Some(s.store.to_path_buf()),
             send_log: None,
@@ -145,7 +160,13 @@ impl EngineTrait for Engine {
             index: 0,
             run_id: s.run_id.to_string(),
         };
-        let (producer, consumer) = (worker(producer_urls), worker(consumer_urls));
+        let (producer, consumer) = (
+            WorkerArgs {
+                push_url: None,
+                ..worker(producer_urls)
+            },
+            worker(consumer_urls),
+        );
         // The broker's counters before the run: its own count is their
         // growth (on a cluster, summed over the members).
         let counters_before = match managements.is_empty() {
@@ -161,6 +182,9 @@ impl EngineTrait for Engine {
         if let Some(c) = &cluster {
             servers.add("cluster", Part::Cluster(c.cluster().clone()));
         }
+        if let Some(p) = &push {
+            servers.add("gateway", Part::Gateway(p.gateway().clone()));
+        }
         Ok(Prepared {
             engine: Engine {
                 url,
@@ -171,6 +195,7 @@ impl EngineTrait for Engine {
                 counters_before,
                 broker_read: Err("the run did not finish".into()),
                 cluster,
+                push,
                 remaining: 0,
             },
             servers,
@@ -253,6 +278,9 @@ impl EngineTrait for Engine {
                 ))
             }
             Err(why) => result.broker_count_missing = Some(why),
+        }
+        if let Some(p) = &self.push {
+            result.push = Some(p.report(self.workers.calls(), result.recount.effect_rows));
         }
         if let Some(c) = self.cluster {
             let report = c.report(self.workers.clients(), self.remaining);

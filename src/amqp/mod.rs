@@ -12,6 +12,8 @@ pub mod endpoints;
 mod engine;
 mod inspect;
 pub mod publisher;
+mod push_use;
+mod seen_table;
 pub mod send_log;
 mod supervise;
 pub mod topology;

@@ -7,7 +7,7 @@
 
 use super::worker::WorkerArgs;
 use crate::ledger::Event;
-use crate::report::{ClientConnection, CrashRecord, TimelineKind};
+use crate::report::{ClientConnection, CrashRecord, PushCalls, TimelineKind};
 use crate::runner::fold::Fold;
 use crate::runner::workers::{self, Launch, Origin, Report, Running, Slot};
 use crate::runner::RunError;
@@ -57,6 +57,8 @@ pub struct Supervisor {
     stopping: bool,
     /// Which cluster member each client connected to, and when.
     clients: Vec<ClientConnection>,
+    /// What the consumers' calls to the push gateway came to.
+    calls: PushCalls,
 }
 
 impl Supervisor {
@@ -82,12 +84,18 @@ impl Supervisor {
                 .collect(),
             stopping: false,
             clients: Vec::new(),
+            calls: PushCalls::default(),
         }
     }
 
     /// Which cluster member each client connected to, and when.
     pub fn clients(&self) -> &[ClientConnection] {
         &self.clients
+    }
+
+    /// What the consumers' calls to the push gateway came to.
+    pub fn calls(&self) -> &PushCalls {
+        &self.calls
     }
 
     fn state(&mut self, slot: Slot) -> &mut SlotState {
@@ -271,6 +279,7 @@ impl Supervisor {
                     self.state(slot).abort = Some(crash);
                 }
             }
+            WireEvent::Push { call, .. } => self.calls.count(call),
             WireEvent::Done => {}
         }
     }

@@ -35,6 +35,10 @@ pub struct WorkerArgs {
     /// The cluster member (an index into `amqp_url`) to try first.
     #[arg(long, default_value_t = 0)]
     pub first_member: u32,
+    /// Consumers with `effect = "push"`: the push gateway's URL (through its
+    /// fault proxy).
+    #[arg(long)]
+    pub push_url: Option<String>,
     /// 0-based index among workers of the same role (from the host).
     #[arg(skip)]
     pub index: u32,
@@ -65,6 +69,10 @@ impl WorkerArgs {
                 out.push(flag.into());
                 out.push(p.display().to_string());
             }
+        }
+        if let Some(url) = &self.push_url {
+            out.push("--push-url".into());
+            out.push(url.clone());
         }
         if let Some(point) = self.crash_point {
             let value =
@@ -147,6 +155,7 @@ mod tests {
             crash_point: Some(CrashPointArg::AfterEffectBeforeAck),
             crash_after: Some(7),
             first_member: 1,
+            push_url: Some("http://127.0.0.1:8080/v1/push".into()),
             index: 0,
             run_id: String::new(),
         };

@@ -50,12 +50,16 @@ pub struct OutputArgs {
 /// Which transports the matrix runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Transports {
-    /// RabbitMQ only.
+    /// RabbitMQ only, the consumer's effect local.
     Amqp,
+    /// RabbitMQ with the consumer's effect a call to the push gateway.
+    Push,
     /// The Postfix relay only.
     Smtp,
-    /// Both.
+    /// AMQP and SMTP (no push rows).
     Both,
+    /// AMQP, push and SMTP.
+    All,
 }
 
 /// Which broker topology the matrix runs on.
@@ -125,8 +129,9 @@ pub enum Command {
         /// Which rows: `core` (no fault, consumer crashes, inbox hang-up) or `all`.
         #[arg(long, value_enum, default_value_t = Rows::All)]
         rows: Rows,
-        /// Which transports: `amqp`, `smtp` or `both`.
-        #[arg(long, value_enum, default_value_t = Transports::Both)]
+        /// Which rows: `amqp`, `push` (AMQP with the push gateway as the
+        /// effect), `smtp`, `both` (amqp and smtp) or `all`.
+        #[arg(long, value_enum, default_value_t = Transports::All)]
         transport: Transports,
         /// `single` (one node, the fault rows above) or `cluster`: queue
         /// types against leader kills, pauses and partitions on three nodes

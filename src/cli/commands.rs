@@ -98,8 +98,10 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 .copied()
                 .filter(|r| rows == Rows::All || r.core)
                 .filter(|r| match transport {
-                    Transports::Both => true,
-                    Transports::Amqp => r.transport == Transport::Amqp,
+                    Transports::All => true,
+                    Transports::Both => !r.push,
+                    Transports::Amqp => r.transport == Transport::Amqp && !r.push,
+                    Transports::Push => r.push,
                     Transports::Smtp => r.transport == Transport::Smtp,
                 })
                 .collect();
@@ -417,6 +419,13 @@ fn print_matrix(
          promise: at-most-once = no message twice; at-least-once = no message lost; exactly-once = both",
         via.join("; ")
     )?;
+    if cells.iter().any(|c| c.row.push) {
+        writeln!(
+            out,
+            "push: the consumer's effect is a call to dlab's push gateway over HTTP: at-most-once calls once,\n\
+             at-least-once calls until a 2xx then acks, exactly-once sends the message ID as Idempotency-Key"
+        )?;
+    }
     if first(Transport::Smtp).is_some() {
         writeln!(
             out,

@@ -122,6 +122,8 @@ impl Proxy {
 
     /// Arms reply-lost-after-dot: the next message's final "." reaches the
     /// server, and the server's reply to it cuts the connection (RFC 1047).
+    /// On an HTTP link (response-lost): the next request reaches the server,
+    /// and its response cuts the connection.
     pub fn arm_reply_lost(&self, armed: bool) {
         self.shared.reply_lost_armed.store(armed, Ordering::SeqCst);
     }

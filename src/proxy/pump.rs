@@ -4,7 +4,9 @@
 //! Each fault is a small transform of the stream: latency (chunks held until
 //! due, order kept), bandwidth (pauses between writes), slicer (small writes),
 //! limit_data (close after N bytes), blackhole (nothing moves), and the
-//! protocol point confirm-lost (cut just before a broker `basic.ack`). With no
+//! protocol points confirm-lost (cut just before a broker `basic.ack`),
+//! reply-lost-after-dot (SMTP) and response-lost (HTTP: the request reaches
+//! the server, its response never reaches the client). With no
 //! fault active a chunk is written as soon as it is read.
 
 use super::amqp_frames::{FrameScanner, CLASS_BASIC, METHOD_ACK};
@@ -98,7 +100,8 @@ impl Pump<'_> {
             self.ctx.protocol == Protocol::Smtp,
             self.ctx.protocol == Protocol::Amqp,
         );
-        if smtp
+        let http = self.ctx.protocol == Protocol::Http;
+        if (smtp || http)
             && self.ctx.direction == Direction::ToClient
             && self.ctx.dot_passed.load(Ordering::SeqCst)
         {
@@ -116,6 +119,16 @@ impl Pump<'_> {
                     Stats::add(&self.ctx.stats.frames_dropped, 1);
                 }
             }
+        }
+        if http
+            && self.ctx.direction == Direction::ToServer
+            && self.ctx.reply_lost_armed.swap(false, Ordering::SeqCst)
+        {
+            // An HTTP/1.1 client sends nothing more on this connection until
+            // it has its response: the server's next bytes answer this
+            // request, and they never reach the client.
+            dot_passes = true;
+            Stats::add(&self.ctx.stats.frames_dropped, 1);
         }
         if amqp && self.ctx.direction == Direction::ToClient {
             let frames = self.scanner.scan(data);

@@ -11,6 +11,9 @@ pub enum Protocol {
     Amqp,
     /// SMTP: the client's lines are followed for reply-lost-after-dot.
     Smtp,
+    /// HTTP/1.1: a client's request is answered by the server's next bytes
+    /// (no pipelining), which is all response-lost needs to know.
+    Http,
 }
 
 /// Which way bytes flow through the proxy.

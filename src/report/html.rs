@@ -216,6 +216,9 @@ fn run_section(i: usize, r: &RunResult) -> String {
     if let Some(c) = &r.cluster {
         h.push_str(&super::html_cluster::details(c));
     }
+    if let Some(p) = &r.push {
+        h.push_str(&super::html_push::details(p));
+    }
     let _ = write!(
         h,
         "<div class=\"charts\">{}{}{}{}</div></section>",

@@ -7,8 +7,11 @@ mod cluster_text;
 mod fault_record;
 pub mod html;
 mod html_cluster;
+mod html_push;
 mod html_smtp;
 pub mod progress;
+mod push;
+mod push_text;
 mod result;
 mod series;
 mod smtp;
@@ -20,6 +23,7 @@ pub use cluster::{
     ClientConnection, ClusterAfter, ClusterReport, ClusterSample, MemberState, RaftMember,
 };
 pub use fault_record::{FaultRecord, Tally};
+pub use push::{AccessLogCount, PushCalls, PushReport};
 pub use result::{
     describe_fault, CrashRecord, Drain, ExpectationResult, Latency, Promise, Recount, RunResult,
     Settings, TimelineEntry, TimelineKind,
@@ -190,6 +194,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         started_unix_us: i.started_unix_us,
         smtp: None,
         cluster: None,
+        push: None,
         interrupted: false,
         lost_ids,
         duplicated_ids,

@@ -99,6 +99,10 @@ pub struct RunResult {
     /// over time, which member each client was on, the cluster's own count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::ClusterReport>,
+    /// AMQP runs with `effect = "push"`: the consumers' calls, the gateway's
+    /// own count and its access log recounted beside the effect store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<super::PushReport>,
     /// The run was stopped by a signal before it finished: its counts are
     /// what it saw until then (messages in flight count as lost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

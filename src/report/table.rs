@@ -133,6 +133,9 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     if let Some(cluster) = &r.cluster {
         super::cluster_text::write(out, cluster)?;
     }
+    if let Some(push) = &r.push {
+        super::push_text::write(out, push)?;
+    }
     // Fault windows are told in detail below, from the fault timeline.
     for t in r
         .timeline

@@ -9,19 +9,25 @@
 use super::node_faults;
 use super::servers::Servers;
 use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
+use crate::push::gateway::Misbehaviour as GatewayMisbehaviour;
 pub use crate::report::{FaultRecord, Tally};
-use crate::scenario::{Action, DirectionSpec, Fault, InboxFault, LinkSpec, NetEffect, Trigger};
+use crate::scenario::{
+    Action, DirectionSpec, Fault, GatewayFault, InboxFault, LinkSpec, NetEffect, Trigger,
+};
 use crate::schedule;
 use crate::smtp::inbox::Misbehaviour;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
-/// The two proxied links: producers to broker, consumers to broker.
+/// The proxied links: producers to broker, consumers to broker, and
+/// consumers to the push gateway when the effect is a push.
 pub struct Links {
     /// The producers' proxy.
     pub producers: Proxy,
     /// The consumers' proxy.
     pub consumers: Proxy,
+    /// The consumers' proxy to the push gateway.
+    pub push: Option<Proxy>,
 }
 
 impl Links {
@@ -30,19 +36,27 @@ impl Links {
             LinkSpec::Producers => vec![&self.producers],
             LinkSpec::Consumers => vec![&self.consumers],
             LinkSpec::Both => vec![&self.producers, &self.consumers],
+            LinkSpec::Push => self.push.iter().collect(),
         }
     }
 
     fn stats(&self) -> StatsSnapshot {
-        let (a, b) = (self.producers.stats(), self.consumers.stats());
-        StatsSnapshot {
-            accepted: a.accepted + b.accepted,
-            refused: a.refused + b.refused,
-            cut: a.cut + b.cut,
-            bytes_forwarded: a.bytes_forwarded + b.bytes_forwarded,
-            bytes_delayed: a.bytes_delayed + b.bytes_delayed,
-            frames_dropped: a.frames_dropped + b.frames_dropped,
-        }
+        let all = [
+            Some(&self.producers),
+            Some(&self.consumers),
+            self.push.as_ref(),
+        ];
+        all.into_iter()
+            .flatten()
+            .map(Proxy::stats)
+            .fold(StatsSnapshot::default(), |a, b| StatsSnapshot {
+                accepted: a.accepted + b.accepted,
+                refused: a.refused + b.refused,
+                cut: a.cut + b.cut,
+                bytes_forwarded: a.bytes_forwarded + b.bytes_forwarded,
+                bytes_delayed: a.bytes_delayed + b.bytes_delayed,
+                frames_dropped: a.frames_dropped + b.frames_dropped,
+            })
     }
 }
 
@@ -116,7 +130,10 @@ fn set_net(f: &mut LinkFaults, effect: NetEffect, on: bool) {
             }
         }
         NetEffect::Down => f.down = on,
-        NetEffect::Cut { .. } | NetEffect::ConfirmLost | NetEffect::ReplyLostAfterDot => {}
+        NetEffect::Cut { .. }
+        | NetEffect::ConfirmLost
+        | NetEffect::ReplyLostAfterDot
+        | NetEffect::ResponseLost => {}
     }
 }
 
@@ -128,6 +145,21 @@ fn misbehaviour(f: InboxFault) -> Option<Misbehaviour> {
         InboxFault::Tempfail => Some(Misbehaviour::Tempfail),
         InboxFault::Slow => Some(Misbehaviour::Slow),
         InboxFault::Hangup => Some(Misbehaviour::Hangup),
+    }
+}
+
+/// How the gateway misbehaves under a gateway fault (`down` and `restart`
+/// are not answers: they close it).
+fn gateway_misbehaviour(f: GatewayFault) -> Option<GatewayMisbehaviour> {
+    match f {
+        GatewayFault::Unavailable { retry_after_s } => {
+            Some(GatewayMisbehaviour::Unavailable { retry_after_s })
+        }
+        GatewayFault::Throttled { retry_after_s } => {
+            Some(GatewayMisbehaviour::Throttled { retry_after_s })
+        }
+        GatewayFault::Slow { delay } => Some(GatewayMisbehaviour::Slow { delay }),
+        GatewayFault::Down | GatewayFault::Restart => None,
     }
 }
 
@@ -192,7 +224,7 @@ impl Driver {
             (
                 Action::Net {
                     link,
-                    effect: NetEffect::ReplyLostAfterDot,
+                    effect: NetEffect::ReplyLostAfterDot | NetEffect::ResponseLost,
                 },
                 Some(links),
             ) => links.of(*link).iter().all(|p| !p.reply_lost_armed()),
@@ -355,7 +387,9 @@ impl Driver {
                             p.cut_all(if rst { End::CloseRst } else { End::CloseFin });
                         }
                         NetEffect::ConfirmLost => p.arm_confirm_lost(true),
-                        NetEffect::ReplyLostAfterDot => p.arm_reply_lost(true),
+                        NetEffect::ReplyLostAfterDot | NetEffect::ResponseLost => {
+                            p.arm_reply_lost(true)
+                        }
                         e => p.set(|f| set_net(f, e, true)),
                     }
                 }
@@ -438,6 +472,26 @@ impl Driver {
                     Some("no dlab-started relay to kill".into()),
                 ),
             },
+            Action::Gateway { fault: how } => match self.servers.gateway().cloned() {
+                Some(gateway) => match how {
+                    GatewayFault::Down => (
+                        fault.duration,
+                        None,
+                        gateway.set_down(true).await.err().map(|e| e.to_string()),
+                    ),
+                    GatewayFault::Restart => {
+                        let task = tokio::spawn(async move {
+                            gateway.restart().await.map_err(|e| e.to_string())
+                        });
+                        (Duration::ZERO, Some(task), None)
+                    }
+                    _ => {
+                        gateway.misbehave(gateway_misbehaviour(how));
+                        (fault.duration, None, None)
+                    }
+                },
+                None => (Duration::ZERO, None, Some("no push gateway on this run".into())),
+            },
             Action::ConsumerCrash { .. } | Action::ProducerCrash { .. } => {
                 (Duration::ZERO, None, None)
             }
@@ -464,7 +518,9 @@ impl Driver {
                     for p in links.of(link) {
                         match effect {
                             NetEffect::ConfirmLost => p.arm_confirm_lost(false),
-                            NetEffect::ReplyLostAfterDot => p.arm_reply_lost(false),
+                            NetEffect::ReplyLostAfterDot | NetEffect::ResponseLost => {
+                                p.arm_reply_lost(false)
+                            }
                             NetEffect::Cut { .. } => {}
                             e => p.set(|f| set_net(f, e, false)),
                         }
@@ -486,6 +542,17 @@ impl Driver {
                     match misbehaviour(how) {
                         None => note = inbox.set_down(false).await.err().map(|e| e.to_string()),
                         Some(_) => inbox.misbehave(None),
+                    }
+                }
+            }
+            Action::Gateway { fault: how } => {
+                if let Some(gateway) = self.servers.gateway() {
+                    match how {
+                        GatewayFault::Down => {
+                            note = gateway.set_down(false).await.err().map(|e| e.to_string())
+                        }
+                        GatewayFault::Restart => {}
+                        _ => gateway.misbehave(None),
                     }
                 }
             }

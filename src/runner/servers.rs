@@ -1,5 +1,5 @@
 //! A run's servers: named parts (RabbitMQ nodes, Postfix relays, dlab's
-//! inbox) that faults aim at.
+//! inbox, dlab's push gateway) that faults aim at.
 //!
 //! A transport lists the servers it started or attached to; the fault driver
 //! finds its target here by kind (and, once a scenario can name one, by
@@ -7,6 +7,7 @@
 
 use crate::broker::Node;
 use crate::cluster::Cluster;
+use crate::push::gateway::Gateway;
 use crate::relay::Relay;
 use crate::smtp::inbox::Inbox;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub enum Part {
     /// A RabbitMQ cluster dlab started: node faults and partitions aim at
     /// its members.
     Cluster(Arc<Cluster>),
+    /// dlab's push gateway, the phone's push service.
+    Gateway(Arc<Gateway>),
 }
 
 /// One named server of a run.
@@ -85,6 +88,14 @@ impl Servers {
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.0.iter().find_map(|s| match &s.part {
             Part::Cluster(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The push gateway.
+    pub fn gateway(&self) -> Option<&Arc<Gateway>> {
+        self.0.iter().find_map(|s| match &s.part {
+            Part::Gateway(g) => Some(g),
             _ => None,
         })
     }

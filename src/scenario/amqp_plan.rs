@@ -3,9 +3,10 @@
 //! those keys, its policies and its faults.
 
 use super::plan::{duration, ranged, Invalid};
-use super::spec::{FaultKind, PartitionHandling, QueueType, Spec, Transport};
+use super::spec::{EffectKind, FaultKind, PartitionHandling, QueueType, Spec, Transport};
 use super::transport::{Key, Vocabulary};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
+use crate::push::keys::KeyStore;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -36,6 +37,79 @@ pub struct AmqpPlan {
     /// The cluster's `cluster_partition_handling`.
     #[serde(default)]
     pub partition_handling: PartitionHandling,
+    /// With `effect = "push"`: the consumer's effect is a call to the push
+    /// gateway, with these settings; `None`: a local row.
+    #[serde(default)]
+    pub push: Option<PushPlan>,
+}
+
+/// The push hop's settings (`effect = "push"` and the `[push]` table).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PushPlan {
+    /// How long a consumer waits for one response.
+    pub timeout: Duration,
+    /// The first retry's delay, doubled per retry.
+    pub backoff: Duration,
+    /// The longest delay between two attempts (a `Retry-After` may be longer).
+    pub max_backoff: Duration,
+    /// Attempts per message at most for the policies that retry (0: until a 2xx).
+    pub attempts: u32,
+    /// How long the gateway remembers a key.
+    pub key_ttl: Duration,
+    /// Where the gateway keeps its keys.
+    pub key_store: KeyStore,
+}
+
+impl Default for PushPlan {
+    fn default() -> Self {
+        PushPlan {
+            timeout: Duration::from_secs(1),
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+            attempts: 0,
+            key_ttl: Duration::from_secs(600),
+            key_store: KeyStore::Memory,
+        }
+    }
+}
+
+impl PushPlan {
+    fn from_spec(spec: &Spec) -> Result<Option<PushPlan>, Invalid> {
+        let push = spec.push.clone().unwrap_or_default();
+        if spec.effect != Some(EffectKind::Push) {
+            if spec.push.is_some() {
+                return Err(Invalid::at(
+                    &["push"],
+                    "the push settings need the push effect; expected `effect = \"push\"`",
+                ));
+            }
+            return Ok(None);
+        }
+        let d = PushPlan::default();
+        let timeout = duration(&push.timeout, d.timeout, &["push", "timeout"])?;
+        if timeout.is_zero() {
+            return Err(Invalid::at(
+                &["push", "timeout"],
+                "a call needs time to answer; expected a timeout above zero, e.g. \"1s\"",
+            ));
+        }
+        Ok(Some(PushPlan {
+            timeout,
+            backoff: duration(&push.backoff, d.backoff, &["push", "backoff"])?,
+            max_backoff: duration(&push.max_backoff, d.max_backoff, &["push", "max_backoff"])?,
+            attempts: match push.attempts.unwrap_or(0) {
+                n @ 0..=1_000_000 => n as u32,
+                n => {
+                    return Err(Invalid::at(
+                        &["push", "attempts"],
+                        format!("{n} is out of range; expected 0 (until a 2xx) to 1000000"),
+                    ))
+                }
+            },
+            key_ttl: duration(&push.key_ttl, d.key_ttl, &["push", "key_ttl"])?,
+            key_store: push.key_store.unwrap_or(d.key_store),
+        }))
+    }
 }
 
 fn one() -> u32 {
@@ -57,6 +131,7 @@ impl Default for AmqpPlan {
             effect_time: Duration::ZERO,
             nodes: 1,
             partition_handling: PartitionHandling::PauseMinority,
+            push: None,
         }
     }
 }
@@ -109,6 +184,14 @@ pub const AMQP: Vocabulary = Vocabulary {
             name: "partition_handling",
             set: |s| s.partition_handling.is_some(),
         },
+        Key {
+            name: "effect",
+            set: |s| s.effect.is_some(),
+        },
+        Key {
+            name: "push",
+            set: |s| s.push.is_some(),
+        },
     ],
     producers: &[ProducerPolicy::FireAndForget, ProducerPolicy::ConfirmRetry],
     consumers: &[
@@ -116,6 +199,8 @@ pub const AMQP: Vocabulary = Vocabulary {
         ConsumerPolicy::AckBeforeEffect,
         ConsumerPolicy::AckAfterEffect,
         ConsumerPolicy::Idempotent,
+        ConsumerPolicy::SeenTable,
+        ConsumerPolicy::IdempotencyKey,
     ],
     faults: &[
         FaultKind::ConsumerCrash,
@@ -136,6 +221,12 @@ pub const AMQP: Vocabulary = Vocabulary {
         FaultKind::NodePause,
         FaultKind::NodeRestart,
         FaultKind::Partition,
+        FaultKind::ResponseLost,
+        FaultKind::GatewayUnavailable,
+        FaultKind::GatewayThrottled,
+        FaultKind::GatewaySlow,
+        FaultKind::GatewayDown,
+        FaultKind::GatewayRestart,
     ],
     preset: Guarantee::amqp_policies,
 };
@@ -157,6 +248,12 @@ impl AmqpPlan {
             return Err(Invalid::at(
                 &["partition_handling"],
                 "a single node has no partitions to handle; expected `nodes = 3` (or 2 and more)",
+            ));
+        }
+        if spec.effect == Some(EffectKind::Push) && nodes > 1 {
+            return Err(Invalid::at(
+                &["effect"],
+                "the push effect runs against one broker node (its fault proxy is for one node); expected `nodes = 1` with `effect = \"push\"`",
             ));
         }
         if queue_type == QueueType::Quorum && !durable {
@@ -193,6 +290,7 @@ impl AmqpPlan {
             effect_time: duration(&spec.effect_time, d.effect_time, &["effect_time"])?,
             nodes,
             partition_handling: spec.partition_handling.unwrap_or(d.partition_handling),
+            push: PushPlan::from_spec(spec)?,
         })
     }
 }

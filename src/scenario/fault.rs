@@ -76,6 +76,9 @@ pub enum NetEffect {
     /// SMTP: cut a connection after a message's final "." reached the
     /// server, instead of passing the server's reply (RFC 1047).
     ReplyLostAfterDot,
+    /// Push: cut a connection after a request reached the gateway, before
+    /// the response's status line reaches the consumer.
+    ResponseLost,
 }
 
 /// What the inbox does wrong while an inbox fault is active.
@@ -100,6 +103,44 @@ impl InboxFault {
             InboxFault::Tempfail => "inbox-tempfail",
             InboxFault::Slow => "inbox-slow",
             InboxFault::Hangup => "inbox-hangup",
+        }
+    }
+}
+
+/// What the push gateway does wrong while a gateway fault is active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "kebab-case")]
+pub enum GatewayFault {
+    /// 503 with `Retry-After`, no effect.
+    Unavailable {
+        /// Whole seconds.
+        retry_after_s: u32,
+    },
+    /// 429 with `Retry-After`, no effect.
+    Throttled {
+        /// Whole seconds.
+        retry_after_s: u32,
+    },
+    /// The effect, then the response this much later.
+    Slow {
+        /// The delay.
+        delay: Duration,
+    },
+    /// Not listening: connections refused.
+    Down,
+    /// Stopped and started again: keys in memory are forgotten.
+    Restart,
+}
+
+impl GatewayFault {
+    /// The kebab-case name used in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            GatewayFault::Unavailable { .. } => "gateway-unavailable",
+            GatewayFault::Throttled { .. } => "gateway-throttled",
+            GatewayFault::Slow { .. } => "gateway-slow",
+            GatewayFault::Down => "gateway-down",
+            GatewayFault::Restart => "gateway-restart",
         }
     }
 }
@@ -203,6 +244,11 @@ pub enum Action {
         /// The member an `isolate` cuts off (the bridge of a `bridge`).
         target: Target,
     },
+    /// Push: the gateway misbehaves for the duration (or restarts).
+    Gateway {
+        /// How.
+        fault: GatewayFault,
+    },
 }
 
 impl Action {
@@ -243,6 +289,19 @@ impl Action {
     /// Whether the runner must own the relay's processes for this fault.
     pub fn needs_relay(&self) -> bool {
         matches!(self, Action::RelayKill { .. })
+    }
+
+    /// Whether the fault acts on the push hop (the gateway or its proxy), so
+    /// the scenario needs `effect = "push"`.
+    pub fn needs_push(&self) -> bool {
+        matches!(
+            self,
+            Action::Gateway { .. }
+                | Action::Net {
+                    link: LinkSpec::Push,
+                    ..
+                }
+        )
     }
 
     /// Whether the fault goes through the proxy.
@@ -505,6 +564,28 @@ impl Fault {
                 let link = f.link.unwrap_or(LinkSpec::Producers);
                 (Action::Net { link, effect: NetEffect::ReplyLostAfterDot }, duration.unwrap_or(Duration::from_secs(10)))
             }
+            FaultKind::ResponseLost => {
+                if f.link.is_some_and(|l| l != LinkSpec::Push) {
+                    return Err(bad(i, "link", "a response-lost fault acts on the push link; expected `link = \"push\"` or no link"));
+                }
+                (Action::Net { link: LinkSpec::Push, effect: NetEffect::ResponseLost }, duration.unwrap_or(Duration::from_secs(10)))
+            }
+            FaultKind::GatewayUnavailable | FaultKind::GatewayThrottled => {
+                let after = dur(i, "retry_after", &f.retry_after)?.unwrap_or(Duration::from_secs(1));
+                let retry_after_s = after.as_secs_f64().ceil().clamp(0.0, 3600.0) as u32;
+                let fault = if kind == FaultKind::GatewayUnavailable {
+                    GatewayFault::Unavailable { retry_after_s }
+                } else {
+                    GatewayFault::Throttled { retry_after_s }
+                };
+                (Action::Gateway { fault }, needs_duration(duration)?)
+            }
+            FaultKind::GatewaySlow => {
+                let delay = dur(i, "delay", &f.delay)?.ok_or_else(|| bad(i, "kind", "a gateway-slow fault needs `delay`, longer than the consumer's `push.timeout`, e.g. \"2s\""))?;
+                (Action::Gateway { fault: GatewayFault::Slow { delay } }, needs_duration(duration)?)
+            }
+            FaultKind::GatewayDown => (Action::Gateway { fault: GatewayFault::Down }, needs_duration(duration)?),
+            FaultKind::GatewayRestart => (Action::Gateway { fault: GatewayFault::Restart }, Duration::ZERO),
         };
         Ok(Fault {
             action,
@@ -558,6 +639,10 @@ impl Fault {
             Action::Partition { shape: PartitionShape::Halves, .. } => "partition: halves".to_string(),
             Action::Partition { shape: PartitionShape::Clients, target } => format!("partition: the clients of {} cut off", target.describe()),
             Action::Partition { shape, target } => format!("partition: {} {}", shape.name(), target.describe()),
+            Action::Gateway { fault: GatewayFault::Unavailable { retry_after_s } } => format!("gateway-unavailable (503, Retry-After {retry_after_s}s)"),
+            Action::Gateway { fault: GatewayFault::Throttled { retry_after_s } } => format!("gateway-throttled (429, Retry-After {retry_after_s}s)"),
+            Action::Gateway { fault: GatewayFault::Slow { delay } } => format!("gateway-slow (answers {}ms after the effect)", delay.as_millis()),
+            Action::Gateway { fault } => fault.name().to_string(),
         };
         format!("{what} {when}{lasting}{chance}")
     }
@@ -568,6 +653,7 @@ fn link_name(l: LinkSpec) -> &'static str {
         LinkSpec::Producers => "producer",
         LinkSpec::Consumers => "consumer",
         LinkSpec::Both => "producer and consumer",
+        LinkSpec::Push => "push",
     }
 }
 
@@ -602,5 +688,6 @@ fn net_name(e: &NetEffect) -> String {
         NetEffect::LimitData { ways, bytes } => format!("limit-data {bytes} B {}", ways_name(ways)),
         NetEffect::ConfirmLost => "confirm-lost".to_string(),
         NetEffect::ReplyLostAfterDot => "reply-lost-after-dot".to_string(),
+        NetEffect::ResponseLost => "response-lost".to_string(),
     }
 }

@@ -14,15 +14,16 @@ mod smtp_plan;
 mod spec;
 mod transport;
 
-pub use amqp_plan::AmqpPlan;
+pub use amqp_plan::{AmqpPlan, PushPlan};
 pub use duration::{parse_age, parse_duration};
-pub use fault::{Action, Fault, InboxFault, NetEffect, Target, Trigger};
+pub use fault::{Action, Fault, GatewayFault, InboxFault, NetEffect, Target, Trigger};
 pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
 pub use smtp_plan::SmtpPlan;
 pub use spec::{
-    CrashPoint, CutMode, DirectionSpec, EverySpec, ExpectSpec, FaultKind, FaultSpec, LinkSpec,
-    NodeRole, NodeSpec, PartitionHandling, PartitionShape, QueueType, Spec, Transport,
+    CrashPoint, CutMode, DirectionSpec, EffectKind, EverySpec, ExpectSpec, FaultKind, FaultSpec,
+    LinkSpec, NodeRole, NodeSpec, PartitionHandling, PartitionShape, PushSpec, QueueType, Spec,
+    Transport,
 };
 pub use transport::{vocabulary, TransportPlan, Vocabulary};
 

@@ -12,7 +12,7 @@ use super::amqp_plan::AmqpPlan;
 use super::duration::parse_duration;
 use super::fault::{Action, Fault};
 use super::smtp_plan::SmtpPlan;
-use super::spec::{CrashPoint, Spec, Transport};
+use super::spec::{CrashPoint, EffectKind, Spec, Transport};
 use super::transport::{self, TransportPlan};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use serde::{Deserialize, Serialize};
@@ -157,14 +157,66 @@ pub(super) fn duration(
     }
 }
 
+/// The consumer's policy and the faults against where its effect happens: a
+/// local seen-table transaction cannot include a remote call, the push
+/// policies and faults need the push gateway.
+fn check_effect(
+    spec: &Spec,
+    push: bool,
+    consumer: ConsumerPolicy,
+    faults: &[Fault],
+) -> Result<(), Invalid> {
+    let key = if spec.consumer.is_some() {
+        "consumer"
+    } else {
+        "guarantee"
+    };
+    if push && consumer == ConsumerPolicy::Idempotent {
+        return Err(Invalid::at(
+            &[key],
+            "idempotent commits its seen-mark with a local effect; with `effect = \"push\"` expected idempotency-key (or seen-table, to see it fail)",
+        ));
+    }
+    if !push && consumer.push_only() {
+        return Err(Invalid::at(
+            &[key],
+            format!(
+                "{} wraps a call to the push gateway; expected `effect = \"push\"`",
+                consumer.name()
+            ),
+        ));
+    }
+    if let Some(i) = faults
+        .iter()
+        .position(|f| f.action.needs_push())
+        .filter(|_| !push)
+    {
+        return Err(Invalid {
+            path: vec![
+                Segment::Key("faults".into()),
+                Segment::Index(i),
+                Segment::Key("kind".into()),
+            ],
+            message: "a fault of the push hop needs the push gateway; expected `effect = \"push\"`"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 impl Plan {
     /// Checks a spec and fills in defaults; `default_name` is used when the
     /// spec names none (the file stem).
     pub fn from_spec(spec: &Spec, default_name: &str) -> Result<Plan, Invalid> {
         let own = transport::vocabulary(spec.transport.unwrap_or(Transport::Amqp));
+        let push = spec.effect == Some(EffectKind::Push);
         let (producer, consumer) = match (spec.guarantee, spec.producer, spec.consumer) {
             (Some(g), p, c) => {
-                let (gp, gc) = (own.preset)(g);
+                let (gp, gc) = if push {
+                    g.push_policies()
+                } else {
+                    (own.preset)(g)
+                };
                 (p.unwrap_or(gp), c.unwrap_or(gc))
             }
             (None, Some(p), Some(c)) => (p, c),
@@ -195,6 +247,7 @@ impl Plan {
             .enumerate()
             .map(|(i, f)| Fault::from_spec(i, f, producers, consumers, nodes))
             .collect::<Result<Vec<_>, _>>()?;
+        check_effect(spec, push, consumer, &faults)?;
         let e = spec.expect.clone().unwrap_or_default();
         let expect = Expectations {
             max_lost: e.max_lost,

@@ -58,6 +58,13 @@ pub struct Spec {
     /// AMQP: how long showing one notification takes the consumer, e.g. "2ms"
     /// (default 0): a slow consumer keeps a backlog in the queue.
     pub effect_time: Option<String>,
+    /// AMQP: what the consumer's effect is: `local` (a row in its own store,
+    /// in the same transaction as its seen-table) or `push` (an HTTP call to
+    /// the push gateway, the phone's push service, through a fault proxy).
+    pub effect: Option<EffectKind>,
+    /// AMQP: with `effect = "push"`, the call's timeout, retries and the
+    /// gateway's memory of idempotency keys.
+    pub push: Option<PushSpec>,
     /// How long the drain phase may wait for the queue to empty, e.g. "30s".
     pub drain_timeout: Option<String>,
     /// Seed for everything random in the run.
@@ -67,6 +74,38 @@ pub struct Spec {
     pub faults: Vec<FaultSpec>,
     /// Bounds the counted outcome must stay within.
     pub expect: Option<ExpectSpec>,
+}
+
+/// Where a consumer's effect happens.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum EffectKind {
+    /// A row in the effect store, written by the consumer itself.
+    #[default]
+    Local,
+    /// A call to the push gateway over HTTP, which writes the row.
+    Push,
+}
+
+/// The `[push]` table as written.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushSpec {
+    /// How long the consumer waits for the gateway's response, e.g. "1s".
+    pub timeout: Option<String>,
+    /// The first retry's delay, doubled per retry, e.g. "50ms".
+    pub backoff: Option<String>,
+    /// The longest delay between two attempts, e.g. "1s".
+    pub max_backoff: Option<String>,
+    /// Attempts per message at most (policies that retry); 0: until a 2xx.
+    pub attempts: Option<u64>,
+    /// How long the gateway remembers an idempotency key, e.g. "10m".
+    pub key_ttl: Option<String>,
+    /// Where the gateway keeps its keys: `memory` (lost with a restart) or
+    /// `disk` (committed with the effect).
+    pub key_store: Option<crate::push::keys::KeyStore>,
 }
 
 /// Which way notifications travel.
@@ -172,6 +211,20 @@ pub enum FaultKind {
     /// The links between cluster members cut (`partition`, `node`) for
     /// `duration`, then healed.
     Partition,
+    /// Push: the proxy lets a request reach the gateway (which applies it)
+    /// and cuts the connection before the status line reaches the consumer.
+    ResponseLost,
+    /// Push: the gateway answers 503 with `Retry-After` for `duration`.
+    GatewayUnavailable,
+    /// Push: the gateway answers 429 with `Retry-After` for `duration`.
+    GatewayThrottled,
+    /// Push: for `duration`, the gateway applies the effect and answers
+    /// `delay` later (after the consumer's timeout: the phone rang).
+    GatewaySlow,
+    /// Push: the gateway stops listening for `duration` (connections refused).
+    GatewayDown,
+    /// Push: the gateway is restarted; keys kept in memory are forgotten.
+    GatewayRestart,
 }
 
 impl FaultKind {
@@ -202,6 +255,12 @@ impl FaultKind {
             FaultKind::NodePause => "node-pause",
             FaultKind::NodeRestart => "node-restart",
             FaultKind::Partition => "partition",
+            FaultKind::ResponseLost => "response-lost",
+            FaultKind::GatewayUnavailable => "gateway-unavailable",
+            FaultKind::GatewayThrottled => "gateway-throttled",
+            FaultKind::GatewaySlow => "gateway-slow",
+            FaultKind::GatewayDown => "gateway-down",
+            FaultKind::GatewayRestart => "gateway-restart",
         }
     }
 }
@@ -239,6 +298,8 @@ pub enum LinkSpec {
     Consumers,
     /// Both.
     Both,
+    /// Consumers to the push gateway (`effect = "push"`).
+    Push,
 }
 
 /// Which way a network fault acts.
@@ -310,6 +371,12 @@ pub struct FaultSpec {
     pub bytes: Option<u64>,
     /// `cut`: fin or rst.
     pub mode: Option<CutMode>,
+    /// `gateway-unavailable`, `gateway-throttled`: the `Retry-After` the
+    /// gateway sends, e.g. "1s" (whole seconds).
+    pub retry_after: Option<String>,
+    /// `gateway-slow`: how late the gateway answers after it applied the
+    /// effect, e.g. "2s" (longer than the consumer's `push.timeout`).
+    pub delay: Option<String>,
     /// `node-*`, `partition = "isolate"`: which cluster member, by number
     /// (from 0), or "leader" / "follower" of the run's queue (asked of the
     /// cluster when the fault fires).

@@ -187,6 +187,8 @@ mod tests {
                 "durable" | "persistent" => "true",
                 "queue_type" => "\"classic\"",
                 "partition_handling" => "\"ignore\"",
+                "effect" => "\"local\"",
+                "push" => "{ timeout = \"1s\" }",
                 _ => "1",
             };
             let text = format!(
@@ -204,6 +206,9 @@ mod tests {
             let mut text = text.replace("transport = \"smtp\"", "transport = \"amqp\"");
             if key.name == "partition_handling" {
                 text.push_str("nodes = 3\n");
+            }
+            if key.name == "push" {
+                text = format!("effect = \"push\"\n{text}");
             }
             assert!(parse(&text, "s.toml", "s", &[]).is_ok(), "{}", key.name);
         }

@@ -137,12 +137,14 @@ impl EngineTrait for Engine {
             (Some(producers), Some(consumers)) => Some(Links {
                 producers,
                 consumers,
+                push: None,
             }),
             // An external or `dlab up` relay: its next hop is fixed, not
             // dlab's to proxy; the consumer link is a proxy nobody uses.
             (Some(producers), None) => Some(Links {
                 producers,
                 consumers: proxy(inbox.addr(), plan.seed ^ 1).await?,
+                push: None,
             }),
             _ => None,
         };

@@ -9,6 +9,7 @@
 //! 7-bit. Lines are read one at a time (PIPELINING needs nothing more).
 
 use crate::effects::EffectStore;
+use crate::group_commit::GroupCommit;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,10 +80,8 @@ pub enum Misbehaviour {
 /// `smtp_data_done_timeout` (see [`crate::relay`]).
 pub const SLOW_REPLY: std::time::Duration = std::time::Duration::from_secs(6);
 
-type Reply = tokio::sync::oneshot::Sender<Result<bool, String>>;
-
 struct InboxState {
-    writer: Mutex<std::sync::mpsc::Sender<(String, Reply)>>,
+    writer: GroupCommit<String, bool>,
     stats: InboxStats,
     /// 0: well behaved; else a [`Misbehaviour`] (see `misbehaviour`).
     mode: std::sync::atomic::AtomicU8,
@@ -111,56 +110,22 @@ impl InboxState {
     }
 }
 
-/// The one thread that writes effects: it takes every message waiting and
-/// commits them in one transaction (group commit), then answers each, so
-/// every 250 still follows the commit that covers its message.
+/// The inbox's effect writer: every message waiting is committed in one
+/// transaction (see [`crate::group_commit`]), so every 250 still follows the
+/// commit that covers its message. Answers whether the effect was applied.
 fn writer(
-    mut store: EffectStore,
+    store: EffectStore,
     idempotent: bool,
     consumer: u32,
-) -> std::sync::mpsc::Sender<(String, Reply)> {
-    let (tx, rx) = std::sync::mpsc::channel::<(String, Reply)>();
-    std::thread::spawn(move || {
-        while let Ok(first) = rx.recv() {
-            let mut pending = vec![first];
-            while pending.len() < 1024 {
-                match rx.try_recv() {
-                    Ok(next) => pending.push(next),
-                    Err(_) => break,
-                }
-            }
-            let now = crate::effects::now_us();
-            let outcome = (|| {
-                let mut batch = store.batch(consumer).map_err(|e| e.to_string())?;
-                let mut applied = Vec::with_capacity(pending.len());
-                for (id, _) in &pending {
-                    applied.push(
-                        if idempotent {
-                            batch.apply_once(id, now)
-                        } else {
-                            batch.apply(id, now).map(|_| true)
-                        }
-                        .map_err(|e| e.to_string())?,
-                    );
-                }
-                batch.commit().map_err(|e| e.to_string())?;
-                Ok::<Vec<bool>, String>(applied)
-            })();
-            match outcome {
-                Ok(applied) => {
-                    for ((_, reply), a) in pending.into_iter().zip(applied) {
-                        let _ = reply.send(Ok(a));
-                    }
-                }
-                Err(e) => {
-                    for (_, reply) in pending {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
+) -> std::io::Result<GroupCommit<String, bool>> {
+    GroupCommit::start(store, consumer, move |batch, id: &String| {
+        let now = crate::effects::now_us();
+        if idempotent {
+            batch.apply_once(id, now)
+        } else {
+            batch.apply(id, now).map(|_| true)
         }
-    });
-    tx
+    })
 }
 
 impl Inbox {
@@ -188,7 +153,7 @@ impl Inbox {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(InboxState {
-            writer: Mutex::new(writer(store, idempotent, consumer)),
+            writer: writer(store, idempotent, consumer)?,
             stats: InboxStats::default(),
             mode: Default::default(),
             expect_text,
@@ -576,16 +541,7 @@ async fn accept(shared: &Arc<InboxState>, message: Vec<u8>) -> Result<u64, Strin
         stats.without_id.fetch_add(1, Ordering::Relaxed);
         String::new()
     });
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    shared
-        .writer
-        .lock()
-        .map_err(|_| "the effect writer is gone".to_string())?
-        .send((id.clone(), tx))
-        .map_err(|_| "the effect writer is gone".to_string())?;
-    let applied = rx
-        .await
-        .map_err(|_| "the effect writer is gone".to_string())??;
+    let applied = shared.writer.submit(id.clone()).await?;
     if !applied {
         stats.suppressed.fetch_add(1, Ordering::Relaxed);
     }

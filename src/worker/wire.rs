@@ -5,6 +5,7 @@
 //! guarantee depends on (that lives in the broker and the effect store).
 
 use crate::ledger::Event;
+use crate::push::client::CallEvent;
 use std::fmt;
 
 /// One thing a worker reports.
@@ -36,6 +37,14 @@ pub enum WireEvent {
     },
     /// Connected to member `n` (from 0) of a cluster's endpoints.
     Endpoint(u32),
+    /// An attempt or a wait of a call to the push gateway, for message `seq`
+    /// (if one of this run's).
+    Push {
+        /// What the attempt came to.
+        call: CallEvent,
+        /// The message.
+        seq: Option<u64>,
+    },
     /// Something the worker noticed (a lost connection, a retry), for the log.
     Note(String),
     /// The worker finished its work and is exiting normally.
@@ -65,6 +74,10 @@ impl fmt::Display for WireEvent {
                 None => write!(f, "abort {point} {count} -"),
             },
             WireEvent::Endpoint(n) => write!(f, "at {n}"),
+            WireEvent::Push { call, seq } => match seq {
+                Some(seq) => write!(f, "P {call} {seq}"),
+                None => write!(f, "P {call} -"),
+            },
             WireEvent::Note(text) => write!(f, "note {}", text.replace('\n', " ")),
             WireEvent::Done => f.write_str("done"),
         }
@@ -93,6 +106,14 @@ impl WireEvent {
         Some(match tag {
             "ready" => WireEvent::Ready,
             "at" => WireEvent::Endpoint(num()? as u32),
+            "P" => {
+                let call = CallEvent::parse(parts.next()?)?;
+                let seq = match parts.next()? {
+                    "-" => None,
+                    n => Some(n.parse().ok()?),
+                };
+                WireEvent::Push { call, seq }
+            }
             "done" => WireEvent::Done,
             "X" => WireEvent::Ledger(Event::Unexpected),
             "A" => WireEvent::Ledger(Event::Attempt(num()?)),
@@ -143,6 +164,14 @@ mod tests {
             }),
             WireEvent::Ledger(Event::Acked(7)),
             WireEvent::Endpoint(2),
+            WireEvent::Push {
+                call: CallEvent::Status(503),
+                seq: Some(4),
+            },
+            WireEvent::Push {
+                call: CallEvent::RetryAfter(1000),
+                seq: None,
+            },
             WireEvent::Ledger(Event::Effect(8)),
             WireEvent::Ledger(Event::Suppressed(9)),
             WireEvent::Ledger(Event::Unexpected),
@@ -181,6 +210,9 @@ mod tests {
             "abort x 1",
             "abort x y 1",
             "abort x 1 2 3",
+            "P",
+            "P shown",
+            "P what 1",
         ] {
             assert_eq!(WireEvent::parse(line), None, "{line:?}");
         }
