@@ -158,7 +158,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             let out = &mut std::io::stdout().lock();
             writeln!(
                 out,
-                "\ndlab compare: {messages} messages at {rate}/s, {guarantee}, AMQP (RabbitMQ) against SMTP (Postfix relay)\n"
+                "\ndlab compare: {messages} messages at {rate}/s, {guarantee}, AMQP (RabbitMQ), AMQP with the push gateway as the effect, SMTP (Postfix relay)\n"
             )?;
             table::write_side_by_side(out, &results)?;
             table::write_outage_summary(out, &results)?;

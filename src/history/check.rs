@@ -4,19 +4,23 @@
 //! a fresh [`Ledger`] (the same [`Event`]s the run's fold recorded, effects
 //! after events, as the runner does) and reconciled; the promise and the
 //! plan's expectations are judged on that reconciliation. Beside it, the
-//! history must account for the store ([`super::accounts`]).
+//! history must account for the store ([`super::accounts`]): a row follows
+//! a delivery of its message to its process, or, when the effect is a push,
+//! a call for it that may have been applied.
 //!
 //! The verdict follows `dlab run`'s exit code: broken when an expectation of
 //! the plan is broken (or, for a plan with none, when its promise is), and
 //! broken when the history does not account for every row.
 
 use super::accounts::Deliveries;
+use super::read::What;
 use super::store::{Kind, Store};
 use super::{read, HistoryError, RunFiles};
 use crate::ledger::{Counts, Event, Ledger, Verdicts};
 use crate::message_id;
 use crate::report::{self, table, ExpectationResult, Promise};
 use crate::scenario::Transport;
+use crate::worker::wire::WireEvent;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -61,12 +65,24 @@ pub fn check(files: &RunFiles) -> Result<Checked, HistoryError> {
     let plan = &files.plan;
     let mut ledger = Ledger::new(plan.messages);
     let mut deliveries = Deliveries::new(plan.messages);
+    // A local effect follows a delivery; a push effect follows a call (one
+    // delivery may be called for several times: that is the lesson).
+    let push = plan.amqp().is_some_and(|a| a.push.is_some());
     let history_lines = read::for_each(&files.history, |line| {
         if let Some(e) = line.ledger_event() {
-            if let Event::Delivered { seq, .. } = e {
+            if let (Event::Delivered { seq, .. }, false) = (e, push) {
                 deliveries.delivered(seq, line.pid);
             }
             ledger.record(e);
+        }
+        if let What::Event(WireEvent::Push {
+            call,
+            seq: Some(seq),
+        }) = line.what
+        {
+            if push && call.may_apply() {
+                deliveries.delivered(seq, line.pid);
+            }
         }
     })?;
     let store = Store::open(&files.effects)?;
@@ -142,7 +158,7 @@ pub fn write(out: &mut dyn Write, files: &RunFiles, c: &Checked) -> io::Result<(
     if c.unaccounted == 0 {
         writeln!(
             out,
-            "  history   accounts for every effect-store row: each follows a delivery of its message to the process that wrote it"
+            "  history   accounts for every effect-store row: each follows a delivery of its message to the process that wrote it (with a push effect: a call for it)"
         )?;
     } else {
         writeln!(

@@ -53,6 +53,15 @@ impl fmt::Display for CallEvent {
 }
 
 impl CallEvent {
+    /// Whether the attempt may have made the gateway show the notification:
+    /// a 2xx for a first request, or an attempt whose answer never came.
+    pub fn may_apply(self) -> bool {
+        matches!(
+            self,
+            CallEvent::Shown | CallEvent::Timeout | CallEvent::Failed
+        )
+    }
+
     /// Parses what `Display` wrote.
     pub fn parse(s: &str) -> Option<CallEvent> {
         let (tag, n) = match s.split_once(':') {

@@ -367,7 +367,13 @@ pub fn write_side_by_side(out: &mut dyn Write, results: &[RunResult]) -> io::Res
     type Field<'a> = (&'a str, Box<dyn Fn(&RunResult) -> String>);
     let mut fields: Vec<Field<'_>> = vec![
         ("scenario", Box::new(|r| r.scenario.clone())),
-        ("transport", Box::new(|r| r.transport.name().to_string())),
+        (
+            "transport",
+            Box::new(|r| match r.push {
+                Some(_) => format!("{} + push", r.transport.name()),
+                None => r.transport.name().to_string(),
+            }),
+        ),
         ("producer", Box::new(|r| r.producer.clone())),
         ("consumer", Box::new(|r| r.consumer.clone())),
         ("intended", Box::new(|r| r.counts.intended.to_string())),

@@ -293,7 +293,7 @@ fn broker_faults_refuse_an_external_broker_before_starting_anything() {
 }
 
 #[test]
-fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
+fn compare_prints_amqp_push_and_smtp_side_by_side_with_and_without_the_outage() {
     let url = &broker_url();
     let home = temp_dir("compare");
     let json = home.join("compare.json");
@@ -325,13 +325,15 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
         .iter()
         .map(|r| r["transport"].as_str().unwrap())
         .collect();
-    assert_eq!(transports, ["amqp", "smtp", "amqp", "smtp"]);
+    assert_eq!(transports, ["amqp", "amqp", "smtp", "amqp", "amqp", "smtp"]);
+    let push: Vec<bool> = runs.iter().map(|r| r["push"].is_object()).collect();
+    assert_eq!(push, [false, true, false, false, true, false]);
     for r in runs {
         assert_eq!(r["counts"]["lost"].as_u64(), Some(0), "{r}");
         assert_eq!(r["counts"]["unique"].as_u64(), Some(600), "{r}");
     }
     // Under the outage the relay held the backlog on its disk queue.
-    assert!(runs[3]["smtp"]["relay_queue_peak"].as_u64().unwrap() > 0);
+    assert!(runs[5]["smtp"]["relay_queue_peak"].as_u64().unwrap() > 0);
     // The outage fired on both transports and lasted its 1.5 s: the AMQP
     // consumers' link refused their reconnects, the inbox took nothing.
     let outage = |r: &serde_json::Value, kind: &str| -> serde_json::Value {
@@ -347,15 +349,21 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
         assert!(window >= 1500, "{f}");
         f
     };
-    let down = outage(&runs[2], "down");
+    let down = outage(&runs[3], "down");
     assert!(down["effect"]["refused"].as_u64().unwrap() >= 1, "{down}");
     assert_eq!(down["effect"]["accepted"], 0, "{down}");
-    let inbox = outage(&runs[3], "inbox-down");
+    // The push gateway refused the consumers' calls, which waited and
+    // called again: failed calls, backoff, and nothing lost.
+    outage(&runs[4], "gateway-down");
+    let calls = &runs[4]["push"]["calls"];
+    assert!(calls["failed"].as_u64().unwrap() >= 1, "{calls}");
+    assert!(calls["backoff_waits"].as_u64().unwrap() >= 1, "{calls}");
+    let inbox = outage(&runs[5], "inbox-down");
     assert!(
         inbox["during"]["delivered"].as_u64().unwrap() <= crate::support::COMMITTED_AS_FAULT_BEGAN,
         "{inbox}"
     );
-    for r in &runs[..2] {
+    for r in &runs[..3] {
         assert!(r["fault_timeline"].as_array().unwrap().is_empty(), "{r}");
     }
     // And it shows in end-to-end latency, measured from when each message
@@ -363,7 +371,7 @@ fn compare_prints_amqp_and_smtp_side_by_side_with_and_without_the_outage() {
     // undisturbed runs stay well below it.
     let max = |r: &serde_json::Value| r["latency"]["end_to_end"]["max_us"].as_u64().unwrap();
     for (i, r) in runs.iter().enumerate() {
-        if i < 2 {
+        if i < 3 {
             assert!(
                 max(r) < 1_500_000,
                 "undisturbed {}: {}",

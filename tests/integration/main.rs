@@ -16,6 +16,7 @@ mod newuser;
 mod node;
 mod promises;
 mod promises_cli;
+mod push;
 mod relay;
 mod report;
 mod smtp_proxy;
