@@ -66,14 +66,14 @@ pub fn details(p: &PushReport) -> String {
     }
     let _ = write!(
         h,
-        "</table><p>{} retries ({} after Retry-After, {} ms waited; {} after backoff), {} failed connections, {} given up. Keys in {} for {} ms; {} expired; {} gateway restarts. Access log <code>{}</code>: {}; the effect store holds {} rows{}.</p>",
+        "</table><p>{} retries ({} after Retry-After, {} ms waited; {} after backoff), {} failed connections, {} given up. Keys kept {} for {} ms; {} expired; {} gateway restarts. Access log <code>{}</code>: {}; the effect store holds {} rows{}.</p>",
         c.retries(),
         c.retry_after_waits,
         c.retry_after_ms,
         c.backoff_waits,
         c.failed,
         c.gave_up,
-        esc(&p.key_store),
+        if p.key_store == "disk" { "on disk" } else { "in memory" },
         p.key_ttl_ms,
         g.keys_expired,
         g.restarts,

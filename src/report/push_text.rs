@@ -27,7 +27,7 @@ pub fn write(out: &mut dyn Write, p: &PushReport) -> io::Result<()> {
     let g = &p.gateway;
     writeln!(
         out,
-        "            gateway: {} requests (2xx {}, 4xx {}, 5xx {}), {} applied, {} replayed, {} keys expired, {} restarts; keys in {} for {}ms",
+        "            gateway: {} requests (2xx {}, 4xx {}, 5xx {}), {} applied, {} replayed, {} keys expired, {} restarts; keys kept {} for {}ms",
         g.requests,
         g.status_2xx,
         g.status_4xx,
@@ -36,7 +36,7 @@ pub fn write(out: &mut dyn Write, p: &PushReport) -> io::Result<()> {
         g.replayed,
         g.keys_expired,
         g.restarts,
-        p.key_store,
+        if p.key_store == "disk" { "on disk" } else { "in memory" },
         p.key_ttl_ms
     )?;
     match (&p.access_log, &p.access_log_missing) {
