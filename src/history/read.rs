@@ -47,12 +47,13 @@ impl Line {
         }
     }
 
-    /// The message the line is about: a ledger event's message, or the one an
-    /// abort names.
+    /// The message the line is about: a ledger event's message, the one an
+    /// abort names, or the one a call to the push gateway was for.
     pub fn seq(&self) -> Option<u64> {
         match &self.what {
             What::Event(WireEvent::Ledger(e)) => e.seq(),
             What::Event(WireEvent::Aborted { seq, .. }) => *seq,
+            What::Event(WireEvent::Push { seq, .. }) => *seq,
             _ => None,
         }
     }

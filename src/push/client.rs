@@ -62,6 +62,24 @@ impl CallEvent {
         )
     }
 
+    /// In words, for `dlab explain`.
+    pub fn describe(self) -> String {
+        match self {
+            CallEvent::Shown => "call to the gateway: 2xx, shown".into(),
+            CallEvent::Replayed => {
+                "call to the gateway: 2xx, its key's first answer replayed".into()
+            }
+            CallEvent::Status(s) => format!("call to the gateway: answered {s}"),
+            CallEvent::Timeout => "call to the gateway: no answer within the timeout".into(),
+            CallEvent::Failed => {
+                "call to the gateway: the connection failed or closed before an answer".into()
+            }
+            CallEvent::RetryAfter(ms) => format!("waited {ms} ms as Retry-After said"),
+            CallEvent::Backoff(ms) => format!("waited {ms} ms (backoff)"),
+            CallEvent::GaveUp => "gave the call up".into(),
+        }
+    }
+
     /// Parses what `Display` wrote.
     pub fn parse(s: &str) -> Option<CallEvent> {
         let (tag, n) = match s.split_once(':') {

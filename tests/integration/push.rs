@@ -117,6 +117,23 @@ fn a_lost_response_rings_twice_without_a_key_and_once_with_one() {
         show(&out)
     );
 
+    // `dlab explain` tells a duplicate's story: a call again for the same
+    // delivery after the first call's answer never came.
+    let dir = Path::new(r.history.as_ref().unwrap()).parent().unwrap();
+    let out = dlab(&temp_dir("push-explain"))
+        .arg("explain")
+        .arg(dir)
+        .arg(&r.duplicated_ids[0])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let story = text(&out.stdout);
+    assert!(
+        story.contains("call to the gateway: the connection failed or closed before an answer")
+            && story.contains("the second effect followed a call again by consumer"),
+        "{story}"
+    );
+
     // The local seen-table: the promise it claims is broken, on purpose.
     let r = run(&plan("push-response-lost-seen-table.toml", &[]));
     held(&r);

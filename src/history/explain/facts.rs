@@ -54,6 +54,9 @@ pub struct Placed {
     pub delivery: Option<usize>,
     /// The worker that wrote it, by the history's name for its process.
     pub worker: String,
+    /// Push: a row beyond the first for the same delivery (the consumer
+    /// called again for it).
+    pub again: bool,
 }
 
 impl Facts {
@@ -83,7 +86,8 @@ impl Facts {
         let mut rows = Vec::new();
         Store::open(&files.effects)?.for_each(Some(message_id), |row| rows.push(row))?;
 
-        let mut rows = place(rows, &lines, &receivers, start_us);
+        let push = files.plan.amqp().is_some_and(|a| a.push.is_some());
+        let mut rows = place(rows, &lines, &receivers, start_us, push);
         // The endings that matter: a process's first abnormal ending after
         // it took the message, unless it was done with it by then: an
         // attempt whose outcome it learned; a delivery it applied (or
@@ -301,26 +305,36 @@ fn place(
     lines: &[Line],
     receivers: &HashMap<u32, String>,
     start_us: i64,
+    push: bool,
 ) -> Vec<Placed> {
     // Per process, its rows in time order take its deliveries in file order.
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by_key(|&i| (rows[i].at_us, i));
+    // With a push effect a process may write more rows than it had
+    // deliveries (it called again for one): those belong to its last one.
     let mut taken: HashMap<u32, usize> = HashMap::new();
     let mut delivery = vec![None; rows.len()];
+    let mut again = vec![false; rows.len()];
     for i in order {
         let pid = rows[i].pid;
         let k = taken.entry(pid).or_default();
-        delivery[i] = lines
+        let own: Vec<usize> = lines
             .iter()
             .filter(|l| l.pid == pid)
             .filter(|l| matches!(l.ledger_event(), Some(Event::Delivered { .. })))
-            .nth(*k)
-            .map(|l| l.number);
+            .map(|l| l.number)
+            .collect();
+        delivery[i] = own.get(*k).copied();
+        if delivery[i].is_none() && push {
+            delivery[i] = own.last().copied();
+            again[i] = delivery[i].is_some();
+        }
         *k += 1;
     }
     rows.into_iter()
         .zip(delivery)
-        .map(|(row, delivery)| {
+        .zip(again)
+        .map(|((row, delivery), again)| {
             let worker = delivery
                 .and_then(|n| lines.iter().find(|l| l.number == n))
                 .map(|l| l.worker.clone())
@@ -331,6 +345,7 @@ fn place(
                 row,
                 delivery,
                 worker,
+                again,
             }
         })
         .collect()

@@ -243,6 +243,7 @@ fn words(l: &Line, seq: u64, attempt: usize, run_id: &str) -> String {
             };
             format!("aborted at {point} (its {what} {count}, {on})")
         }
+        What::Event(WireEvent::Push { call, .. }) => call.describe(),
         What::Event(other) => other.to_string(),
         What::Exit(code) => format!("ended: exit {code}"),
         What::Signal(Some(n)) => format!("ended: signal {n}"),

@@ -3,13 +3,15 @@
 //! each effect beyond the first: a redelivery after the process that held
 //! the message let it go (an abort at a crash point, a lost connection), a
 //! second attempt after the first was in doubt or nacked, or, over SMTP,
-//! the relay delivering again what the inbox had already committed; with
-//! the faults active at that moment.
+//! the relay delivering again what the inbox had already committed, or, with
+//! a push effect, the consumer calling the gateway again for the same
+//! delivery; with the faults active at that moment.
 
 use super::facts::{Facts, Placed};
 use crate::history::read::{Line, What};
 use crate::ledger::Event;
 use crate::policy::ConsumerPolicy;
+use crate::push::client::CallEvent;
 use crate::scenario::Transport;
 use crate::worker::wire::WireEvent;
 
@@ -76,8 +78,47 @@ fn ending(l: &Line) -> String {
     }
 }
 
+/// What made push effect `e`, a second one for the same delivery: the
+/// consumer called again because an earlier call's answer never came.
+fn called_again(f: &Facts, e: &Placed) -> String {
+    let calls: Vec<&Line> = f
+        .lines
+        .iter()
+        .filter(|l| l.pid == e.row.pid)
+        .filter(|l| matches!(l.what, What::Event(WireEvent::Push { .. })))
+        .collect();
+    let unanswered = calls
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.what,
+                What::Event(WireEvent::Push {
+                    call: CallEvent::Timeout | CallEvent::Failed,
+                    ..
+                })
+            )
+        })
+        .count();
+    let from = calls.first().map_or(0, |l| l.at_us);
+    let to = calls.last().map_or(from, |l| l.at_us);
+    let why = if f.consumer == ConsumerPolicy::IdempotencyKey {
+        "with the same key, which the gateway no longer knew (a restart, or a key older than key_ttl)"
+    } else {
+        "without a key the gateway could recognise (the gateway had applied the earlier call)"
+    };
+    format!(
+        "a call again by {} (pid {}) for the same delivery after {unanswered} call(s) got no answer, {why}{}",
+        e.worker,
+        e.row.pid,
+        during(f, from, to)
+    )
+}
+
 /// What made effect `e` (not the first): its delivery, and what came before.
 fn cause(f: &Facts, e: &Placed) -> String {
+    if e.again {
+        return called_again(f, e);
+    }
     let Some(d) = e.delivery.and_then(|n| f.line(n)) else {
         return format!(
             "no delivery in the history to pid {} (the history and the effect store disagree)",
