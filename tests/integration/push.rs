@@ -150,6 +150,44 @@ fn a_lost_response_rings_twice_without_a_key_and_once_with_one() {
     assert!(r.promise.as_ref().unwrap().held);
     assert!(log.count(Outcome::Replayed) >= 1);
     assert_eq!(push(&r).calls.replayed, log.count(Outcome::Replayed));
+
+    // The push section in the JSON validates against the committed schema
+    // (and a broken one does not), and the HTML sets the three accounts side
+    // by side.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/run-result.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut json = serde_json::to_value(&r).unwrap();
+    assert!(json["push"]["access_log"]["replayed"].as_u64().unwrap() >= 1);
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    json["push"]["calls"]["attempts"] = serde_json::json!("many");
+    assert!(!validator.is_valid(&json));
+    let html = dlab::report::html::render("push", std::slice::from_ref(&r), None);
+    let p = push(&r);
+    for needle in [
+        "<th>consumers saw</th><th>gateway counted</th><th>access log says</th>".to_string(),
+        format!(
+            "<tr><td>replayed (key seen)</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            p.calls.replayed,
+            p.gateway.replayed,
+            log.count(Outcome::Replayed)
+        ),
+        format!(
+            "the effect store holds {} rows (the same count)",
+            r.counts.effects
+        ),
+    ] {
+        assert!(html.contains(&needle), "{needle} in the HTML");
+    }
 }
 
 #[test]
