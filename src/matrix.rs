@@ -298,13 +298,20 @@ fn apply_row(row: Row, spec: &mut Spec, messages: u64) {
             restart_after: Some("500ms".into()),
             ..fault(FaultKind::ConsumerCrash)
         },
-        "confirm-lost" => FaultSpec {
-            link: Some(LinkSpec::Producers),
-            after: Some((messages / 5).max(1)),
-            every: Some(crate::scenario::EverySpec::Messages((messages / 5).max(1))),
-            duration: Some("2s".into()),
-            ..fault(FaultKind::ConfirmLost)
-        },
+        "confirm-lost" => {
+            // Paced, so that the producer still publishes (and the broker
+            // still confirms) when each occurrence arms: on a loaded machine
+            // the runner sees a count trigger late, and an unpaced producer
+            // may be done by then.
+            spec.rate = Some(quarter);
+            FaultSpec {
+                link: Some(LinkSpec::Producers),
+                after: Some((messages / 5).max(1)),
+                every: Some(crate::scenario::EverySpec::Messages((messages / 5).max(1))),
+                duration: Some("2s".into()),
+                ..fault(FaultKind::ConfirmLost)
+            }
+        }
         "connection-cut" => FaultSpec {
             link: Some(LinkSpec::Producers),
             mode: Some(CutMode::Rst),

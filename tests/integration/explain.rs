@@ -36,7 +36,8 @@ const CONFIRM_LOST: &str = r#"
 name = "explain-confirm-lost"
 description = "a confirm is cut: the producer is in doubt and republishes"
 guarantee = "at-least-once"
-messages = 300
+messages = 1000
+rate = 2000
 consumers = 2
 prefetch = 20
 seed = 1
@@ -45,6 +46,7 @@ seed = 1
 kind = "confirm-lost"
 link = "producers"
 after = 100
+every = 100
 
 [expect]
 max_lost = 0
