@@ -41,7 +41,8 @@ pub struct Prepared<E> {
     pub engine: E,
     /// The servers faults can aim at.
     pub servers: Servers,
-    /// The proxied producer and consumer links, when faults need them.
+    /// The proxied producer and consumer links (and the push link, with a
+    /// push effect), when faults need them.
     pub links: Option<Links>,
     /// The queue whose backlog broker process faults record.
     pub backlog_queue: Option<String>,
