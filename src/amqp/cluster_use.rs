@@ -117,6 +117,21 @@ impl ClusterUse {
         self.watcher = Some(watch::Watcher::start(apis, queue.to_string(), start));
     }
 
+    /// Whether the cluster holds none of the queue's messages, ready or
+    /// checked out, as the first member that answers says. A quorum
+    /// queue's messages checked out to a consumer on a member that was cut
+    /// off count as neither ready nor ours until the member is back and the
+    /// leader returns them; an empty AMQP read alone would end the drain
+    /// before they are delivered again.
+    pub async fn holds_nothing(&self, queue: &str) -> bool {
+        for m in self.cluster.managements() {
+            if let Ok(q) = watch::ask_queue(&m, queue, std::time::Duration::from_secs(2)).await {
+                return q.messages == Some(0);
+            }
+        }
+        false
+    }
+
     /// After the drain, before the queue is deleted: stop watching, ask the
     /// cluster's CLI for its own account, remove the mirroring policy.
     pub async fn after_drain(&mut self, queue: &str, settled: Option<u64>) {

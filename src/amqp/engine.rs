@@ -234,6 +234,10 @@ impl EngineTrait for Engine {
                 Some(i) => i.ready().await == Some(0),
                 None => false,
             }
+            && match &self.cluster {
+                Some(c) => c.holds_nothing(&self.queue).await,
+                None => true,
+            }
     }
 
     async fn stop(&mut self, fold: &mut Fold) -> Result<(), RunError> {

@@ -36,6 +36,10 @@ pub struct QueueSeen {
     pub leader: Option<String>,
     /// Its online replicas (quorum), or master and synchronised mirrors.
     pub online: Vec<String>,
+    /// Its messages, ready and unacknowledged (for a quorum queue, also
+    /// those checked out to a consumer whose node is out of reach): a
+    /// statistic the queue emits every few seconds.
+    pub messages: Option<u64>,
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -79,7 +83,11 @@ pub fn parse_queue(v: &serde_json::Value) -> QueueSeen {
         online.extend(strings(&v["synchronised_slave_nodes"]));
     }
     online.sort();
-    QueueSeen { leader, online }
+    QueueSeen {
+        leader,
+        online,
+        messages: v["messages"].as_u64(),
+    }
 }
 
 /// The members `m` knows of.
@@ -195,12 +203,14 @@ mod tests {
         }));
         assert_eq!(quorum.leader.as_deref(), Some("b@h2"));
         assert_eq!(quorum.online, ["b@h2", "c@h3"]);
+        assert_eq!(quorum.messages, None);
         let mirrored = parse_queue(&json!({
-            "type": "classic", "node": "a@h1",
+            "type": "classic", "node": "a@h1", "messages": 3,
             "slave_nodes": ["b@h2", "c@h3"], "synchronised_slave_nodes": ["c@h3"]
         }));
         assert_eq!(mirrored.leader.as_deref(), Some("a@h1"));
         assert_eq!(mirrored.online, ["a@h1", "c@h3"]);
+        assert_eq!(mirrored.messages, Some(3));
     }
 
     #[test]
