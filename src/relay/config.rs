@@ -40,8 +40,18 @@ pub const RETRY_TIMING: [(&str, &str); 5] = [
     ("smtp_data_done_timeout", "3s"),
 ];
 
+/// The header checks of the relay's `cleanup` (as a message comes in) and
+/// of its `smtp` client (as it goes out, after any conversion): each logs
+/// the message's Content-Transfer-Encoding, so the log says which messages
+/// the relay downgraded from 8bit to quoted-printable for a next hop
+/// without 8BITMIME (Postfix logs no line of its own for that).
+pub const HEADER_CHECKS: &str =
+    "/^Content-Transfer-Encoding:/ INFO dlab: transfer encoding\n";
+
 /// Writes `etc/main.cf` and `etc/master.cf` under `dir`, and the queue, data
-/// and log directories. The data directory and the log file belong to
+/// and log directories. Mail for the sender's own address (what the relay
+/// returns: bounces) goes to `returns` when given, by a transport map, so a
+/// return does not depend on what the next hop speaks. The data directory and the log file belong to
 /// `postfix`: Postfix requires the first, and the second must be writable by
 /// `postsuper`, which runs as `postfix` and logs straight to the file while
 /// no `postlogd` runs. After a SIGKILL, `postfix start` runs `postsuper` over
@@ -56,7 +66,12 @@ pub const RETRY_TIMING: [(&str, &str); 5] = [
 /// lock; a locked file is set aside in `incoming/` for 60 seconds, and only
 /// the queue manager's next wakeup looks there again (300 s in Postfix's
 /// stock `master.cf`, 10 s here).
-pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayError> {
+pub fn write(
+    dir: &Path,
+    port: u16,
+    next_hop: SocketAddr,
+    returns: Option<SocketAddr>,
+) -> Result<(), RelayError> {
     for sub in ["etc", "spool", "data", "log"] {
         mkdir(&dir.join(sub))?;
     }
@@ -74,6 +89,16 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
         }
     }
     let d = dir.display();
+    write_file(&dir.join("etc").join("header_checks"), HEADER_CHECKS)?;
+    let transport = match returns {
+        Some(r) => format!(
+            "transport_maps = inline:{{ {{{}=smtp:[{}]:{}}} }}\n",
+            crate::smtp::esmtp::SENDER,
+            r.ip(),
+            r.port()
+        ),
+        None => String::new(),
+    };
     write_file(
         &dir.join("etc").join("main.cf"),
         &format!(
@@ -100,6 +125,9 @@ pub fn write(dir: &Path, port: u16, next_hop: SocketAddr) -> Result<(), RelayErr
              relayhost = [{ip}]:{port}\n\
              smtpd_relay_restrictions = permit_mynetworks, reject\n\
              smtputf8_enable = yes\n\
+             header_checks = regexp:{d}/etc/header_checks\n\
+             smtp_header_checks = regexp:{d}/etc/header_checks\n\
+             {transport}\
              {timing}\
              maillog_file = {d}/log/postfix.log\n\
              maillog_file_prefixes = {d}/log\n\

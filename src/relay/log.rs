@@ -6,6 +6,12 @@
 //! A delivery is a `status=sent` line, or a deferral that Postfix itself
 //! marks "message may be sent more than once" (the connection was lost or
 //! timed out after the final "."): RFC 1047's duplicate, in Postfix's words.
+//!
+//! It also reads what the relay did about ESMTP: a `status=bounced` line
+//! (with Postfix's reason), a "sender non-delivery notification" (the
+//! return it sent), and the Content-Transfer-Encoding each message had as it
+//! came in (`cleanup`) and as it went out (`smtp`), logged by the relay's
+//! header checks: 8bit in and quoted-printable out is a downgrade.
 
 use std::collections::HashMap;
 
@@ -18,6 +24,14 @@ pub struct LogCount {
     pub deliveries: u64,
     /// Of those, "may be sent more than once" deferrals.
     pub maybe_twice: u64,
+    /// Messages bounced (`status=bounced`).
+    pub bounced: u64,
+    /// Each distinct reason for a bounce, with how many it covers.
+    pub bounce_reasons: Vec<(String, u64)>,
+    /// Returns (non-delivery notifications) the relay made for the run's messages.
+    pub returns_sent: u64,
+    /// Messages that came in 8bit and went out quoted-printable.
+    pub downgraded: u64,
 }
 
 impl LogCount {
@@ -32,6 +46,10 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
     let mut ids: HashMap<&str, &str> = HashMap::new();
     let mut per_message: HashMap<&str, u64> = HashMap::new();
     let mut maybe_twice = 0;
+    let mut bounced: Vec<(&str, &str)> = Vec::new();
+    let mut returns: Vec<&str> = Vec::new();
+    let mut came_in_8bit: Vec<&str> = Vec::new();
+    let mut went_out_qp: Vec<&str> = Vec::new();
     for line in log.lines() {
         let Some((queue_id, rest)) = entry(line) else {
             continue;
@@ -39,6 +57,26 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
         if let Some(id) = rest.strip_prefix("message-id=") {
             let id = id.trim().trim_start_matches('<').trim_end_matches('>');
             ids.insert(queue_id, id);
+            continue;
+        }
+        if let Some(cte) = rest.strip_prefix("info: header Content-Transfer-Encoding:") {
+            let value = cte.trim_start().split([' ', ':', ';']).next().unwrap_or("");
+            if line.contains("/cleanup[") && value.eq_ignore_ascii_case("8bit") {
+                came_in_8bit.push(queue_id);
+            } else if line.contains("/smtp[") && value.eq_ignore_ascii_case("quoted-printable") {
+                went_out_qp.push(queue_id);
+            }
+            continue;
+        }
+        if rest.starts_with("sender non-delivery notification:") {
+            returns.push(queue_id);
+            continue;
+        }
+        if rest.contains(" status=bounced ") {
+            let reason = rest
+                .split_once(" status=bounced (")
+                .map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
+            bounced.push((queue_id, reason));
             continue;
         }
         let sent = rest.contains(" status=sent ");
@@ -58,10 +96,36 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
             maybe_twice += 1;
         }
     }
+    let ours = |q: &&str| ids.get(q).is_some_and(|id| id.starts_with(prefix));
+    let mut reasons: Vec<(String, u64)> = Vec::new();
+    for (_, reason) in bounced.iter().filter(|(q, _)| ours(q)) {
+        match reasons.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((reason.to_string(), 1)),
+        }
+    }
+    let distinct = |qs: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = qs
+            .iter()
+            .filter(|q| ours(q))
+            .map(|q| q.to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let (came_in_8bit, went_out_qp) = (distinct(&came_in_8bit), distinct(&went_out_qp));
     LogCount {
         messages: per_message.len() as u64,
         deliveries: per_message.values().sum(),
         maybe_twice,
+        bounced: reasons.iter().map(|(_, n)| n).sum(),
+        bounce_reasons: reasons,
+        returns_sent: distinct(&returns).len() as u64,
+        downgraded: came_in_8bit
+            .iter()
+            .filter(|q| went_out_qp.contains(q))
+            .count() as u64,
     }
 }
 
@@ -102,10 +166,41 @@ Nov 27 10:00:02 relay postfix/qmgr[13]: 1A2B: removed
             LogCount {
                 messages: 2,
                 deliveries: 3,
-                maybe_twice: 1
+                maybe_twice: 1,
+                ..LogCount::default()
             }
         );
         assert_eq!(c.duplicates(), 1);
         assert_eq!(count(LOG, "none-").deliveries, 0);
+    }
+
+    /// As Postfix 3.7 writes them, with the private relay's header checks.
+    const ESMTP_LOG: &str = "\
+Nov 28 15:29:30 relay postfix/cleanup[9]: 89B2: message-id=<run2-0@dlab>
+Nov 28 15:29:30 relay postfix/cleanup[9]: 89B2: info: header Content-Transfer-Encoding: 8bit from localhost[127.0.0.1]; from=<notify@dlab.invalid> to=<phone@dlab.invalid> proto=ESMTP helo=<sender>: dlab: transfer encoding
+Nov 28 15:29:30 relay postfix/smtp[10]: 89B2: info: header Content-Transfer-Encoding: quoted-printable: dlab: transfer encoding
+Nov 28 15:29:30 relay postfix/smtp[10]: 89B2: to=<phone@dlab.invalid>, relay=127.0.0.1[127.0.0.1]:2626, delay=0.02, delays=0.01/0.01/0/0, dsn=2.0.0, status=sent (250 ok)
+Nov 28 15:29:31 relay postfix/cleanup[9]: 5EC3: message-id=<run2-1@dlab>
+Nov 28 15:29:31 relay postfix/cleanup[9]: 5EC3: info: header Content-Transfer-Encoding: 8bit from localhost[127.0.0.1]; from=<notify@dlab.invalid> to=<téléphone@dlab.invalid> proto=ESMTP helo=<sender>: dlab: transfer encoding
+Nov 28 15:29:31 relay postfix/smtp[10]: 5EC3: to=<téléphone@dlab.invalid>, relay=127.0.0.1[127.0.0.1]:2626, delay=0, delays=0/0/0/0, dsn=5.6.7, status=bounced (SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1])
+Nov 28 15:29:31 relay postfix/cleanup[9]: 61D2: message-id=<20261128152854.61D2@relay.dlab.invalid>
+Nov 28 15:29:31 relay postfix/bounce[11]: 5EC3: sender non-delivery notification: 61D2
+Nov 28 15:29:31 relay postfix/smtp[10]: 61D2: to=<notify@dlab.invalid>, relay=127.0.0.1[127.0.0.1]:2627, delay=0, dsn=5.6.7, status=bounced (SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1])
+";
+
+    #[test]
+    fn bounces_returns_and_downgrades_are_read_per_message_of_the_run() {
+        let c = count(ESMTP_LOG, "run2-");
+        assert_eq!(c.messages, 1);
+        assert_eq!(c.downgraded, 1, "8bit in, quoted-printable out");
+        assert_eq!(c.bounced, 1, "the return's own bounce is not the run's");
+        assert_eq!(
+            c.bounce_reasons,
+            [(
+                "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]".to_string(),
+                1
+            )]
+        );
+        assert_eq!(c.returns_sent, 1);
     }
 }

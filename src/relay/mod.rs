@@ -122,6 +122,16 @@ impl Relay {
     /// Starts a relay in `dir` (created if needed) that forwards everything to
     /// `next_hop`, and waits until it accepts SMTP.
     pub fn start(dir: &Path, next_hop: SocketAddr) -> Result<Relay, RelayError> {
+        Relay::start_with_returns(dir, next_hop, None)
+    }
+
+    /// Like [`Relay::start`]; mail for the sender's address (what the relay
+    /// returns) goes to `returns` instead of `next_hop` when given.
+    pub fn start_with_returns(
+        dir: &Path,
+        next_hop: SocketAddr,
+        returns: Option<SocketAddr>,
+    ) -> Result<Relay, RelayError> {
         if !Path::new(POSTFIX).exists() {
             return Err(RelayError::NotInstalled);
         }
@@ -138,7 +148,7 @@ impl Relay {
             owned: true,
             retired: AtomicBool::new(false),
         };
-        config::write(&relay.dir, relay.port, next_hop)?;
+        config::write(&relay.dir, relay.port, next_hop, returns)?;
         // Recorded before anything outside its directory changes.
         relay.save(None)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;

@@ -1,5 +1,6 @@
-//! The SMTP part of a run's HTML section: ESMTP, the text check, the relay
-//! log's own count, and the relay's queue depth over time as an SVG chart
+//! The SMTP part of a run's HTML section: ESMTP (what each hop announced,
+//! and what that changed beside the relay log's account), the text check,
+//! the relay log's own count, and the relay's queue depth over time as an SVG chart
 //! with the fault windows shaded.
 
 use super::html::{esc, time_chart_svg};
@@ -30,6 +31,7 @@ pub fn details(s: &SmtpReport, duplicates: u64) -> String {
         ext(&s.relay_advertised),
         ext(&s.inbox_advertised)
     );
+    h.push_str(&consequences(s));
     let _ = write!(
         h,
         "<p>text \u{201c}{}\u{201d}: intact in {} message(s), mangled in {}. Sender: {} attempts, {} accepted, {} refused, {} in doubt, {} given up.</p>",
@@ -54,6 +56,45 @@ pub fn details(s: &SmtpReport, duplicates: u64) -> String {
         );
     }
     h
+}
+
+/// What the sender sent and what the hops made of it: each count of the
+/// inbox or the sender's mailbox beside the relay log's.
+fn consequences(s: &SmtpReport) -> String {
+    let e = &s.esmtp;
+    if e.body.is_empty() {
+        return String::new();
+    }
+    let log = s.relay_log.as_ref();
+    let theirs = |n: Option<u64>| n.map_or("(no relay log)".to_string(), |n| n.to_string());
+    let reasons = |r: &[super::ReasonCount]| {
+        r.iter()
+            .map(|r| format!("{} \u{d7} {}", r.count, esc(&r.reason)))
+            .collect::<Vec<_>>()
+            .join("<br>")
+    };
+    format!(
+        "<table class=\"esmtp\"><tr><th>ESMTP</th><th>dlab saw</th><th>relay log</th></tr>\
+         <tr><td>sent</td><td>{} body to the {} address; inbox: {}</td><td></td></tr>\
+         <tr><td>BODY=8BITMIME / SMTPUTF8 at the inbox</td><td>{} / {}</td><td></td></tr>\
+         <tr><td>downgraded to quoted-printable</td><td>{}</td><td>{}</td></tr>\
+         <tr><td>8-bit at a 7-bit hop (eighth bit cleared)</td><td>{}</td><td></td></tr>\
+         <tr><td>bounced</td><td></td><td>{} {}</td></tr>\
+         <tr><td>returned to the sender</td><td>{} {}</td><td>{}</td></tr></table>",
+        esc(&e.body),
+        esc(&e.recipient),
+        esc(&e.inbox),
+        e.declared_8bitmime,
+        e.smtputf8,
+        e.downgraded,
+        theirs(log.map(|l| l.downgraded)),
+        e.eight_bit_on_7bit_hop,
+        theirs(log.map(|l| l.bounced)),
+        log.map_or(String::new(), |l| reasons(&l.bounce_reasons)),
+        e.returns_received,
+        reasons(&e.return_reasons),
+        theirs(log.map(|l| l.returns_sent)),
+    )
 }
 
 /// The relay's queue depth over time.

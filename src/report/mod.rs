@@ -29,7 +29,7 @@ pub use result::{
     Settings, TimelineEntry, TimelineKind,
 };
 pub use series::Series;
-pub use smtp::{QueueSample, RelayLogCount, SmtpReport, TextCheck};
+pub use smtp::{EsmtpReport, QueueSample, ReasonCount, RelayLogCount, SmtpReport, TextCheck};
 
 use crate::ledger::{Counts, Reconciliation};
 use crate::metrics::LatencySummary;

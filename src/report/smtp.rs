@@ -28,6 +28,46 @@ pub struct SmtpReport {
     pub inbox_sessions: u64,
     /// Replies the inbox withheld, delayed or refused because of an inbox fault.
     pub inbox_misbehaved: u64,
+    /// What each hop spoke, and what that changed.
+    #[serde(default)]
+    pub esmtp: EsmtpReport,
+}
+
+/// What each hop spoke (`[esmtp]`) and its consequences, as the inbox and
+/// the sender's mailbox saw them; the relay's own account is in
+/// [`RelayLogCount`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EsmtpReport {
+    /// How the inbox answered EHLO, in words.
+    pub inbox: String,
+    /// What the sender sent: `mime`, `8bitmime`, `8bit-undeclared` or `8bit-no-mime`.
+    pub body: String,
+    /// The phone's address: `ascii` or `utf8`.
+    pub recipient: String,
+    /// Transactions at the inbox that declared `BODY=8BITMIME`.
+    pub declared_8bitmime: u64,
+    /// Transactions at the inbox that asked for `SMTPUTF8`.
+    pub smtputf8: u64,
+    /// Messages sent as 8-bit text that arrived quoted-printable: the relay
+    /// downgraded them (whether their text survived: `text`).
+    pub downgraded: u64,
+    /// Messages that arrived with 8-bit octets at an inbox that did not
+    /// announce 8BITMIME: it cleared their eighth bit, as a 7-bit hop does.
+    pub eight_bit_on_7bit_hop: u64,
+    /// Returns (null reverse-path) of this run's messages that the sender's
+    /// mailbox received.
+    pub returns_received: u64,
+    /// Their status and diagnostic, each distinct one with how many it covers.
+    pub return_reasons: Vec<ReasonCount>,
+}
+
+/// A reason, and how many messages it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReasonCount {
+    /// The words.
+    pub reason: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// The check of the notification text at the inbox.
@@ -64,6 +104,19 @@ pub struct RelayLogCount {
     pub duplicates: u64,
     /// Of the deliveries, "may be sent more than once" deferrals.
     pub maybe_twice: u64,
+    /// This run's messages the relay bounced (`status=bounced`).
+    #[serde(default)]
+    pub bounced: u64,
+    /// Postfix's reasons for them.
+    #[serde(default)]
+    pub bounce_reasons: Vec<ReasonCount>,
+    /// Returns the relay made for them ("sender non-delivery notification").
+    #[serde(default)]
+    pub returns_sent: u64,
+    /// This run's messages that came in 8bit and went out quoted-printable
+    /// (the relay's header checks log both).
+    #[serde(default)]
+    pub downgraded: u64,
     /// The log file.
     pub log: String,
 }

@@ -1,5 +1,7 @@
-//! The SMTP lines of a run's terminal report: ESMTP, the text check, the
-//! sender, the relay's queue over time and the relay log's own count.
+//! The SMTP lines of a run's terminal report: ESMTP (what each hop spoke,
+//! downgrades, cleared bits, bounces and returns, each beside the relay
+//! log's count), the text check, the sender, the relay's queue over time
+//! and the relay log's own count.
 
 use super::SmtpReport;
 use crate::smtp::ehlo::OF_INTEREST;
@@ -18,6 +20,7 @@ pub fn write(out: &mut dyn Write, s: &SmtpReport, duplicates: u64) -> io::Result
         "            inbox: {}",
         extensions(&s.inbox_advertised)
     )?;
+    consequences(out, s)?;
     let t = &s.text;
     writeln!(
         out,
@@ -66,6 +69,68 @@ pub fn write(out: &mut dyn Write, s: &SmtpReport, duplicates: u64) -> io::Result
             l.duplicates,
             duplicates,
             if l.duplicates == duplicates { "agree" } else { "differ" }
+        )?;
+    }
+    Ok(())
+}
+
+/// What the sender sent and what the hops made of it; the relay log's
+/// account beside the inbox's and the sender's mailbox's.
+fn consequences(out: &mut dyn Write, s: &SmtpReport) -> io::Result<()> {
+    let e = &s.esmtp;
+    if e.body.is_empty() {
+        return Ok(()); // a result written before ESMTP was reported
+    }
+    writeln!(
+        out,
+        "            sent: {} body to the {} address; the inbox ({}) saw BODY=8BITMIME {} time(s), SMTPUTF8 {}",
+        e.body, e.recipient, e.inbox, e.declared_8bitmime, e.smtputf8
+    )?;
+    let log = s.relay_log.as_ref();
+    let beside = |ours: u64, theirs: Option<u64>| match theirs {
+        Some(n) if n == ours => "agree".to_string(),
+        Some(n) => format!("DIFFER (relay log {n})"),
+        None => "no relay log".to_string(),
+    };
+    if e.downgraded > 0 || log.is_some_and(|l| l.downgraded > 0) {
+        writeln!(
+            out,
+            "  downgrade {} 8-bit message(s) arrived quoted-printable; relay log: {} came in 8bit and went out quoted-printable: {}",
+            e.downgraded,
+            log.map_or(0, |l| l.downgraded),
+            beside(e.downgraded, log.map(|l| l.downgraded))
+        )?;
+    }
+    if e.eight_bit_on_7bit_hop > 0 {
+        writeln!(
+            out,
+            "  7-bit hop {} message(s) arrived with 8-bit octets at an inbox without 8BITMIME: their eighth bit cleared",
+            e.eight_bit_on_7bit_hop
+        )?;
+    }
+    let bounced = log.map_or(0, |l| l.bounced);
+    if bounced > 0 || e.returns_received > 0 {
+        let reasons = |r: &[super::ReasonCount]| {
+            r.iter()
+                .map(|r| format!("{} x \"{}\"", r.count, r.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if let Some(l) = log {
+            writeln!(
+                out,
+                "  bounced   relay log: {} message(s) bounced, {} returned to the sender: {}",
+                l.bounced,
+                l.returns_sent,
+                reasons(&l.bounce_reasons)
+            )?;
+        }
+        writeln!(
+            out,
+            "  returns   the sender's mailbox received {} return(s) of this run's messages: {}; {}",
+            e.returns_received,
+            reasons(&e.return_reasons),
+            beside(e.returns_received, log.map(|l| l.returns_sent))
         )?;
     }
     Ok(())

@@ -65,6 +65,10 @@ pub struct Spec {
     /// AMQP: with `effect = "push"`, the call's timeout, retries and the
     /// gateway's memory of idempotency keys.
     pub push: Option<PushSpec>,
+    /// SMTP: what each hop speaks: the extensions the inbox announces (or
+    /// HELO only) and what the sender sends (8-bit text, `BODY=8BITMIME`,
+    /// an internationalised recipient).
+    pub esmtp: Option<EsmtpSpec>,
     /// How long the drain phase may wait for the queue to empty, e.g. "30s".
     pub drain_timeout: Option<String>,
     /// Seed for everything random in the run.
@@ -106,6 +110,26 @@ pub struct PushSpec {
     /// Where the gateway keeps its keys: `memory` (lost with a restart) or
     /// `disk` (committed with the effect).
     pub key_store: Option<crate::push::keys::KeyStore>,
+}
+
+/// The `[esmtp]` table as written.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EsmtpSpec {
+    /// The extensions the inbox announces after EHLO, any of "PIPELINING",
+    /// "8BITMIME", "SMTPUTF8", "SIZE" (default: all four).
+    pub inbox: Option<Vec<crate::smtp::esmtp::Extension>>,
+    /// `true`: the inbox answers EHLO with 502 and speaks only HELO, as a
+    /// server older than ESMTP does (no extensions at all).
+    pub helo_only: Option<bool>,
+    /// The sender's messages: `mime` (default: the mail library's 7-bit
+    /// encoding), `8bitmime` (8-bit text declared with `BODY=8BITMIME`),
+    /// `8bit-undeclared` (the same without it) or `8bit-no-mime` (8-bit text
+    /// without MIME headers).
+    pub body: Option<crate::smtp::esmtp::Body>,
+    /// The phone's address: `ascii` (default) or `utf8`
+    /// (`téléphone@dlab.invalid`, sent with `SMTPUTF8`).
+    pub recipient: Option<crate::smtp::esmtp::Recipient>,
 }
 
 /// Which way notifications travel.

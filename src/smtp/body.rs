@@ -7,8 +7,19 @@
 pub fn decoded_text(message: &[u8]) -> Option<Vec<u8>> {
     let split = find(message, b"\r\n\r\n")?;
     let (header, body) = (&message[..split], &message[split + 4..]);
-    let header = String::from_utf8_lossy(header);
-    let encoding = header
+    let encoding = encoding(header).unwrap_or_else(|| "7bit".into());
+    match encoding.as_str() {
+        "7bit" | "8bit" | "binary" => Some(body.to_vec()),
+        "quoted-printable" => Some(quoted_printable(body)),
+        "base64" => base64(body),
+        _ => None,
+    }
+}
+
+/// The Content-Transfer-Encoding its header section names, in lower case.
+pub fn encoding(message: &[u8]) -> Option<String> {
+    let end = find(message, b"\r\n\r\n").unwrap_or(message.len());
+    String::from_utf8_lossy(&message[..end])
         .split("\r\n")
         .filter_map(|l| l.split_once(':'))
         .find(|(name, _)| {
@@ -16,13 +27,6 @@ pub fn decoded_text(message: &[u8]) -> Option<Vec<u8>> {
                 .eq_ignore_ascii_case("content-transfer-encoding")
         })
         .map(|(_, v)| v.trim().to_ascii_lowercase())
-        .unwrap_or_else(|| "7bit".into());
-    match encoding.as_str() {
-        "7bit" | "8bit" | "binary" => Some(body.to_vec()),
-        "quoted-printable" => Some(quoted_printable(body)),
-        "base64" => base64(body),
-        _ => None,
-    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -3,16 +3,20 @@
 //! effect store; behind the run skeleton's
 //! [`Engine`](crate::runner::engine::Engine) interface.
 //!
-//! Prepare: start the inbox and the relay (a private Postfix under the run
-//! directory, unless `dlab up`'s or an external one is named), ask both what
-//! they advertise after EHLO, put the proxies in place. Run: the sender
+//! Prepare: start the inbox (announcing what `[esmtp]` says), the sender's
+//! mailbox (where the relay returns what it cannot deliver) and the relay (a
+//! private Postfix under the run directory, unless `dlab up`'s or an
+//! external one is named; a scenario that changes what a hop speaks gets a
+//! private one), ask the relay and the inbox what they advertise after
+//! EHLO, put the proxies in place. Run: the sender
 //! task and the inbox stream ledger events (an attempt is a DATA
 //! transaction, a 2xx reply a confirm, 4xx or 5xx a nack, a lost reply in
 //! doubt; a committed message a delivery); the relay's queue depth is
 //! sampled. Settled: the relay's queue read empty after the drain began (an
 //! external relay's queue cannot be read: ten quiet seconds stand in).
-//! Finish: stop the relay so its log is complete. Its report section: ESMTP,
-//! the relay queue over time, the relay log's own count, the text check.
+//! Finish: stop the relay so its log is complete. Its report section: ESMTP
+//! (what each hop spoke, downgrades, cleared bits, returns), the relay queue
+//! over time, the relay log's own count, the text check.
 
 use super::inbox::Inbox;
 use super::relay_use::{depth, RelayTarget, RelayUse};
@@ -47,6 +51,9 @@ pub struct Engine {
     sessions: u32,
     policy: SendPolicy,
     inbox: Arc<Inbox>,
+    /// The sender's mailbox: returns come here (a private relay only).
+    mailbox: Option<Arc<Inbox>>,
+    esmtp: crate::scenario::SmtpPlan,
     relay: RelayUse,
     /// Where the sender connects (the relay, or the proxy in front of it).
     target: SocketAddr,
@@ -73,13 +80,27 @@ pub struct Engine {
 impl EngineTrait for Engine {
     async fn prepare(s: &Setup<'_>) -> Result<Prepared<Engine>, RunError> {
         let (plan, ctx) = (s.plan, s.ctx);
+        let esmtp = plan.smtp().cloned().unwrap_or_default();
         if plan.needs_relay() && matches!(ctx.relay, RelayTarget::External { .. }) {
             return Err(RunError::Unsupported(format!(
                 "scenario {} kills the relay, which needs a relay dlab starts itself; run it without --smtp-url / DLAB_SMTP_URL",
                 plan.name
             )));
         }
-        let inbox_listen = match &ctx.relay {
+        // What a hop speaks is the relay's configuration and the inbox's
+        // greeting: a relay of someone else's cannot be set up for it, and
+        // `dlab up`'s forwards to a fixed inbox, so such a run gets its own.
+        let target = match &ctx.relay {
+            RelayTarget::External { .. } if esmtp.esmtp_changed() => {
+                return Err(RunError::Unsupported(format!(
+                    "scenario {} sets [esmtp], which needs a relay dlab starts itself (it routes returns to the sender's mailbox and logs each message's transfer encoding); run it without --smtp-url / DLAB_SMTP_URL",
+                    plan.name
+                )))
+            }
+            RelayTarget::Up(_) if esmtp.esmtp_changed() => RelayTarget::Private,
+            t => t.clone(),
+        };
+        let inbox_listen = match &target {
             RelayTarget::External { inbox, .. } => *inbox,
             RelayTarget::Up(dir) => Relay::attach(dir).map(|r| r.next_hop()).ok_or_else(|| {
                 RunError::Unsupported(format!(
@@ -96,6 +117,7 @@ impl EngineTrait for Engine {
                 plan.consumer == ConsumerPolicy::Idempotent,
                 0,
                 Some(sender::BODY.to_string()),
+                esmtp.inbox.clone(),
             )
             .await
             .map_err(RunError::io(format!(
@@ -105,14 +127,34 @@ impl EngineTrait for Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         inbox.report_deliveries(s.run_id, tx.clone());
         let proxied = plan.needs_proxy() || ctx.always_proxy;
-        let private = ctx.relay == RelayTarget::Private;
+        let private = target == RelayTarget::Private;
+        // The sender's mailbox speaks every extension, so a return never
+        // depends on what the phone's inbox lacks; nothing in it is an effect.
+        let mailbox = if private {
+            let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            Some(Arc::new(
+                Inbox::start_checking(
+                    listen,
+                    &s.run_dir.join("sender-mailbox.sqlite"),
+                    false,
+                    0,
+                    None,
+                    Default::default(),
+                )
+                .await
+                .map_err(RunError::io("cannot start the sender's mailbox".to_string()))?,
+            ))
+        } else {
+            None
+        };
         let inbound = if proxied && private {
             Some(proxy(inbox.addr(), plan.seed ^ 1).await?)
         } else {
             None
         };
         let next_hop = inbound.as_ref().map_or(inbox.addr(), Proxy::addr);
-        let relay = RelayUse::open(&ctx.relay, &s.run_dir.join("relay"), next_hop).await?;
+        let returns = mailbox.as_ref().map(|m| m.addr());
+        let relay = RelayUse::open(&target, &s.run_dir.join("relay"), next_hop, returns).await?;
         let advertised = tokio::join!(
             super::ehlo::advertised(relay.addr),
             super::ehlo::advertised(inbox.addr())
@@ -150,6 +192,9 @@ impl EngineTrait for Engine {
         };
         let mut servers = Servers::none();
         servers.add("inbox", Part::Inbox(inbox.clone()));
+        if let Some(m) = &mailbox {
+            servers.add("sender's mailbox", Part::Inbox(m.clone()));
+        }
         if let Some(r) = &relay.private {
             servers.add("relay", Part::Relay(r.clone()));
         }
@@ -164,6 +209,8 @@ impl EngineTrait for Engine {
                 sessions: plan.producers,
                 policy,
                 inbox,
+                mailbox,
+                esmtp,
                 relay,
                 target,
                 relay_advertised,
@@ -193,6 +240,7 @@ impl EngineTrait for Engine {
             sessions: self.sessions as usize,
             policy: self.policy,
             rate: self.rate,
+            esmtp: self.esmtp.send,
         };
         let (target, run_id, pending, tx) = (
             self.target,
@@ -313,6 +361,7 @@ impl EngineTrait for Engine {
             relay_log: None,
             inbox_sessions: stats.sessions.load(Ordering::Relaxed),
             inbox_misbehaved: stats.misbehaved.load(Ordering::Relaxed),
+            esmtp: self.esmtp_report(),
         });
         Ok(Finished {
             broker: self.relay.describe(),
@@ -340,6 +389,10 @@ impl EngineTrait for Engine {
                 deliveries: c.deliveries,
                 duplicates: c.duplicates(),
                 maybe_twice: c.maybe_twice,
+                bounced: c.bounced,
+                bounce_reasons: reasons(c.bounce_reasons),
+                returns_sent: c.returns_sent,
+                downgraded: c.downgraded,
                 log: r.log().display().to_string(),
             });
         }
@@ -349,6 +402,54 @@ impl EngineTrait for Engine {
 }
 
 impl Engine {
+    /// What each hop spoke and what it changed, from the inbox's and the
+    /// sender's mailbox's counters (final: the drain is over).
+    fn esmtp_report(&self) -> report::EsmtpReport {
+        let stats = self.inbox.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        // Returns of this run's messages, wherever they arrived.
+        let returned: Vec<super::returns::Return> = self
+            .mailbox
+            .iter()
+            .chain(std::iter::once(&self.inbox))
+            .flat_map(|i| i.returned())
+            .filter(|r| {
+                r.original
+                    .as_deref()
+                    .is_some_and(|id| crate::message_id::parse(&self.run_id, id).is_some())
+            })
+            .collect();
+        let words = returned.iter().map(|r| {
+            format!(
+                "{} {}",
+                r.status.as_deref().unwrap_or("(no status)"),
+                r.diagnostic.as_deref().unwrap_or("(no diagnostic)")
+            )
+        });
+        let mut counted: Vec<(String, u64)> = Vec::new();
+        for w in words {
+            match counted.iter_mut().find(|(r, _)| *r == w) {
+                Some((_, n)) => *n += 1,
+                None => counted.push((w, 1)),
+            }
+        }
+        report::EsmtpReport {
+            inbox: self.esmtp.inbox.describe(),
+            body: self.esmtp.send.body.name().to_string(),
+            recipient: self.esmtp.send.recipient.name().to_string(),
+            declared_8bitmime: load(&stats.declared_8bitmime),
+            smtputf8: load(&stats.smtputf8),
+            downgraded: if self.esmtp.send.body.eight_bit() {
+                load(&stats.quoted_printable)
+            } else {
+                0
+            },
+            eight_bit_on_7bit_hop: load(&stats.eight_bit_on_7bit_hop),
+            returns_received: returned.len() as u64,
+            return_reasons: reasons(counted),
+        }
+    }
+
     /// Folds one event of the sender or the inbox, measuring submission
     /// latency (attempt to 2xx) and noting when each message was first due.
     fn fold(&mut self, e: Event, at: Instant, fold: &mut Fold) {
@@ -381,6 +482,13 @@ impl Engine {
         }
         fold.apply(e, at);
     }
+}
+
+fn reasons(counted: Vec<(String, u64)>) -> Vec<report::ReasonCount> {
+    counted
+        .into_iter()
+        .map(|(reason, count)| report::ReasonCount { reason, count })
+        .collect()
 }
 
 async fn proxy(upstream: SocketAddr, seed: u64) -> Result<Proxy, RunError> {

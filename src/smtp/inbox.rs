@@ -4,10 +4,17 @@
 //! forget the message; with `idempotent`, a Message-ID already seen is
 //! accepted again with no second effect, in the same transaction.
 //!
-//! It advertises PIPELINING, 8BITMIME, SMTPUTF8 and SIZE after EHLO and
-//! records whether each message's text was valid UTF-8 and whether it was
-//! 7-bit. Lines are read one at a time (PIPELINING needs nothing more).
+//! It announces what the scenario's `[esmtp]` says (by default PIPELINING,
+//! 8BITMIME, SMTPUTF8 and SIZE; or HELO only), refuses a MAIL parameter it
+//! did not announce, and records whether each message's text was valid
+//! UTF-8, 7-bit, quoted-printable and intact. Without 8BITMIME it is a 7-bit
+//! hop as RFC 821 knew them: it clears the eighth bit of every octet (and
+//! counts the messages that had one). A message with the null reverse-path
+//! is a relay's return ([`super::returns`]), counted, never an effect.
+//! Lines are read one at a time (PIPELINING needs nothing more).
 
+use super::esmtp::{Announce, Extension};
+use super::returns::{self, Return};
 use crate::effects::EffectStore;
 use crate::group_commit::GroupCommit;
 use std::net::SocketAddr;
@@ -47,6 +54,17 @@ pub struct InboxStats {
     pub text_mangled: AtomicU64,
     /// Replies to a final "." withheld or refused by an inbox fault.
     pub misbehaved: AtomicU64,
+    /// Messages whose text arrived quoted-printable.
+    pub quoted_printable: AtomicU64,
+    /// Messages with 8-bit octets on a hop that did not announce 8BITMIME
+    /// (their eighth bit cleared, as a 7-bit hop does).
+    pub eight_bit_on_7bit_hop: AtomicU64,
+    /// Transactions whose MAIL FROM declared `BODY=8BITMIME`.
+    pub declared_8bitmime: AtomicU64,
+    /// Transactions whose MAIL FROM asked for `SMTPUTF8`.
+    pub smtputf8: AtomicU64,
+    /// Messages with the null reverse-path: returns, not notifications.
+    pub returns: AtomicU64,
 }
 
 /// A running inbox.
@@ -89,6 +107,10 @@ struct InboxState {
     expect_text: Option<String>,
     /// Where each committed message is reported as a delivery.
     deliveries: Mutex<Option<Deliveries>>,
+    /// What it answers to EHLO.
+    announce: Announce,
+    /// Every return received, in order.
+    returned: Mutex<Vec<Return>>,
 }
 
 /// The run whose messages the inbox reports as deliveries, and where to.
@@ -137,17 +159,19 @@ impl Inbox {
         idempotent: bool,
         consumer: u32,
     ) -> std::io::Result<Inbox> {
-        Inbox::start_checking(addr, store, idempotent, consumer, None).await
+        Inbox::start_checking(addr, store, idempotent, consumer, None, Announce::default()).await
     }
 
-    /// Like [`Inbox::start`], and checks that every message's decoded text
-    /// contains `expect_text` (counted in [`InboxStats::text_intact`]).
+    /// Like [`Inbox::start`], announcing `announce` after EHLO, and checks
+    /// that every message's decoded text contains `expect_text` (counted in
+    /// [`InboxStats::text_intact`]).
     pub async fn start_checking(
         addr: SocketAddr,
         store: &Path,
         idempotent: bool,
         consumer: u32,
         expect_text: Option<String>,
+        announce: Announce,
     ) -> std::io::Result<Inbox> {
         let store = EffectStore::open(store).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(addr).await?;
@@ -158,6 +182,8 @@ impl Inbox {
             mode: Default::default(),
             expect_text,
             deliveries: Mutex::new(None),
+            announce,
+            returned: Mutex::default(),
         });
         let inbox = Inbox {
             addr,
@@ -255,6 +281,15 @@ impl Inbox {
     pub fn stats(&self) -> &InboxStats {
         &self.shared.stats
     }
+
+    /// The returns it received, in order.
+    pub fn returned(&self) -> Vec<Return> {
+        self.shared
+            .returned
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// The Message-ID of a message's header section, without angle brackets.
@@ -287,47 +322,86 @@ pub fn message_id(message: &[u8]) -> Option<String> {
 
 enum Step {
     Reply(&'static str),
+    /// The EHLO reply, as announced.
+    Ehlo,
     Data,
     Quit,
 }
 
-/// The `SIZE=n` parameter of a `MAIL FROM:<...> SIZE=n` command (RFC 1870).
-fn declared_size(line: &str) -> Option<u64> {
-    line.split_whitespace().skip(1).find_map(|p| {
-        let (key, value) = p.split_once('=')?;
-        key.eq_ignore_ascii_case("SIZE")
-            .then(|| value.parse().ok())
-            .flatten()
+/// The value of parameter `name` of a `MAIL FROM:<...> NAME=value` command
+/// (`Some("")` for a parameter without a value, e.g. SMTPUTF8).
+fn parameter<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let after = line.find('>').map_or(line, |i| &line[i + 1..]);
+    after.split_whitespace().find_map(|p| {
+        let (key, value) = p.split_once('=').unwrap_or((p, ""));
+        key.eq_ignore_ascii_case(name).then_some(value)
     })
 }
 
-fn command(line: &str, mail: &mut bool, rcpt: &mut bool) -> Step {
+/// The `SIZE=n` parameter of a `MAIL FROM:<...> SIZE=n` command (RFC 1870).
+fn declared_size(line: &str) -> Option<u64> {
+    parameter(line, "SIZE")?.parse().ok()
+}
+
+/// The mail transaction in progress.
+#[derive(Debug, Default, Clone, Copy)]
+struct Txn {
+    mail: bool,
+    rcpt: bool,
+    /// `MAIL FROM:<>`: a return.
+    null_sender: bool,
+    /// `BODY=8BITMIME` was declared.
+    eight_bit_mime: bool,
+    /// `SMTPUTF8` was asked for.
+    smtputf8: bool,
+}
+
+/// The reply to a MAIL parameter of an extension the inbox did not announce.
+const UNANNOUNCED: &str = "555 5.5.4 Error: parameter not announced by this server\r\n";
+
+fn command(line: &str, t: &mut Txn, announce: &Announce) -> Step {
     let verb = line
         .split_whitespace()
         .next()
         .unwrap_or("")
         .to_ascii_uppercase();
     match verb.as_str() {
-        "EHLO" => Step::Reply("250-inbox.dlab.invalid\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"),
+        "EHLO" => Step::Ehlo,
         "HELO" => Step::Reply("250 inbox.dlab.invalid\r\n"),
         "MAIL" if declared_size(line).is_some_and(|n| n > MAX_SIZE as u64) => {
             Step::Reply("552 5.3.4 Error: message size exceeds fixed limit\r\n")
         }
         "MAIL" => {
-            *mail = true;
-            *rcpt = false;
+            let body = parameter(line, "BODY").map(str::to_ascii_uppercase);
+            let smtputf8 = parameter(line, "SMTPUTF8").is_some();
+            let refused = (body.as_deref() == Some("8BITMIME")
+                && !announce.has(Extension::EightBitMime))
+                || (smtputf8 && !announce.has(Extension::SmtpUtf8))
+                || (parameter(line, "SIZE").is_some() && !announce.has(Extension::Size));
+            if refused {
+                return Step::Reply(UNANNOUNCED);
+            }
+            *t = Txn {
+                mail: true,
+                rcpt: false,
+                null_sender: line.contains(":<>"),
+                eight_bit_mime: body.as_deref() == Some("8BITMIME"),
+                smtputf8,
+            };
             Step::Reply("250 2.1.0 Ok\r\n")
         }
-        "RCPT" if *mail => {
-            *rcpt = true;
+        "RCPT" if t.mail && !t.smtputf8 && !line.is_ascii() => {
+            Step::Reply("553 5.6.7 Error: an address in UTF-8 needs SMTPUTF8\r\n")
+        }
+        "RCPT" if t.mail => {
+            t.rcpt = true;
             Step::Reply("250 2.1.5 Ok\r\n")
         }
         "RCPT" => Step::Reply("503 5.5.1 Error: need MAIL command\r\n"),
-        "DATA" if *rcpt => Step::Data,
+        "DATA" if t.rcpt => Step::Data,
         "DATA" => Step::Reply("503 5.5.1 Error: need RCPT command\r\n"),
         "RSET" => {
-            *mail = false;
-            *rcpt = false;
+            *t = Txn::default();
             Step::Reply("250 2.0.0 Ok\r\n")
         }
         "NOOP" => Step::Reply("250 2.0.0 Ok\r\n"),
@@ -344,7 +418,7 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
     // flushed when the client has nothing more in flight (PIPELINING).
     let mut w = tokio::io::BufWriter::new(w);
     let mut line = Vec::new();
-    let (mut mail, mut rcpt) = (false, false);
+    let mut txn = Txn::default();
     let mut reply = String::from("220 inbox.dlab.invalid ESMTP dlab inbox\r\n");
     loop {
         if w.write_all(reply.as_bytes()).await.is_err() {
@@ -372,8 +446,9 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
-        reply = match command(text.trim_end(), &mut mail, &mut rcpt) {
+        reply = match command(text.trim_end(), &mut txn, &shared.announce) {
             Step::Reply(r) => r.to_string(),
+            Step::Ehlo => shared.announce.ehlo_reply(MAX_SIZE),
             Step::Quit => {
                 let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
                 let _ = w.flush().await;
@@ -392,8 +467,7 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
                     Data::TooBig => {
                         // Read to its final "." (the session stays in step)
                         // and refused: no effect.
-                        mail = false;
-                        rcpt = false;
+                        txn = Txn::default();
                         reply = "552 5.3.4 Error: message size exceeds fixed limit\r\n".into();
                         continue;
                     }
@@ -403,8 +477,12 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
                     }
                     Data::Closed => return,
                 };
-                mail = false;
-                rcpt = false;
+                let this = std::mem::take(&mut txn);
+                let message = arrived(&shared, &this, message);
+                if this.null_sender {
+                    reply = returned(&shared, &message);
+                    continue;
+                }
                 let how = shared.misbehaviour();
                 if how.is_some() {
                     shared.stats.misbehaved.fetch_add(1, Ordering::Relaxed);
@@ -517,6 +595,34 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Data {
     }
 }
 
+/// Counts what the message's transaction and bytes say of the hop, and
+/// clears the eighth bit of every octet when 8BITMIME was not announced.
+fn arrived(shared: &InboxState, txn: &Txn, mut message: Vec<u8>) -> Vec<u8> {
+    let stats = &shared.stats;
+    if txn.eight_bit_mime {
+        stats.declared_8bitmime.fetch_add(1, Ordering::Relaxed);
+    }
+    if txn.smtputf8 {
+        stats.smtputf8.fetch_add(1, Ordering::Relaxed);
+    }
+    if !shared.announce.has(Extension::EightBitMime) && message.iter().any(|b| *b > 127) {
+        stats.eight_bit_on_7bit_hop.fetch_add(1, Ordering::Relaxed);
+        for b in message.iter_mut() {
+            *b &= 0x7f;
+        }
+    }
+    message
+}
+
+/// Counts a return and keeps what it says; the reply to its final ".".
+fn returned(shared: &InboxState, message: &[u8]) -> String {
+    shared.stats.returns.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut r) = shared.returned.lock() {
+        r.push(returns::read(message));
+    }
+    "250 2.0.0 Ok: return received\r\n".to_string()
+}
+
 /// Applies the message's effect (committed with whatever else is waiting)
 /// and returns a queue number.
 async fn accept(shared: &Arc<InboxState>, message: Vec<u8>) -> Result<u64, String> {
@@ -526,6 +632,9 @@ async fn accept(shared: &Arc<InboxState>, message: Vec<u8>) -> Result<u64, Strin
     }
     if std::str::from_utf8(&message).is_err() {
         stats.not_utf8.fetch_add(1, Ordering::Relaxed);
+    }
+    if super::body::encoding(&message).as_deref() == Some("quoted-printable") {
+        stats.quoted_printable.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(expected) = &shared.expect_text {
         let intact = super::body::decoded_text(&message)
@@ -583,24 +692,50 @@ mod tests {
 
     #[test]
     fn commands_keep_the_transaction_order() {
-        let (mut mail, mut rcpt) = (false, false);
+        let (mut t, all) = (Txn::default(), Announce::default());
         assert!(
-            matches!(command("DATA", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("503"))
+            matches!(command("DATA", &mut t, &all), Step::Reply(r) if r.starts_with("503"))
         );
         assert!(
-            matches!(command("RCPT TO:<a@b>", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("503"))
+            matches!(command("RCPT TO:<a@b>", &mut t, &all), Step::Reply(r) if r.starts_with("503"))
         );
         assert!(
-            matches!(command("MAIL FROM:<a@b>", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("250"))
+            matches!(command("MAIL FROM:<a@b>", &mut t, &all), Step::Reply(r) if r.starts_with("250"))
         );
         assert!(
-            matches!(command("rcpt to:<a@b>", &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("250"))
+            matches!(command("rcpt to:<a@b>", &mut t, &all), Step::Reply(r) if r.starts_with("250"))
         );
-        assert!(matches!(command("DATA", &mut mail, &mut rcpt), Step::Data));
+        assert!(matches!(command("DATA", &mut t, &all), Step::Data));
+        assert!(matches!(command("EHLO x", &mut t, &all), Step::Ehlo));
+        assert!(matches!(command("QUIT", &mut t, &all), Step::Quit));
+    }
+
+    #[test]
+    fn a_parameter_not_announced_is_refused_and_a_utf8_address_needs_smtputf8() {
+        let all = Announce::default();
+        let seven_bit = Announce {
+            ehlo: true,
+            extensions: vec![Extension::Pipelining],
+        };
+        let mut t = Txn::default();
+        let mail = "MAIL FROM:<a@b> BODY=8BITMIME SMTPUTF8";
         assert!(
-            matches!(command("EHLO x", &mut mail, &mut rcpt), Step::Reply(r) if r.contains("PIPELINING") && r.contains("SMTPUTF8"))
+            matches!(command(mail, &mut t, &seven_bit), Step::Reply(r) if r.starts_with("555"))
         );
-        assert!(matches!(command("QUIT", &mut mail, &mut rcpt), Step::Quit));
+        assert!(!t.mail);
+        assert!(matches!(command(mail, &mut t, &all), Step::Reply(r) if r.starts_with("250")));
+        assert!(t.eight_bit_mime && t.smtputf8 && !t.null_sender);
+        assert!(
+            matches!(command("RCPT TO:<tél@b>", &mut t, &all), Step::Reply(r) if r.starts_with("250"))
+        );
+        let mut t = Txn::default();
+        assert!(
+            matches!(command("MAIL FROM:<>", &mut t, &seven_bit), Step::Reply(r) if r.starts_with("250"))
+        );
+        assert!(t.null_sender && !t.smtputf8);
+        assert!(
+            matches!(command("RCPT TO:<tél@b>", &mut t, &seven_bit), Step::Reply(r) if r.starts_with("553"))
+        );
     }
 
     #[tokio::test]
@@ -623,11 +758,11 @@ mod tests {
             Some(7)
         );
         assert_eq!(declared_size("MAIL FROM:<a@b>"), None);
-        let (mut mail, mut rcpt) = (false, false);
+        let mut t = Txn::default();
         let over = format!("MAIL FROM:<a@b> SIZE={}", MAX_SIZE + 1);
         assert!(
-            matches!(command(&over, &mut mail, &mut rcpt), Step::Reply(r) if r.starts_with("552"))
+            matches!(command(&over, &mut t, &Announce::default()), Step::Reply(r) if r.starts_with("552"))
         );
-        assert!(!mail, "no transaction was started");
+        assert!(!t.mail, "no transaction was started");
     }
 }

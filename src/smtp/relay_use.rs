@@ -58,17 +58,21 @@ pub(super) fn depth(r: &Relay) -> (u64, &'static str) {
 
 impl RelayUse {
     /// Starts (private), attaches to (`dlab up`'s) or names (external) the
-    /// relay, whose next hop is `next_hop` when dlab starts it.
+    /// relay, whose next hop is `next_hop` when dlab starts it (and where
+    /// it returns mail to the sender, `returns`).
     pub(super) async fn open(
         target: &RelayTarget,
         dir: &Path,
         next_hop: SocketAddr,
+        returns: Option<SocketAddr>,
     ) -> Result<RelayUse, crate::runner::RunError> {
         use crate::runner::RunError;
         Ok(match target {
             RelayTarget::Private => {
                 let dir = dir.to_path_buf();
-                let r = tokio::task::spawn_blocking(move || Relay::start(&dir, next_hop))
+                let r = tokio::task::spawn_blocking(move || {
+                    Relay::start_with_returns(&dir, next_hop, returns)
+                })
                     .await
                     .map_err(|e| RunError::Worker(e.to_string()))??;
                 RelayUse {

@@ -2,13 +2,20 @@
 //! message ID as the Message-ID, over N concurrent SMTP sessions with many
 //! messages per session.
 //!
+//! What a message is (`[esmtp]`): by default a MIME message as the mail
+//! library builds it; or 8-bit text, declared with `BODY=8BITMIME` or not,
+//! with or without MIME headers; to an ASCII address, or to an
+//! internationalised one with `SMTPUTF8`.
+//!
 //! Policies: `send-once` makes one attempt per message and gives up on any
 //! failure; `retry` sends again until a 2xx reply, also after a lost reply
 //! (the message may then arrive twice: RFC 1047).
 
+use super::esmtp::{self, Body};
 use crate::ledger::Event;
 use crate::message_id;
 use mail_send::mail_builder::MessageBuilder;
+use mail_send::smtp::message::{Address, Message, Parameters};
 use mail_send::SmtpClientBuilder;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -45,13 +52,42 @@ pub struct SendReport {
 /// The text of a notification: non-ASCII on purpose, to see it arrive intact.
 pub const BODY: &str = "Votre colis est arrivé ☎ — ça sonne une fois.";
 
-fn message(run_id: &str, seq: u64) -> MessageBuilder<'static> {
-    MessageBuilder::new()
-        .from(("dlab", "notify@dlab.invalid"))
-        .to(("phone", "phone@dlab.invalid"))
-        .subject(format!("Notification {seq}"))
-        .message_id(message_id::format(run_id, seq))
-        .text_body(BODY)
+/// Message `seq` of run `run_id`, its envelope included.
+pub fn message(run_id: &str, seq: u64, how: esmtp::Send) -> Message<'static> {
+    let to = how.recipient.address();
+    let id = message_id::format(run_id, seq);
+    let body = match how.body {
+        Body::Mime => MessageBuilder::new()
+            .from(("dlab", esmtp::SENDER))
+            .to(("phone", to))
+            .subject(format!("Notification {seq}"))
+            .message_id(id)
+            .text_body(BODY)
+            .write_to_vec()
+            .unwrap_or_default(),
+        Body::EightBitMime | Body::EightBitUndeclared => format!(
+            "From: dlab <{}>\r\nTo: phone <{to}>\r\nSubject: Notification {seq}\r\nMessage-ID: <{id}>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{BODY}\r\n",
+            esmtp::SENDER
+        )
+        .into_bytes(),
+        Body::EightBitNoMime => format!(
+            "From: dlab <{}>\r\nTo: phone <{to}>\r\nSubject: Notification {seq}\r\nMessage-ID: <{id}>\r\n\r\n{BODY}\r\n",
+            esmtp::SENDER
+        )
+        .into_bytes(),
+    };
+    let mut params = Parameters::new();
+    if how.body == Body::EightBitMime {
+        params.add(("BODY", "8BITMIME"));
+    }
+    if how.recipient == esmtp::Recipient::Utf8 {
+        params.add("SMTPUTF8");
+    }
+    Message {
+        mail_from: Address::new(esmtp::SENDER, params),
+        rcpt_to: vec![Address::new(to, Parameters::new())],
+        body: body.into(),
+    }
 }
 
 /// How to send.
@@ -63,6 +99,8 @@ pub struct SendOptions {
     pub policy: SendPolicy,
     /// Messages per second across all sessions (0: as fast as possible).
     pub rate: u64,
+    /// What each message is.
+    pub esmtp: esmtp::Send,
 }
 
 /// Where the sender reports each attempt, with the moment it happened, as
@@ -83,6 +121,7 @@ pub async fn send_all(
         sessions,
         policy,
         rate: 0,
+        esmtp: esmtp::Send::default(),
     };
     send(addr, run_id, Pending::new(seqs), options, None).await
 }
@@ -203,7 +242,7 @@ impl Session {
             let c = client.as_mut().expect("connected above");
             self.report.lock().expect("not poisoned").attempts += 1;
             self.event(Event::Attempt(seq));
-            let outcome = c.send(message(&self.run_id, seq)).await;
+            let outcome = c.send(message(&self.run_id, seq, self.options.esmtp)).await;
             let retry = match outcome {
                 Ok(_) => {
                     failures = 0;
