@@ -19,9 +19,10 @@
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use crate::push::keys::KeyStore;
 use crate::scenario::{
-    CrashPoint, CutMode, EffectKind, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan, PushSpec,
-    Spec, Transport,
+    CrashPoint, CutMode, EffectKind, EsmtpSpec, ExpectSpec, FaultKind, FaultSpec, LinkSpec, Plan,
+    PushSpec, Spec, Transport,
 };
+use crate::smtp::esmtp::{Body, Extension, Recipient};
 
 /// One row of the grid: a fault (or none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub struct Row {
 }
 
 /// Every row, in the order of the grid.
-pub const ROWS: [Row; 22] = [
+pub const ROWS: [Row; 24] = [
     Row {
         label: "no fault",
         key: "no-fault",
@@ -139,6 +140,20 @@ pub const ROWS: [Row; 22] = [
         push: false,
     },
     Row {
+        label: "smtp: 8-bit text, inbox no 8BITMIME",
+        key: "smtp-no-8bitmime",
+        core: false,
+        transport: Transport::Smtp,
+        push: false,
+    },
+    Row {
+        label: "smtp: UTF-8 address, inbox no SMTPUTF8",
+        key: "smtp-no-smtputf8",
+        core: false,
+        transport: Transport::Smtp,
+        push: false,
+    },
+    Row {
         label: "push: no fault",
         key: "push-no-fault",
         core: true,
@@ -223,6 +238,27 @@ fn apply_row(row: Row, spec: &mut Spec, messages: u64) {
         // Timed faults need a run that lasts: four seconds of sending.
         if row.key == "smtp-inbox-hangup" || row.key == "smtp-inbox-down" {
             spec.rate = Some(quarter);
+        }
+        // No fault: the phone's inbox lacks an extension the message needs.
+        let (inbox, recipient) = match row.key {
+            "smtp-no-8bitmime" => (vec![Extension::Pipelining, Extension::Size], None),
+            "smtp-no-smtputf8" => (
+                vec![
+                    Extension::Pipelining,
+                    Extension::EightBitMime,
+                    Extension::Size,
+                ],
+                Some(Recipient::Utf8),
+            ),
+            _ => (Vec::new(), None),
+        };
+        if !inbox.is_empty() {
+            spec.esmtp = Some(EsmtpSpec {
+                inbox: Some(inbox),
+                body: Some(Body::EightBitMime),
+                recipient,
+                ..EsmtpSpec::default()
+            });
         }
     }
     if row.push {
@@ -382,6 +418,14 @@ pub fn plans(rows: &[Row], messages: u64, seed: u64) -> Vec<CellPlan> {
                     min_duplicates: Some(1),
                     ..ExpectSpec::default()
                 },
+                // Whatever the policies, the relay bounces every message it
+                // accepted: a loss caused by a missing keyword, on purpose.
+                _ if row.key == "smtp-no-smtputf8" => ExpectSpec {
+                    min_lost: Some(messages),
+                    min_lost_after_confirm: Some(messages),
+                    max_duplicates: Some(0),
+                    ..ExpectSpec::default()
+                },
                 // The relay retries its next hop: the phone rings twice.
                 Guarantee::AtMostOnce if row.key == "smtp-inbox-hangup" => ExpectSpec {
                     max_lost: Some(0),
@@ -454,9 +498,12 @@ mod tests {
                     .filter(|c| c.row == row && c.guarantee == g)
                     .collect();
                 assert_eq!(c.len(), 1);
+                // The ESMTP rows have no fault: the inbox lacks an extension.
+                let esmtp = c[0].plan.smtp().is_some_and(|s| s.esmtp_changed());
+                assert_eq!(esmtp, row.key.starts_with("smtp-no-") && !row.key.ends_with("fault"));
                 assert_eq!(
                     c[0].plan.faults.is_empty(),
-                    row.key.ends_with("no-fault"),
+                    row.key.ends_with("no-fault") || esmtp,
                     "{}",
                     row.key
                 );

@@ -45,8 +45,7 @@ pub const RETRY_TIMING: [(&str, &str); 5] = [
 /// the message's Content-Transfer-Encoding, so the log says which messages
 /// the relay downgraded from 8bit to quoted-printable for a next hop
 /// without 8BITMIME (Postfix logs no line of its own for that).
-pub const HEADER_CHECKS: &str =
-    "/^Content-Transfer-Encoding:/ INFO dlab: transfer encoding\n";
+pub const HEADER_CHECKS: &str = "/^Content-Transfer-Encoding:/ INFO dlab: transfer encoding\n";
 
 /// Writes `etc/main.cf` and `etc/master.cf` under `dir`, and the queue, data
 /// and log directories. Mail for the sender's own address (what the relay

@@ -129,6 +129,31 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
     }
 }
 
+/// Postfix's reason for bouncing the message with Message-ID `id`, if its
+/// log says it bounced it (`status=bounced (...)`), with the log's line
+/// number (from 1).
+pub fn bounce_of(log: &str, id: &str) -> Option<(usize, String)> {
+    let mut queue_ids: Vec<&str> = Vec::new();
+    for (n, line) in log.lines().enumerate() {
+        let Some((queue_id, rest)) = entry(line) else {
+            continue;
+        };
+        if let Some(m) = rest.strip_prefix("message-id=") {
+            if m.trim().trim_start_matches('<').trim_end_matches('>') == id {
+                queue_ids.push(queue_id);
+            }
+        } else if queue_ids.contains(&queue_id) {
+            if let Some((_, reason)) = rest.split_once(" status=bounced (") {
+                return Some((
+                    n + 1,
+                    reason.strip_suffix(')').unwrap_or(reason).to_string(),
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The queue ID and the rest of a line `... postfix/smtp[12]: 4F2A1B: rest`.
 fn entry(line: &str) -> Option<(&str, &str)> {
     let start = line.find("postfix")?;
@@ -197,10 +222,15 @@ Nov 28 15:29:31 relay postfix/smtp[10]: 61D2: to=<notify@dlab.invalid>, relay=12
         assert_eq!(
             c.bounce_reasons,
             [(
-                "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]".to_string(),
+                "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
+                    .to_string(),
                 1
             )]
         );
         assert_eq!(c.returns_sent, 1);
+        let (line, why) = bounce_of(ESMTP_LOG, "run2-1@dlab").unwrap();
+        assert_eq!(line, 7);
+        assert!(why.starts_with("SMTPUTF8 is required"), "{why}");
+        assert_eq!(bounce_of(ESMTP_LOG, "run2-0@dlab"), None);
     }
 }

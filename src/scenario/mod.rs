@@ -21,9 +21,9 @@ pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
 pub use smtp_plan::SmtpPlan;
 pub use spec::{
-    CrashPoint, CutMode, DirectionSpec, EffectKind, EverySpec, ExpectSpec, FaultKind, FaultSpec,
-    LinkSpec, NodeRole, NodeSpec, PartitionHandling, PartitionShape, PushSpec, QueueType, Spec,
-    Transport,
+    CrashPoint, CutMode, DirectionSpec, EffectKind, EsmtpSpec, EverySpec, ExpectSpec, FaultKind,
+    FaultSpec, LinkSpec, NodeRole, NodeSpec, PartitionHandling, PartitionShape, PushSpec,
+    QueueType, Spec, Transport,
 };
 pub use transport::{vocabulary, TransportPlan, Vocabulary};
 

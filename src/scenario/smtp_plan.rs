@@ -5,8 +5,8 @@
 use super::plan::Invalid;
 use super::spec::{FaultKind, Spec, Transport};
 use super::transport::{Key, Vocabulary};
-use crate::smtp::esmtp::{Announce, Extension, Send};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
+use crate::smtp::esmtp::{Announce, Extension, Send};
 use serde::{Deserialize, Serialize};
 
 /// What only an SMTP run uses.
@@ -65,7 +65,8 @@ impl SmtpPlan {
                 "an extension is listed twice; expected each of \"PIPELINING\", \"8BITMIME\", \"SMTPUTF8\", \"SIZE\" at most once",
             ));
         }
-        if extensions.contains(&Extension::SmtpUtf8) && !extensions.contains(&Extension::EightBitMime)
+        if extensions.contains(&Extension::SmtpUtf8)
+            && !extensions.contains(&Extension::EightBitMime)
         {
             return Err(Invalid::at(
                 &["esmtp", "inbox"],

@@ -142,7 +142,9 @@ impl EngineTrait for Engine {
                     Default::default(),
                 )
                 .await
-                .map_err(RunError::io("cannot start the sender's mailbox".to_string()))?,
+                .map_err(RunError::io(
+                    "cannot start the sender's mailbox".to_string(),
+                ))?,
             ))
         } else {
             None

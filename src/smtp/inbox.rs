@@ -693,9 +693,7 @@ mod tests {
     #[test]
     fn commands_keep_the_transaction_order() {
         let (mut t, all) = (Txn::default(), Announce::default());
-        assert!(
-            matches!(command("DATA", &mut t, &all), Step::Reply(r) if r.starts_with("503"))
-        );
+        assert!(matches!(command("DATA", &mut t, &all), Step::Reply(r) if r.starts_with("503")));
         assert!(
             matches!(command("RCPT TO:<a@b>", &mut t, &all), Step::Reply(r) if r.starts_with("503"))
         );

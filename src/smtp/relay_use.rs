@@ -73,8 +73,8 @@ impl RelayUse {
                 let r = tokio::task::spawn_blocking(move || {
                     Relay::start_with_returns(&dir, next_hop, returns)
                 })
-                    .await
-                    .map_err(|e| RunError::Worker(e.to_string()))??;
+                .await
+                .map_err(|e| RunError::Worker(e.to_string()))??;
                 RelayUse {
                     addr: r.addr(),
                     private: Some(Arc::new(r)),

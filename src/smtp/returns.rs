@@ -43,11 +43,8 @@ pub fn read(message: &[u8]) -> Return {
         })
     };
     Return {
-        original: field("Message-ID").map(|v| {
-            v.trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        }),
+        original: field("Message-ID")
+            .map(|v| v.trim_start_matches('<').trim_end_matches('>').to_string()),
         status: field("Status"),
         diagnostic: field("Diagnostic-Code"),
     }
@@ -65,7 +62,9 @@ mod tests {
         assert_eq!(r.status.as_deref(), Some("5.6.7"));
         assert_eq!(
             r.diagnostic.as_deref(),
-            Some("X-Postfix; SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]")
+            Some(
+                "X-Postfix; SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
+            )
         );
         assert_eq!(read(b"no header end"), Return::default());
     }

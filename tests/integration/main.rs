@@ -5,6 +5,7 @@
 
 mod cli;
 mod cluster;
+mod esmtp;
 mod explain;
 mod faults;
 mod guarantees;

@@ -39,6 +39,9 @@ pub struct Facts {
     /// the run, in file order: where an auto-acked message may have been
     /// in flight.
     pub receivers_ended: Vec<Line>,
+    /// SMTP: the relay log's line (number, words) that says the relay
+    /// bounced the message, when it did (a private relay's log).
+    pub relay_bounce: Option<(usize, String)>,
 }
 
 /// An effect-store row on the run's time axis, with its delivery.
@@ -149,6 +152,12 @@ impl Facts {
             keys,
             receivers_ended,
             exact_time,
+            relay_bounce: std::fs::read_to_string(files.dir.join("relay/log/postfix.log"))
+                .ok()
+                .and_then(|log| {
+                    let id = crate::message_id::format(&files.run_id, seq);
+                    crate::relay::log::bounce_of(&log, &id)
+                }),
         })
     }
 

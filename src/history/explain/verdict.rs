@@ -243,6 +243,12 @@ fn lost(f: &Facts) -> String {
             .lines
             .iter()
             .find(|l| matches!(l.ledger_event(), Some(Event::Confirmed(_))));
+        if let (Some(c), Some((line, why))) = (confirmed, &f.relay_bounce) {
+            return format!(
+                "confirmed to {} but never delivered: the relay bounced it after its 250 (\"{why}\", relay/log/postfix.log:{line}) and returned it to the sender",
+                who(c)
+            );
+        }
         if let Some(c) = confirmed {
             return format!(
                 "confirmed to {} but never delivered: the broker lost it after its confirm{}",
