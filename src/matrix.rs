@@ -500,7 +500,10 @@ mod tests {
                 assert_eq!(c.len(), 1);
                 // The ESMTP rows have no fault: the inbox lacks an extension.
                 let esmtp = c[0].plan.smtp().is_some_and(|s| s.esmtp_changed());
-                assert_eq!(esmtp, row.key.starts_with("smtp-no-") && !row.key.ends_with("fault"));
+                assert_eq!(
+                    esmtp,
+                    row.key.starts_with("smtp-no-") && !row.key.ends_with("fault")
+                );
                 assert_eq!(
                     c[0].plan.faults.is_empty(),
                     row.key.ends_with("no-fault") || esmtp,
