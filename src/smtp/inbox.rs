@@ -384,7 +384,9 @@ fn command(line: &str, t: &mut Txn, announce: &Announce) -> Step {
             *t = Txn {
                 mail: true,
                 rcpt: false,
-                null_sender: line.contains(":<>"),
+                null_sender: line
+                    .split_once(':')
+                    .is_some_and(|(_, path)| path.trim_start().starts_with("<>")),
                 eight_bit_mime: body.as_deref() == Some("8BITMIME"),
                 smtputf8,
             };
@@ -728,7 +730,7 @@ mod tests {
         );
         let mut t = Txn::default();
         assert!(
-            matches!(command("MAIL FROM:<>", &mut t, &seven_bit), Step::Reply(r) if r.starts_with("250"))
+            matches!(command("MAIL FROM: <>", &mut t, &seven_bit), Step::Reply(r) if r.starts_with("250"))
         );
         assert!(t.null_sender && !t.smtputf8);
         assert!(
