@@ -24,10 +24,9 @@ pub struct LogCount {
     pub deliveries: u64,
     /// Of those, "may be sent more than once" deferrals.
     pub maybe_twice: u64,
-    /// Messages bounced (`status=bounced`).
-    pub bounced: u64,
-    /// Each distinct reason for a bounce, with how many it covers.
-    pub bounce_reasons: Vec<(String, u64)>,
+    /// Postfix's reason for each message it bounced (`status=bounced`), in
+    /// log order.
+    pub bounced: Vec<String>,
     /// Returns (non-delivery notifications) the relay made for the run's messages.
     pub returns_sent: u64,
     /// Messages that came in 8bit and went out quoted-printable.
@@ -72,10 +71,7 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
             returns.push(queue_id);
             continue;
         }
-        if rest.contains(" status=bounced ") {
-            let reason = rest
-                .split_once(" status=bounced (")
-                .map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
+        if let Some(reason) = bounce_reason(rest) {
             bounced.push((queue_id, reason));
             continue;
         }
@@ -97,13 +93,6 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
         }
     }
     let ours = |q: &&str| ids.get(q).is_some_and(|id| id.starts_with(prefix));
-    let mut reasons: Vec<(String, u64)> = Vec::new();
-    for (_, reason) in bounced.iter().filter(|(q, _)| ours(q)) {
-        match reasons.iter_mut().find(|(r, _)| r == reason) {
-            Some((_, n)) => *n += 1,
-            None => reasons.push((reason.to_string(), 1)),
-        }
-    }
     let distinct = |qs: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = qs
             .iter()
@@ -119,8 +108,11 @@ pub fn count(log: &str, prefix: &str) -> LogCount {
         messages: per_message.len() as u64,
         deliveries: per_message.values().sum(),
         maybe_twice,
-        bounced: reasons.iter().map(|(_, n)| n).sum(),
-        bounce_reasons: reasons,
+        bounced: bounced
+            .iter()
+            .filter(|(q, _)| ours(q))
+            .map(|(_, reason)| reason.to_string())
+            .collect(),
         returns_sent: distinct(&returns).len() as u64,
         downgraded: came_in_8bit
             .iter()
@@ -143,15 +135,18 @@ pub fn bounce_of(log: &str, id: &str) -> Option<(usize, String)> {
                 queue_ids.push(queue_id);
             }
         } else if queue_ids.contains(&queue_id) {
-            if let Some((_, reason)) = rest.split_once(" status=bounced (") {
-                return Some((
-                    n + 1,
-                    reason.strip_suffix(')').unwrap_or(reason).to_string(),
-                ));
+            if let Some(reason) = bounce_reason(rest) {
+                return Some((n + 1, reason.to_string()));
             }
         }
     }
     None
+}
+
+/// The reason in a `... status=bounced (REASON)` entry.
+fn bounce_reason(rest: &str) -> Option<&str> {
+    let (_, reason) = rest.split_once(" status=bounced (")?;
+    Some(reason.strip_suffix(')').unwrap_or(reason))
 }
 
 /// The queue ID and the rest of a line `... postfix/smtp[12]: 4F2A1B: rest`.
@@ -218,14 +213,10 @@ Nov 28 15:29:31 relay postfix/smtp[10]: 61D2: to=<notify@dlab.invalid>, relay=12
         let c = count(ESMTP_LOG, "run2-");
         assert_eq!(c.messages, 1);
         assert_eq!(c.downgraded, 1, "8bit in, quoted-printable out");
-        assert_eq!(c.bounced, 1, "the return's own bounce is not the run's");
         assert_eq!(
-            c.bounce_reasons,
-            [(
-                "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
-                    .to_string(),
-                1
-            )]
+            c.bounced,
+            ["SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"],
+            "the return's own bounce is not the run's"
         );
         assert_eq!(c.returns_sent, 1);
         let (line, why) = bounce_of(ESMTP_LOG, "run2-1@dlab").unwrap();

@@ -70,6 +70,21 @@ pub struct ReasonCount {
     pub count: u64,
 }
 
+impl ReasonCount {
+    /// Each distinct reason of `reasons` with how often it occurs, in the
+    /// order each first occurs.
+    pub fn tally(reasons: impl IntoIterator<Item = String>) -> Vec<ReasonCount> {
+        let mut out: Vec<ReasonCount> = Vec::new();
+        for reason in reasons {
+            match out.iter_mut().find(|r| r.reason == reason) {
+                Some(r) => r.count += 1,
+                None => out.push(ReasonCount { reason, count: 1 }),
+            }
+        }
+        out
+    }
+}
+
 /// The check of the notification text at the inbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TextCheck {

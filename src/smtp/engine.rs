@@ -391,8 +391,8 @@ impl EngineTrait for Engine {
                 deliveries: c.deliveries,
                 duplicates: c.duplicates(),
                 maybe_twice: c.maybe_twice,
-                bounced: c.bounced,
-                bounce_reasons: reasons(c.bounce_reasons),
+                bounced: c.bounced.len() as u64,
+                bounce_reasons: report::ReasonCount::tally(c.bounced),
                 returns_sent: c.returns_sent,
                 downgraded: c.downgraded,
                 log: r.log().display().to_string(),
@@ -428,13 +428,6 @@ impl Engine {
                 r.diagnostic.as_deref().unwrap_or("(no diagnostic)")
             )
         });
-        let mut counted: Vec<(String, u64)> = Vec::new();
-        for w in words {
-            match counted.iter_mut().find(|(r, _)| *r == w) {
-                Some((_, n)) => *n += 1,
-                None => counted.push((w, 1)),
-            }
-        }
         report::EsmtpReport {
             inbox: self.esmtp.inbox.describe(),
             body: self.esmtp.send.body.name().to_string(),
@@ -448,7 +441,7 @@ impl Engine {
             },
             eight_bit_on_7bit_hop: load(&stats.eight_bit_on_7bit_hop),
             returns_received: returned.len() as u64,
-            return_reasons: reasons(counted),
+            return_reasons: report::ReasonCount::tally(words),
         }
     }
 
@@ -484,13 +477,6 @@ impl Engine {
         }
         fold.apply(e, at);
     }
-}
-
-fn reasons(counted: Vec<(String, u64)>) -> Vec<report::ReasonCount> {
-    counted
-        .into_iter()
-        .map(|(reason, count)| report::ReasonCount { reason, count })
-        .collect()
 }
 
 async fn proxy(upstream: SocketAddr, seed: u64) -> Result<Proxy, RunError> {
