@@ -265,8 +265,9 @@ impl Driver {
     pub async fn tick(&mut self, elapsed: Duration, tally: Tally, may_start: bool) {
         let now = Instant::now();
         for i in 0..self.faults.len() {
+            let waits_in_vain = !may_start && self.faults[i].1.action.waits_for_producers();
             let ending = self.active[i].as_ref().is_some_and(|a| {
-                (a.until <= now || self.confirm_taken(i))
+                (a.until <= now || self.confirm_taken(i) || waits_in_vain)
                     && a.task.as_ref().is_none_or(|t| t.is_finished())
             });
             if ending {
@@ -280,8 +281,11 @@ impl Driver {
                 continue;
             };
             // Time triggers start only while producers run (else a repeating
-            // fault would hold the drain up forever); a count reached is reached.
-            if !may_start && matches!(trigger, Trigger::At(_)) {
+            // fault would hold the drain up forever); a count reached is
+            // reached, except by a fault that waits for a producer's next
+            // message: counts passed during a burst of republishes would
+            // otherwise each wait out their full duration after the end.
+            if !may_start && (matches!(trigger, Trigger::At(_)) || waits_in_vain) {
                 continue;
             }
             if !schedule::reached(trigger, elapsed, tally.published) {
@@ -593,5 +597,49 @@ impl Driver {
                 r.after = Some(tally.since(&at_end));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO_FAULTS: &str = r#"
+guarantee = "at-least-once"
+messages = 1000
+
+[[faults]]
+kind = "confirm-lost"
+after = 100
+every = 100
+
+[[faults]]
+kind = "latency"
+link = "consumers"
+latency = "1ms"
+duration = "1ms"
+after = 100
+every = 100
+"#;
+
+    fn tally(published: u64) -> Tally {
+        Tally {
+            published,
+            ..Tally::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fault_that_waits_for_a_producer_does_not_start_once_they_finished() {
+        let plan = crate::scenario::parse(TWO_FAULTS, "t.toml", "t", &[]).unwrap();
+        let mut d = Driver::new(&plan.faults, 1, None, Servers::none(), Instant::now());
+        // Republishes carried the count past many of the confirm-lost's
+        // occurrences; the producers have finished.
+        d.tick(Duration::from_secs(1), tally(1300), false).await;
+        let started: Vec<usize> = d.records.iter().map(|r| r.fault).collect();
+        assert_eq!(started, vec![1], "only the latency fault starts: {started:?}");
+        // While they publish, it starts.
+        d.tick(Duration::from_secs(1), tally(1300), true).await;
+        assert!(d.records.iter().any(|r| r.fault == 0));
     }
 }

@@ -275,6 +275,19 @@ impl Action {
         )
     }
 
+    /// Whether the fault waits for a producer's next message at a protocol
+    /// point (a confirm, the reply after the dot): once the producers have
+    /// finished, nothing is left for it to take.
+    pub fn waits_for_producers(&self) -> bool {
+        matches!(
+            self,
+            Action::Net {
+                link: LinkSpec::Producers,
+                effect: NetEffect::ConfirmLost | NetEffect::ReplyLostAfterDot,
+            }
+        )
+    }
+
     /// Whether the fault aims at a member of a cluster dlab started.
     pub fn needs_cluster(&self) -> bool {
         matches!(

@@ -191,8 +191,15 @@ pub fn assert_agrees_with_effect_store(r: &RunResult) {
     assert_eq!(r.counts.effects - r.counts.unique, r.counts.duplicates);
     assert!(
         r.drain.completed,
-        "the drain completed: {:?}\nfaults: {:?}",
-        r.timeline, r.fault_timeline
+        "the drain did not complete; the timeline's end: {:?}; faults fired: {}",
+        r.timeline
+            .iter()
+            .rev()
+            .take(6)
+            .rev()
+            .map(|t| format!("{} ms {}", t.at_ms, t.event))
+            .collect::<Vec<_>>(),
+        r.fault_timeline.iter().filter(|f| f.fired).count()
     );
     assert_eq!(
         r.drain.remaining_in_queue, 0,
