@@ -105,9 +105,9 @@ impl EngineTrait for Engine {
             .await
             .map_err(|e| BrokerError::refused(&url, &format!("declaring queue {queue}"), e))?;
 
-        if cluster.is_some() && plan.needs_proxy() {
+        if cluster.is_some() && plan.proxied() {
             return Err(RunError::Unsupported(format!(
-                "scenario {}: network faults through dlab's proxy are for one node; on a cluster, use `partition`",
+                "scenario {}: network faults and the eavesdropper go through dlab's proxy, which is for one node; on a cluster, use `partition`",
                 plan.name
             )));
         }
@@ -121,7 +121,7 @@ impl EngineTrait for Engine {
         };
         let (producer_urls, consumer_urls, links) = if cluster.is_some() {
             (urls.clone(), urls.clone(), None)
-        } else if plan.needs_proxy() || ctx.always_proxy || push.is_some() {
+        } else if plan.proxied() || ctx.always_proxy || push.is_some() {
             let upstream = broker_addr(&url).await?;
             let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
                 .await

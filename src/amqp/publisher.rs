@@ -360,7 +360,7 @@ impl Records {
 }
 
 /// A body of `payload_bytes` bytes, the same for every message of a seed.
-fn payload(seed: u64, plan: &AmqpPlan) -> Vec<u8> {
+pub fn payload(seed: u64, plan: &AmqpPlan) -> Vec<u8> {
     let mut x = seed | 1;
     (0..plan.payload_bytes)
         .map(|_| {

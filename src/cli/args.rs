@@ -197,6 +197,15 @@ pub enum Command {
     /// Show the node (or cluster: members, which run, each quorum queue's
     /// leader) and the relay `dlab up` started.
     Status,
+    /// Show the lab CA's certificates (made on first use): subject, names,
+    /// validity, fingerprint, and whether each verifies against the lab CA
+    /// the way a handshake checks it.
+    Certs {
+        /// The directory of the certificates (a run's `tls/`); default: the
+        /// lab's own, `.dlab/tls/`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of `--json` results (or, with --scenario, of
     /// scenario files).
     Schema {

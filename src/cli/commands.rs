@@ -10,7 +10,7 @@ use crate::scenario::{self, Override, Plan, Transport};
 use crate::smtp::RelayTarget;
 use anyhow::{anyhow, Context, Result};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Runs one subcommand.
@@ -189,6 +189,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             }
             Ok(EXIT_OK)
         }
+        Command::Certs { dir } => certs(dir.unwrap_or_else(|| broker::home().join("tls"))),
         Command::Schema { scenario } => {
             if scenario {
                 println!("{}", scenario::json_schema());
@@ -848,4 +849,18 @@ fn status() -> Result<i32> {
             Ok(EXIT_BROKEN)
         }
     }
+}
+
+/// `dlab certs`: the lab CA's set in `dir` (made if missing), each
+/// certificate read back and verified.
+fn certs(dir: PathBuf) -> Result<i32> {
+    let made = !dir.join("ca.pem").exists();
+    crate::tls::standard(&dir).map_err(anyhow::Error::msg)?;
+    if made {
+        println!("made the lab CA and its certificates in {}", dir.display());
+    }
+    for c in crate::tls::inspect::list(&dir).map_err(anyhow::Error::msg)? {
+        println!("{}", crate::tls::inspect::describe(&c));
+    }
+    Ok(EXIT_OK)
 }

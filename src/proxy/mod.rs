@@ -12,17 +12,19 @@ mod pump;
 mod settings;
 pub mod smtp_lines;
 mod stats;
+mod tap;
 
 pub use pump::End;
 pub use settings::{Direction, DirectionFaults, LinkFaults, Protocol};
 pub use stats::{Stats, StatsSnapshot};
+pub use tap::{Capture, Captured, Tap};
 
 use pump::PumpCtx;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -36,6 +38,7 @@ struct ProxyState {
     conns: Mutex<HashMap<u64, watch::Sender<Option<End>>>>,
     next_id: AtomicU64,
     seed: u64,
+    tap: OnceLock<Arc<Tap>>,
 }
 
 /// A running proxy for one link (say, the producers' connections to the broker).
@@ -90,6 +93,7 @@ impl Proxy {
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             seed,
+            tap: OnceLock::new(),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -103,6 +107,11 @@ impl Proxy {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the link speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.shared.protocol
     }
 
     /// Changes the link's fault settings.
@@ -151,6 +160,18 @@ impl Proxy {
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
     }
+
+    /// Puts the eavesdropper's tap on the link: every later connection's
+    /// bytes are copied, each way, up to `budget` bytes in all. A link
+    /// without a tap copies nothing.
+    pub fn tap(&self, budget: u64) {
+        let _ = self.shared.tap.set(Arc::new(Tap::new(budget)));
+    }
+
+    /// What the tap has captured, if the link has one.
+    pub fn captured(&self) -> Option<Captured> {
+        self.shared.tap.get().map(|t| t.captured())
+    }
 }
 
 async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
@@ -169,6 +190,7 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let (cut_tx, cut_rx) = watch::channel(None);
     let dot_passed = Arc::new(AtomicBool::new(false));
+    let tap = shared.tap.get().map(|t| (t.clone(), t.open()));
     shared
         .conns
         .lock()
@@ -183,6 +205,7 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
         dot_passed: dot_passed.clone(),
         cut: cut_rx.clone(),
         stats: shared.stats.clone(),
+        tap: tap.clone(),
         seed: shared.seed ^ id.wrapping_mul(0x9E37_79B9) ^ direction as u64,
     };
     let (mut cr, mut cw) = client.into_split();

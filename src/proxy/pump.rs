@@ -13,6 +13,7 @@ use super::amqp_frames::{FrameScanner, CLASS_BASIC, METHOD_ACK};
 use super::settings::{Direction, DirectionFaults, LinkFaults, Protocol};
 use super::smtp_lines::DotScanner;
 use super::stats::Stats;
+use super::tap::Tap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct PumpCtx {
     pub cut: watch::Receiver<Option<End>>,
     /// The link's counters.
     pub stats: Arc<Stats>,
+    /// The eavesdropper's tap and this connection's number in it.
+    pub tap: Option<(Arc<Tap>, usize)>,
     /// Seed for jitter.
     pub seed: u64,
 }
@@ -244,6 +247,9 @@ where
             r = src.read(&mut buf), if !eof && queue.len() < MAX_QUEUED => match r {
                 Ok(0) => eof = true,
                 Ok(n) => {
+                    if let Some((tap, conn)) = &p.ctx.tap {
+                        tap.record(*conn, p.ctx.direction, &buf[..n]);
+                    }
                     let delay = p.delay(&f);
                     if delay.is_zero() && queue.is_empty() {
                         if let Err(end) = p.deliver(dst, &buf[..n], &f).await {
@@ -287,6 +293,7 @@ mod tests {
             confirm_armed: armed.clone(),
             cut: crx,
             stats: stats.clone(),
+            tap: None,
             seed: 7,
         };
         (

@@ -15,6 +15,9 @@ use hyper_util::rt::TokioExecutor;
 use std::fmt;
 use std::time::Duration;
 
+/// The text of every push notification (what an eavesdropper looks for).
+pub const TEXT: &str = "You have a new notification";
+
 /// What one attempt (or one wait) came to, as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallEvent {
@@ -165,7 +168,7 @@ impl PushClient {
     async fn attempt(&self, message_id: &str, key: bool) -> Attempt {
         let body = serde_json::json!({
             "message_id": message_id,
-            "text": "You have a new notification",
+            "text": TEXT,
         })
         .to_string();
         let mut req = Request::post(self.uri.clone())

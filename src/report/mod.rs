@@ -4,6 +4,8 @@
 mod broker_count;
 mod cluster;
 mod cluster_text;
+pub mod eavesdrop;
+mod eavesdrop_text;
 mod fault_record;
 pub mod html;
 mod html_cluster;
@@ -195,6 +197,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         smtp: None,
         cluster: None,
         push: None,
+        eavesdropper: None,
         interrupted: false,
         lost_ids,
         duplicated_ids,

@@ -103,6 +103,10 @@ pub struct RunResult {
     /// own count and its access log recounted beside the effect store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<super::PushReport>,
+    /// Runs with `eavesdropper = true`: per proxied link, what a passive
+    /// sniffer read in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eavesdropper: Option<super::eavesdrop::EavesdropReport>,
     /// The run was stopped by a signal before it finished: its counts are
     /// what it saw until then (messages in flight count as lost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

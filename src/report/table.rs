@@ -136,6 +136,9 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     if let Some(push) = &r.push {
         super::push_text::write(out, push)?;
     }
+    if let Some(e) = &r.eavesdropper {
+        super::eavesdrop_text::write(out, e, r.counts.intended)?;
+    }
     // Fault windows are told in detail below, from the fault timeline.
     for t in r
         .timeline

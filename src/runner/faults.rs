@@ -31,6 +31,16 @@ pub struct Links {
 }
 
 impl Links {
+    /// Every link with its name in reports: producers, consumers, push.
+    pub fn named(&self) -> Vec<(&'static str, &Proxy)> {
+        let mut all = vec![
+            ("producers", &self.producers),
+            ("consumers", &self.consumers),
+        ];
+        all.extend(self.push.iter().map(|p| ("push", p)));
+        all
+    }
+
     fn of(&self, link: LinkSpec) -> Vec<&Proxy> {
         match link {
             LinkSpec::Producers => vec![&self.producers],
@@ -253,6 +263,11 @@ impl Driver {
             .filter(|(_, a)| a.is_some())
             .map(|((_, f), _)| f.describe())
             .collect()
+    }
+
+    /// The proxied links, if the run has them.
+    pub fn links(&self) -> Option<&Links> {
+        self.links.as_ref()
     }
 
     /// Whether any fault is still active.
@@ -637,7 +652,11 @@ every = 100
         // occurrences; the producers have finished.
         d.tick(Duration::from_secs(1), tally(1300), false).await;
         let started: Vec<usize> = d.records.iter().map(|r| r.fault).collect();
-        assert_eq!(started, vec![1], "only the latency fault starts: {started:?}");
+        assert_eq!(
+            started,
+            vec![1],
+            "only the latency fault starts: {started:?}"
+        );
         // While they publish, it starts.
         d.tick(Duration::from_secs(1), tally(1300), true).await;
         assert!(d.records.iter().any(|r| r.fault == 0));

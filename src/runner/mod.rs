@@ -205,6 +205,11 @@ async fn run_with<E: Engine>(plan: &Plan, ctx: &RunContext) -> Result<RunResult,
     let history = run_dir.join("history.tsv");
     let mut fold = Fold::new(plan.messages, &history)
         .map_err(RunError::io(format!("cannot write {}", history.display())))?;
+    if plan.eavesdropper {
+        for (_, proxy) in links.iter().flat_map(faults::Links::named) {
+            proxy.tap(crate::eavesdrop::TAP_BUDGET);
+        }
+    }
     let mut driver = faults::Driver::new(&plan.faults, plan.seed, links, servers, fold.start())
         .with_queue(backlog_queue);
 
@@ -256,6 +261,10 @@ async fn run_with<E: Engine>(plan: &Plan, ctx: &RunContext) -> Result<RunResult,
         started_unix_us: fold.start_wall_us,
     });
     result.interrupted = drove.interrupted;
+    if plan.eavesdropper {
+        let clues = crate::eavesdrop::clues(plan, &run_id);
+        result.eavesdropper = driver.links().map(|l| crate::eavesdrop::report(l, &clues));
+    }
     engine.complete(&setup, &mut result).await?;
     Ok(result)
 }

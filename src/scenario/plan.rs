@@ -45,6 +45,9 @@ pub struct Plan {
     pub drain_timeout: Duration,
     /// Seed for everything random.
     pub seed: u64,
+    /// Whether the eavesdropper taps every proxied link.
+    #[serde(default)]
+    pub eavesdropper: bool,
     /// Faults in schedule order.
     pub faults: Vec<Fault>,
     /// Bounds on the outcome.
@@ -297,6 +300,7 @@ impl Plan {
                 &["drain_timeout"],
             )?,
             seed: spec.seed.unwrap_or(1),
+            eavesdropper: spec.eavesdropper.unwrap_or(false),
             faults,
             expect,
         })
@@ -372,6 +376,12 @@ impl Plan {
     /// Whether a fault goes through the proxy.
     pub fn needs_proxy(&self) -> bool {
         self.faults.iter().any(|f| f.action.needs_proxy())
+    }
+
+    /// Whether the run's links go through dlab's proxies: for network
+    /// faults or for the eavesdropper's tap.
+    pub fn proxied(&self) -> bool {
+        self.needs_proxy() || self.eavesdropper
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Spec {
     pub esmtp: Option<EsmtpSpec>,
     /// How long the drain phase may wait for the queue to empty, e.g. "30s".
     pub drain_timeout: Option<String>,
+    /// Put the eavesdropper's tap on every proxied link: the report counts
+    /// the message IDs, bodies and credentials it could read in clear.
+    pub eavesdropper: Option<bool>,
     /// Seed for everything random in the run.
     pub seed: Option<u64>,
     /// Faults to inject.

@@ -245,7 +245,7 @@ mod tests {
     }
 
     /// The scenario keys every transport reads.
-    const COMMON_KEYS: [&str; 13] = [
+    const COMMON_KEYS: [&str; 14] = [
         "name",
         "description",
         "transport",
@@ -256,6 +256,7 @@ mod tests {
         "rate",
         "producers",
         "drain_timeout",
+        "eavesdropper",
         "seed",
         "faults",
         "expect",

@@ -126,7 +126,7 @@ impl EngineTrait for Engine {
         );
         let (tx, rx) = mpsc::unbounded_channel();
         inbox.report_deliveries(s.run_id, tx.clone());
-        let proxied = plan.needs_proxy() || ctx.always_proxy;
+        let proxied = plan.proxied() || ctx.always_proxy;
         let private = target == RelayTarget::Private;
         // The sender's mailbox speaks every extension, so a return never
         // depends on what the phone's inbox lacks; nothing in it is an effect.

@@ -687,8 +687,17 @@ fn explain_tells_a_duplicate_from_a_lost_confirm() {
     for id in r.duplicated_ids.iter().take(20) {
         let out = explain(&home, json, id);
         let (steps, verdict) = assert_story_matches(&s, id, &out);
+        // Under load a republish can be cut again: shown once per attempt.
+        let shown: usize = verdict
+            .strip_prefix("duplicated: shown ")
+            .and_then(|v| v.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"));
         assert!(
-            verdict.starts_with("duplicated: shown 2 times; the second effect followed a second attempt after the first was in doubt"),
+            shown >= 2
+                && verdict.contains(
+                    "; the second effect followed a second attempt after the first was in doubt"
+                ),
             "{out}"
         );
         during += usize::from(verdict.ends_with("during fault #0 confirm-lost"));
@@ -697,12 +706,14 @@ fn explain_tells_a_duplicate_from_a_lost_confirm() {
             .filter(|s| s.hop == "sending")
             .map(|s| s.what.as_str())
             .collect();
+        // A republish cut before the broker had it adds an attempt, not an effect.
+        let attempts = words.iter().filter(|w| w.starts_with("attempt")).count();
+        assert!(attempts >= shown, "an attempt per effect at least: {out}");
         assert_eq!(
-            words.iter().filter(|w| w.starts_with("attempt")).count(),
-            2,
-            "{out}"
+            words.iter().filter(|w| w.starts_with("in doubt")).count(),
+            attempts - 1,
+            "each attempt but the last was in doubt: {out}"
         );
-        assert!(words.iter().any(|w| w.starts_with("in doubt")), "{out}");
     }
     assert!(during >= 1, "the fault that made them is named");
 }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod cluster;
+mod eavesdrop;
 mod esmtp;
 mod explain;
 mod faults;

@@ -1,0 +1,80 @@
+//! "What an eavesdropper read": the terminal lines and the HTML table of a
+//! run's eavesdropper section, one row per tapped link. A credential is
+//! shown by how it was sent and its user name; its secret is never kept.
+
+use super::eavesdrop::{EavesdropLink, EavesdropReport};
+use super::html::esc;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+fn credentials(l: &EavesdropLink) -> String {
+    if l.credentials.is_empty() {
+        return "no credential".to_string();
+    }
+    l.credentials
+        .iter()
+        .map(|c| {
+            format!(
+                "{} user {}{} ({}x)",
+                c.how,
+                c.user,
+                if c.secret_read {
+                    " with its secret"
+                } else {
+                    ""
+                },
+                c.times
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn wire(l: &EavesdropLink) -> String {
+    let kept = if l.bytes_read < l.bytes_seen {
+        format!(" (kept {} of {} bytes)", l.bytes_read, l.bytes_seen)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} connection(s), {} of them TLS; {} bytes in clear, {} in TLS records{kept}",
+        l.connections, l.tls_connections, l.clear_bytes, l.tls_bytes
+    )
+}
+
+/// Writes the terminal lines.
+pub fn write(out: &mut dyn Write, e: &EavesdropReport, intended: u64) -> io::Result<()> {
+    for (i, l) in e.links.iter().enumerate() {
+        writeln!(
+            out,
+            "  {:<9} {}: {} of {intended} message IDs, {} bodies, {}; {}",
+            if i == 0 { "eavesdrop" } else { "" },
+            l.link,
+            l.message_ids_read,
+            l.bodies_read,
+            credentials(l),
+            wire(l)
+        )?;
+    }
+    Ok(())
+}
+
+/// The HTML table.
+pub fn html(e: &EavesdropReport, intended: u64) -> String {
+    let mut h = String::from(
+        "<h3>What an eavesdropper read</h3><table><tr><th>link</th><th>message IDs</th><th>bodies</th><th>credentials</th><th>on the wire</th></tr>",
+    );
+    for l in &e.links {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{} of {intended}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&l.link),
+            l.message_ids_read,
+            l.bodies_read,
+            esc(&credentials(l)),
+            esc(&wire(l))
+        );
+    }
+    h.push_str("</table>");
+    h
+}
