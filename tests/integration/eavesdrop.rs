@@ -231,6 +231,26 @@ fn on_a_plain_amqp_run_the_eavesdropper_reads_every_message_and_the_password() {
 }
 
 #[test]
+fn on_a_plain_push_run_the_eavesdropper_reads_every_call_to_the_gateway() {
+    let r = run(&plan_from(
+        "eavesdrop-push",
+        "guarantee = \"exactly-once\"\neffect = \"push\"\nmessages = 200\nrate = 0\neavesdropper = true\n",
+        &[],
+    ));
+    assert_eq!((r.counts.lost, r.counts.duplicates), (0, 0));
+    let l = link(&r, "push");
+    assert_eq!(l.message_ids_read, 200, "{l:?}");
+    // Each call's JSON carries the notification's text.
+    let calls = r.push.as_ref().expect("a push section").calls.attempts;
+    assert!(
+        l.bodies_read >= calls && calls >= 200,
+        "{l:?} vs {calls} calls"
+    );
+    assert!(l.credentials.is_empty(), "the gateway asks for none: {l:?}");
+    assert_eq!(l.tls_connections, 0, "{l:?}");
+}
+
+#[test]
 fn on_a_plain_smtp_run_the_eavesdropper_reads_every_message_on_both_hops() {
     let r = run(&plan_from(
         "eavesdrop-smtp",
