@@ -349,9 +349,11 @@ impl Driver {
                 if let Some(n) = note {
                     self.records.last_mut().expect("just pushed").note = Some(n);
                 }
+                // The window counts from when the fault took hold: starting
+                // one (a CLI call, on a loaded machine) can take seconds.
                 self.active[i] = Some(Active {
                     record: self.records.len() - 1,
-                    until: now + until,
+                    until: Instant::now() + until,
                     stats_before,
                     tally_before: tally,
                     task,
