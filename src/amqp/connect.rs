@@ -1,8 +1,49 @@
 //! Opening AMQP connections, with failures that name the broker and what to try.
 
 use super::url::mask_password;
-use lapin::{Connection, ConnectionProperties};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::{Connect, Connection, ConnectionProperties};
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// This process's TLS settings for `amqps://` URLs: the lab CA (PEM), the
+/// only root trusted, and for mutual TLS a certificate and key (PEM).
+struct TlsFiles {
+    ca: String,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+static TLS: OnceLock<TlsFiles> = OnceLock::new();
+
+/// Reads the lab CA of `dir` (and, for mutual TLS, `NAME.pem` and
+/// `NAME.key`) for every later `amqps://` connection of this process.
+pub fn use_tls(dir: &Path, identity: Option<&str>) -> Result<(), String> {
+    let read = |f: &str| {
+        std::fs::read(dir.join(f))
+            .map_err(|e| format!("cannot read {}: {e}", dir.join(f).display()))
+    };
+    let ca = String::from_utf8(read("ca.pem")?).map_err(|e| e.to_string())?;
+    let identity = match identity {
+        Some(name) => Some((read(&format!("{name}.pem"))?, read(&format!("{name}.key"))?)),
+        None => None,
+    };
+    let _ = TLS.set(TlsFiles { ca, identity });
+    Ok(())
+}
+
+fn tls_config() -> OwnedTLSConfig {
+    match TLS.get() {
+        Some(t) => OwnedTLSConfig {
+            identity: t.identity.as_ref().map(|(pem, key)| OwnedIdentity::PKCS8 {
+                pem: pem.clone(),
+                key: key.clone(),
+            }),
+            cert_chain: Some(t.ca.clone()),
+        },
+        None => OwnedTLSConfig::default(),
+    }
+}
 
 /// The broker could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +86,11 @@ pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connect
         url: mask_password(url),
         reason,
     };
-    match tokio::time::timeout(timeout, Connection::connect(url, props)).await {
+    let open = async {
+        let runtime = lapin::runtime::default_runtime()?;
+        url.connect_with_config(props, tls_config(), runtime).await
+    };
+    match tokio::time::timeout(timeout, open).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable(format!(

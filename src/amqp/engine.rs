@@ -26,7 +26,8 @@ use crate::runner::fold::Fold;
 use crate::runner::servers::{Part, Servers};
 use crate::runner::workers::Launch;
 use crate::runner::RunError;
-use std::time::Instant;
+use crate::scenario::TlsMode;
+use std::time::{Duration, Instant};
 
 /// One AMQP run in progress.
 pub struct Engine {
@@ -45,6 +46,11 @@ pub struct Engine {
     push: Option<PushUse>,
     /// dlab's own read of the queue after the drain.
     remaining: u64,
+    /// A TLS run: the node to ask for the workers' connections, and the
+    /// task asking it.
+    tls_node: Option<crate::broker::NodeState>,
+    tls_watch: Option<tokio::task::JoinHandle<Vec<report::eavesdrop::TlsConnection>>>,
+    run_id: String,
 }
 
 /// What the broker said after the drain.
@@ -79,7 +85,7 @@ impl EngineTrait for Engine {
                 })?;
                 if plan.needs_node() && target.node.is_none() {
                     return Err(RunError::Unsupported(format!(
-                        "scenario {} injects broker process faults, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
+                        "scenario {} injects broker process faults or asks for `tls`, which need a broker dlab starts itself; run it without --amqp-url / DLAB_AMQP_URL",
                         plan.name
                     )));
                 }
@@ -119,10 +125,30 @@ impl EngineTrait for Engine {
             }
             None => (None, None),
         };
+        // The workers' broker: the node's TLS listener when the scenario
+        // asks for TLS (the runner's own reads stay on the plain one).
+        let (worker_url, tls_dir) = match (amqp.tls, &node) {
+            (TlsMode::Off, _) => (url.clone(), None),
+            (_, Some(n)) => {
+                let state = n.state();
+                let tls_url = state.tls_url().ok_or_else(|| {
+                    RunError::Unsupported(
+                        "the node dlab started has no TLS listener (a node of an older `dlab up`?). Try: `dlab down`, then `dlab up`".into(),
+                    )
+                })?;
+                (tls_url, Some(state.tls_dir()))
+            }
+            (_, None) => {
+                return Err(RunError::Unsupported(format!(
+                    "scenario {}: `tls` needs a node dlab starts itself",
+                    plan.name
+                )))
+            }
+        };
         let (producer_urls, consumer_urls, links) = if cluster.is_some() {
             (urls.clone(), urls.clone(), None)
         } else if plan.proxied() || ctx.always_proxy || push.is_some() {
-            let upstream = broker_addr(&url).await?;
+            let upstream = broker_addr(&worker_url).await?;
             let producers = Proxy::start(upstream, Protocol::Amqp, plan.seed)
                 .await
                 .map_err(RunError::io("cannot start the fault proxy"))?;
@@ -130,8 +156,8 @@ impl EngineTrait for Engine {
                 .await
                 .map_err(RunError::io("cannot start the fault proxy"))?;
             (
-                vec![super::url::with_host_port(&url, producers.addr())],
-                vec![super::url::with_host_port(&url, consumers.addr())],
+                vec![super::url::with_host_port(&worker_url, producers.addr())],
+                vec![super::url::with_host_port(&worker_url, consumers.addr())],
                 Some(Links {
                     producers,
                     consumers,
@@ -139,7 +165,7 @@ impl EngineTrait for Engine {
                 }),
             )
         } else {
-            (urls.clone(), urls.clone(), None)
+            (vec![worker_url.clone()], vec![worker_url.clone()], None)
         };
         let launch = Launch {
             exe: ctx.worker_exe.clone(),
@@ -159,13 +185,21 @@ impl EngineTrait for Engine {
             crash_after: None,
             index: 0,
             run_id: s.run_id.to_string(),
+            tls_dir: tls_dir.clone(),
+            tls_identity: None,
         };
+        // Mutual TLS: each worker presents its role's certificate.
+        let identity = |role: &str| (amqp.tls == TlsMode::Mutual).then(|| role.to_string());
         let (producer, consumer) = (
             WorkerArgs {
                 push_url: None,
+                tls_identity: identity("producer"),
                 ..worker(producer_urls)
             },
-            worker(consumer_urls),
+            WorkerArgs {
+                tls_identity: identity("consumer"),
+                ..worker(consumer_urls)
+            },
         );
         // The broker's counters before the run: its own count is their
         // growth (on a cluster, summed over the members).
@@ -197,6 +231,11 @@ impl EngineTrait for Engine {
                 cluster,
                 push,
                 remaining: 0,
+                tls_node: (amqp.tls != TlsMode::Off)
+                    .then(|| node.as_ref().map(|n| n.state()))
+                    .flatten(),
+                tls_watch: None,
+                run_id: s.run_id.to_string(),
             },
             servers,
             links,
@@ -208,7 +247,12 @@ impl EngineTrait for Engine {
         if let Some(c) = self.cluster.as_mut() {
             c.watch(&self.queue, fold.start());
         }
-        self.workers.start(fold).await
+        self.workers.start(fold).await?;
+        if let Some(node) = self.tls_node.take() {
+            let workers = self.workers.worker_count();
+            self.tls_watch = Some(super::tls_view::watch(node, self.run_id.clone(), workers));
+        }
+        Ok(())
     }
 
     async fn next(&mut self, fold: &mut Fold) -> Result<(), RunError> {
@@ -285,6 +329,12 @@ impl EngineTrait for Engine {
         }
         if let Some(p) = &self.push {
             result.push = Some(p.report(self.workers.calls(), result.recount.effect_rows));
+        }
+        if let Some(watch) = self.tls_watch {
+            result.broker_tls = match tokio::time::timeout(Duration::from_secs(15), watch).await {
+                Ok(Ok(seen)) => seen,
+                _ => Vec::new(),
+            };
         }
         if let Some(c) = self.cluster {
             let report = c.report(self.workers.clients(), self.remaining);

@@ -16,6 +16,7 @@ mod push_use;
 mod seen_table;
 pub mod send_log;
 mod supervise;
+mod tls_view;
 pub mod topology;
 pub mod url;
 pub mod worker;

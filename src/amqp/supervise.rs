@@ -405,6 +405,11 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Producer and consumer processes the plan runs at once.
+    pub fn worker_count(&self) -> usize {
+        self.producers.len() + self.consumers.len()
+    }
+
     /// Whether every producer has finished.
     pub fn producers_finished(&self) -> bool {
         self.producers.iter().all(|p| p.finished)

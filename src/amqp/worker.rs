@@ -39,6 +39,14 @@ pub struct WorkerArgs {
     /// fault proxy).
     #[arg(long)]
     pub push_url: Option<String>,
+    /// TLS (an `amqps://` URL): the lab CA's directory, whose `ca.pem` is
+    /// the only root the worker trusts.
+    #[arg(long)]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// Mutual TLS: the certificate (`NAME.pem`, `NAME.key` in --tls-dir)
+    /// the worker presents.
+    #[arg(long)]
+    pub tls_identity: Option<String>,
     /// 0-based index among workers of the same role (from the host).
     #[arg(skip)]
     pub index: u32,
@@ -64,6 +72,7 @@ impl WorkerArgs {
         for (flag, path) in [
             ("--effect-store", &self.effect_store),
             ("--send-log", &self.send_log),
+            ("--tls-dir", &self.tls_dir),
         ] {
             if let Some(p) = path {
                 out.push(flag.into());
@@ -73,6 +82,10 @@ impl WorkerArgs {
         if let Some(url) = &self.push_url {
             out.push("--push-url".into());
             out.push(url.clone());
+        }
+        if let Some(name) = &self.tls_identity {
+            out.push("--tls-identity".into());
+            out.push(name.clone());
         }
         if let Some(point) = self.crash_point {
             let value =
@@ -100,6 +113,12 @@ pub fn run(host: Host) -> std::pin::Pin<Box<dyn std::future::Future<Output = i32
         };
         args.index = host.index;
         args.run_id = host.run_id;
+        if let Some(dir) = &args.tls_dir {
+            if let Err(e) = super::connect::use_tls(dir, args.tls_identity.as_deref()) {
+                eprintln!("dlab worker: {e}");
+                return EXIT_SETUP;
+            }
+        }
         match host.role {
             Role::Producer => publisher::run(&args, &host.plan, host.stop).await,
             Role::Consumer => consumer::run(&args, &host.plan, host.stop).await,
@@ -156,6 +175,8 @@ mod tests {
             crash_after: Some(7),
             first_member: 1,
             push_url: Some("http://127.0.0.1:8080/v1/push".into()),
+            tls_dir: Some("/tmp/tls".into()),
+            tls_identity: Some("producer".into()),
             index: 0,
             run_id: String::new(),
         };

@@ -74,6 +74,10 @@ pub struct NodeState {
     /// counters (0 in a state file written before nodes had one).
     #[serde(default)]
     pub prom_port: u16,
+    /// The AMQPS (TLS) port on 127.0.0.1, with the certificates of the lab
+    /// CA in the node's `tls/` (0: no TLS listener).
+    #[serde(default)]
+    pub amqps_port: u16,
     /// The node's directory (data, logs, config).
     pub dir: PathBuf,
     /// Who it belongs to: the dlab process that started it, or `dlab up`
@@ -130,6 +134,17 @@ impl NodeState {
     /// The AMQP URL of the node (guest/guest over loopback).
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// The AMQPS URL of the node, if it has a TLS listener.
+    pub fn tls_url(&self) -> Option<String> {
+        (self.amqps_port != 0)
+            .then(|| format!("amqps://guest:guest@127.0.0.1:{}/%2f", self.amqps_port))
+    }
+
+    /// The lab CA's directory of the node's TLS listener.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
     }
 
     /// The node's management API (the broker's own counts).
@@ -198,7 +213,7 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    let [amqp_port, dist_port, mgmt_port, prom_port] = free_ports();
+    let [amqp_port, dist_port, mgmt_port, prom_port, amqps_port] = free_ports();
     let planned = NodeState {
         node: format!("dlab-{amqp_port}@localhost"),
         pid: 0,
@@ -206,6 +221,7 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
         dist_port,
         mgmt_port,
         prom_port,
+        amqps_port,
         dir,
         owner: Owner::this_process(),
         seat: None,
@@ -213,16 +229,19 @@ pub async fn start(dir: &Path) -> Result<NodeState, NodeError> {
     launch(&planned).await
 }
 
-/// Free ports for one node: AMQP, distribution, management, Prometheus.
-pub fn free_ports() -> [u16; 4] {
-    let mut ports: Vec<u16> = Vec::with_capacity(4);
-    while ports.len() < 4 {
+/// `N` distinct free ports for one node: AMQP, distribution, management,
+/// Prometheus (and AMQPS).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let mut ports = [0u16; N];
+    let mut found = 0;
+    while found < N {
         let p = free_port();
-        if !ports.contains(&p) {
-            ports.push(p);
+        if !ports[..found].contains(&p) {
+            ports[found] = p;
+            found += 1;
         }
     }
-    [ports[0], ports[1], ports[2], ports[3]]
+    ports
 }
 
 /// Starts the VM of `planned` (its name, ports, directory and owner; its pid
@@ -253,6 +272,25 @@ pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
             ),
         )
     };
+    let tls = if planned.amqps_port == 0 {
+        String::new()
+    } else {
+        // The lab CA's server certificate; a client certificate is checked
+        // when one is presented (mutual TLS) and not required otherwise.
+        let tls_dir = dir.join("tls");
+        crate::tls::standard(&tls_dir).map_err(|e| NodeError::Io {
+            what: "cannot make the lab CA in",
+            path: tls_dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        format!(
+            "listeners.ssl.default = 127.0.0.1:{}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n",
+            planned.amqps_port,
+            tls_dir.join("ca.pem").display(),
+            tls_dir.join("server.pem").display(),
+            tls_dir.join("server.key").display(),
+        )
+    };
     let clustering = match &planned.seat {
         Some(seat) => {
             write_cookie(&dir, &seat.cookie)?;
@@ -263,7 +301,7 @@ pub async fn launch(planned: &NodeState) -> Result<NodeState, NodeError> {
     write(
         dir.join("rabbitmq.conf"),
         &format!(
-            "listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n{mgmt}{clustering}"
+            "listeners.tcp.default = 127.0.0.1:{amqp_port}\nloopback_users.guest = true\n{tls}{mgmt}{clustering}"
         ),
     )?;
     write(dir.join("enabled_plugins"), plugins)?;

@@ -47,7 +47,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
             let plan = load(&file, &set)?;
             if plan.needs_node() && broker.amqp_url.is_some() {
                 return Err(anyhow!(
-                    "{}: broker process faults need a broker dlab starts itself; run without --amqp-url / DLAB_AMQP_URL",
+                    "{}: broker process faults and `tls` need a broker dlab starts itself; run without --amqp-url / DLAB_AMQP_URL",
                     file.display()
                 ));
             }

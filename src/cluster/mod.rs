@@ -221,6 +221,7 @@ impl Cluster {
                     dist_port,
                     mgmt_port,
                     prom_port,
+                    amqps_port: 0,
                     dir: member_dir.clone(),
                     owner: Owner::this_process(),
                     seat: Some(seat.clone()),

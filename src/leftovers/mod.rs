@@ -236,6 +236,7 @@ mod tests {
             dist_port: 2,
             mgmt_port: 0,
             prom_port: 0,
+            amqps_port: 0,
             dir: dir.clone(),
             owner: Owner::this_process(),
             seat: None,

@@ -36,6 +36,26 @@ pub struct EavesdropLink {
     pub credentials: Vec<CredentialRead>,
 }
 
+/// One worker connection as the broker describes it (RabbitMQ's
+/// management API: `ssl`, `ssl_protocol`, `peer_cert_subject`, `user`,
+/// `auth_mechanism`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TlsConnection {
+    /// The worker, e.g. `dlab producer 0`.
+    pub client: String,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The TLS version, e.g. `tlsv1.3` (empty without TLS).
+    pub protocol: String,
+    /// The subject of the client certificate the broker verified (empty:
+    /// none was presented).
+    pub peer_cert_subject: String,
+    /// The user the connection authenticated as.
+    pub user: String,
+    /// The SASL mechanism, e.g. `PLAIN`.
+    pub auth_mechanism: String,
+}
+
 /// A credential a client sent in clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CredentialRead {

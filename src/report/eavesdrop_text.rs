@@ -2,7 +2,7 @@
 //! run's eavesdropper section, one row per tapped link. A credential is
 //! shown by how it was sent and its user name; its secret is never kept.
 
-use super::eavesdrop::{EavesdropLink, EavesdropReport};
+use super::eavesdrop::{EavesdropLink, EavesdropReport, TlsConnection};
 use super::html::esc;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -76,5 +76,45 @@ pub fn html(e: &EavesdropReport, intended: u64) -> String {
         );
     }
     h.push_str("</table>");
+    h
+}
+
+fn broker_line(c: &TlsConnection) -> String {
+    let tls = if c.tls {
+        format!("TLS {}", c.protocol)
+    } else {
+        "plain TCP".to_string()
+    };
+    let cert = if c.peer_cert_subject.is_empty() {
+        "no client certificate".to_string()
+    } else {
+        format!("client certificate {}", c.peer_cert_subject)
+    };
+    format!(
+        "{}: {tls}, {cert}, user {} by {}",
+        c.client, c.user, c.auth_mechanism
+    )
+}
+
+/// Writes the broker's account of the workers' TLS connections.
+pub fn write_broker_tls(out: &mut dyn Write, seen: &[TlsConnection]) -> io::Result<()> {
+    for (i, c) in seen.iter().enumerate() {
+        writeln!(
+            out,
+            "  {:<9} {}",
+            if i == 0 { "tls" } else { "" },
+            broker_line(c)
+        )?;
+    }
+    Ok(())
+}
+
+/// The broker's account as an HTML list.
+pub fn broker_tls_html(seen: &[TlsConnection]) -> String {
+    let mut h = String::from("<h3>TLS, as the broker saw it</h3><ul>");
+    for c in seen {
+        let _ = write!(h, "<li>{}</li>", esc(&broker_line(c)));
+    }
+    h.push_str("</ul>");
     h
 }

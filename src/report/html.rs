@@ -219,6 +219,9 @@ fn run_section(i: usize, r: &RunResult) -> String {
     if let Some(p) = &r.push {
         h.push_str(&super::html_push::details(p));
     }
+    if !r.broker_tls.is_empty() {
+        h.push_str(&super::eavesdrop_text::broker_tls_html(&r.broker_tls));
+    }
     if let Some(e) = &r.eavesdropper {
         h.push_str(&super::eavesdrop_text::html(e, r.counts.intended));
     }

@@ -198,6 +198,7 @@ pub fn build(i: Inputs<'_>) -> RunResult {
         cluster: None,
         push: None,
         eavesdropper: None,
+        broker_tls: Vec::new(),
         interrupted: false,
         lost_ids,
         duplicated_ids,

@@ -103,6 +103,10 @@ pub struct RunResult {
     /// own count and its access log recounted beside the effect store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<super::PushReport>,
+    /// AMQP runs with `tls`: the broker's own account of the workers'
+    /// connections while they were open (TLS version, client certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_tls: Vec<super::eavesdrop::TlsConnection>,
     /// Runs with `eavesdropper = true`: per proxied link, what a passive
     /// sniffer read in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]

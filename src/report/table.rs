@@ -136,6 +136,7 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
     if let Some(push) = &r.push {
         super::push_text::write(out, push)?;
     }
+    super::eavesdrop_text::write_broker_tls(out, &r.broker_tls)?;
     if let Some(e) = &r.eavesdropper {
         super::eavesdrop_text::write(out, e, r.counts.intended)?;
     }

@@ -3,7 +3,7 @@
 //! those keys, its policies and its faults.
 
 use super::plan::{duration, ranged, Invalid};
-use super::spec::{EffectKind, FaultKind, PartitionHandling, QueueType, Spec, Transport};
+use super::spec::{EffectKind, FaultKind, PartitionHandling, QueueType, Spec, TlsMode, Transport};
 use super::transport::{Key, Vocabulary};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use crate::push::keys::KeyStore;
@@ -41,6 +41,9 @@ pub struct AmqpPlan {
     /// gateway, with these settings; `None`: a local row.
     #[serde(default)]
     pub push: Option<PushPlan>,
+    /// TLS between the workers and the broker.
+    #[serde(default)]
+    pub tls: TlsMode,
 }
 
 /// The push hop's settings (`effect = "push"` and the `[push]` table).
@@ -132,6 +135,7 @@ impl Default for AmqpPlan {
             nodes: 1,
             partition_handling: PartitionHandling::PauseMinority,
             push: None,
+            tls: TlsMode::Off,
         }
     }
 }
@@ -191,6 +195,10 @@ pub const AMQP: Vocabulary = Vocabulary {
         Key {
             name: "push",
             set: |s| s.push.is_some(),
+        },
+        Key {
+            name: "tls",
+            set: |s| s.tls.is_some(),
         },
     ],
     producers: &[ProducerPolicy::FireAndForget, ProducerPolicy::ConfirmRetry],
@@ -256,6 +264,13 @@ impl AmqpPlan {
                 "the push effect runs against one broker node (its fault proxy is for one node); expected `nodes = 1` with `effect = \"push\"`",
             ));
         }
+        let tls = spec.tls.unwrap_or_default();
+        if tls != TlsMode::Off && nodes > 1 {
+            return Err(Invalid::at(
+                &["tls"],
+                "TLS to the broker is for one node dlab starts for now; expected `nodes = 1` with `tls`",
+            ));
+        }
         if queue_type == QueueType::Quorum && !durable {
             return Err(Invalid::at(
                 &["durable"],
@@ -291,6 +306,7 @@ impl AmqpPlan {
             nodes,
             partition_handling: spec.partition_handling.unwrap_or(d.partition_handling),
             push: PushPlan::from_spec(spec)?,
+            tls,
         })
     }
 }

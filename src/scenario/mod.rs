@@ -23,7 +23,7 @@ pub use smtp_plan::SmtpPlan;
 pub use spec::{
     CrashPoint, CutMode, DirectionSpec, EffectKind, EsmtpSpec, EverySpec, ExpectSpec, FaultKind,
     FaultSpec, LinkSpec, NodeRole, NodeSpec, PartitionHandling, PartitionShape, PushSpec,
-    QueueType, Spec, Transport,
+    QueueType, Spec, TlsMode, Transport,
 };
 pub use transport::{vocabulary, TransportPlan, Vocabulary};
 

@@ -353,9 +353,13 @@ impl Plan {
         })
     }
 
-    /// Whether a fault needs the broker's process (a dlab-started node).
+    /// Whether the run needs a node dlab starts: a fault needs the broker's
+    /// process, or TLS needs the node's TLS listener and its lab CA.
     pub fn needs_node(&self) -> bool {
         self.faults.iter().any(|f| f.action.needs_node())
+            || self
+                .amqp()
+                .is_some_and(|a| a.tls != super::spec::TlsMode::Off)
     }
 
     /// Whether the run needs a cluster dlab starts (`nodes` above 1).

@@ -49,6 +49,10 @@ pub struct Spec {
     pub persistent: Option<bool>,
     /// AMQP: `classic` or `quorum`.
     pub queue_type: Option<QueueType>,
+    /// AMQP: TLS between the workers and the broker: `off`, `on` (amqps,
+    /// the lab CA's server certificate) or `mutual` (each worker also
+    /// presents its role's certificate). Needs a node dlab starts.
+    pub tls: Option<TlsMode>,
     /// AMQP: RabbitMQ nodes in the run's cluster (1: one node; 3: a
     /// cluster dlab starts, or the one `dlab up --nodes 3` keeps).
     pub nodes: Option<u64>,
@@ -153,6 +157,22 @@ impl Transport {
             Transport::Smtp => "smtp",
         }
     }
+}
+
+/// TLS on a link.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Off,
+    /// TLS; the client verifies the server's certificate against the lab CA.
+    On,
+    /// TLS; the client also presents its role's certificate, which the
+    /// server verifies.
+    Mutual,
 }
 
 /// RabbitMQ queue type.

@@ -189,6 +189,7 @@ mod tests {
                 "partition_handling" => "\"ignore\"",
                 "effect" => "\"local\"",
                 "push" => "{ timeout = \"1s\" }",
+                "tls" => "\"on\"",
                 _ => "1",
             };
             let text = format!(

@@ -285,7 +285,7 @@ fn broker_faults_refuse_an_external_broker_before_starting_anything() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
-        text(&out.stderr).contains("broker process faults need a broker dlab starts"),
+        text(&out.stderr).contains("broker process faults and `tls` need a broker dlab starts"),
         "{}",
         show(&out)
     );

@@ -265,3 +265,50 @@ fn on_a_plain_smtp_run_the_eavesdropper_reads_every_message_on_both_hops() {
         assert_eq!(l.tls_connections, 0, "{l:?}");
     }
 }
+
+#[test]
+fn over_amqps_the_eavesdropper_reads_nothing_and_mutual_tls_still_delivers_everything() {
+    for mode in ["on", "mutual"] {
+        let r = run(&plan_from(
+            &format!("eavesdrop-amqps-{mode}"),
+            &format!(
+                "guarantee = \"at-least-once\"\nmessages = 300\nrate = 100\neavesdropper = true\ntls = \"{mode}\"\n"
+            ),
+            &[],
+        ));
+        assert_eq!(
+            (r.counts.lost, r.counts.unique),
+            (0, 300),
+            "{mode}: {:?}",
+            r.counts
+        );
+        for name in ["producers", "consumers"] {
+            let l = link(&r, name);
+            assert!(
+                l.tls_connections >= 1 && l.tls_connections == l.connections,
+                "{mode}: {l:?}"
+            );
+            assert_eq!(l.clear_bytes, 0, "{mode}: every byte in TLS records: {l:?}");
+            assert!(
+                l.tls_bytes > 300 * 128,
+                "{mode}: the messages crossed: {l:?}"
+            );
+            assert_eq!((l.message_ids_read, l.bodies_read), (0, 0), "{mode}: {l:?}");
+            assert!(l.credentials.is_empty(), "{mode}: {l:?}");
+        }
+        // The broker's own account, read while the workers were connected.
+        for role in ["producer", "consumer"] {
+            let c = r
+                .broker_tls
+                .iter()
+                .find(|c| c.client.starts_with(&format!("dlab {role}")))
+                .unwrap_or_else(|| panic!("{mode}: no {role} in {:?}", r.broker_tls));
+            assert!(c.tls && c.protocol.starts_with("tlsv1."), "{mode}: {c:?}");
+            assert_eq!(c.auth_mechanism, "PLAIN", "{c:?}");
+            match mode {
+                "mutual" => assert!(c.peer_cert_subject.contains(&format!("CN={role}")), "{c:?}"),
+                _ => assert_eq!(c.peer_cert_subject, "", "{c:?}"),
+            }
+        }
+    }
+}
