@@ -124,11 +124,6 @@ impl LabCa {
         })
     }
 
-    /// The CA certificate's file.
-    pub fn cert(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
     /// The directory the CA's files are in.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -47,10 +47,6 @@ fn cn(name: &X509Name<'_>) -> String {
         .to_string()
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
 /// The DER certificates in a PEM file.
 pub fn read_pem(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -74,7 +70,7 @@ pub fn verify(der: &[u8], kind: &str, ca_der: &[u8]) -> Result<(), String> {
     let cert = CertificateDer::from(der.to_vec());
     match kind {
         "server" => {
-            let v = WebPkiServerVerifier::builder_with_provider(roots, provider())
+            let v = WebPkiServerVerifier::builder_with_provider(roots, super::provider())
                 .build()
                 .map_err(|e| e.to_string())?;
             let name = ServerName::try_from("localhost").expect("a DNS name");
@@ -83,7 +79,7 @@ pub fn verify(der: &[u8], kind: &str, ca_der: &[u8]) -> Result<(), String> {
                 .map_err(|e| e.to_string())
         }
         "client" => {
-            let v = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            let v = WebPkiClientVerifier::builder_with_provider(roots, super::provider())
                 .build()
                 .map_err(|e| e.to_string())?;
             v.verify_client_cert(&cert, &[], UnixTime::now())

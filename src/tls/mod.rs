@@ -40,7 +40,8 @@ pub fn standard(dir: &Path) -> Result<LabCa, String> {
     Ok(ca)
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider every TLS configuration of dlab uses (aws-lc-rs).
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
