@@ -127,7 +127,7 @@ impl EngineTrait for Engine {
         };
         // The workers' broker: the node's TLS listener when the scenario
         // asks for TLS (the runner's own reads stay on the plain one).
-        let (worker_url, tls_dir) = match (amqp.tls, &node) {
+        let (worker_url, tls_dir) = match (plan.tls, &node) {
             (TlsMode::Off, _) => (url.clone(), None),
             (_, Some(n)) => {
                 let state = n.state();
@@ -189,7 +189,7 @@ impl EngineTrait for Engine {
             tls_identity: None,
         };
         // Mutual TLS: each worker presents its role's certificate.
-        let identity = |role: &str| (amqp.tls == TlsMode::Mutual).then(|| role.to_string());
+        let identity = |role: &str| (plan.tls == TlsMode::Mutual).then(|| role.to_string());
         let (producer, consumer) = (
             WorkerArgs {
                 push_url: None,
@@ -231,7 +231,7 @@ impl EngineTrait for Engine {
                 cluster,
                 push,
                 remaining: 0,
-                tls_node: (amqp.tls != TlsMode::Off)
+                tls_node: (plan.tls != TlsMode::Off)
                     .then(|| node.as_ref().map(|n| n.state()))
                     .flatten(),
                 tls_watch: None,

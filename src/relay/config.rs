@@ -4,7 +4,66 @@
 use super::RelayError;
 use std::net::SocketAddr;
 use std::os::unix::fs::chown;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a private relay is asked to do beyond forwarding to its next hop.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where mail for the sender's own address (returns) goes.
+    pub returns: Option<SocketAddr>,
+    /// STARTTLS on both hops.
+    pub tls: Option<Tls>,
+}
+
+/// The relay's TLS: the lab CA's files, and what each side requires.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The lab's standard set (`ca.pem`, `server.pem`, `relay.pem`, ...).
+    pub dir: PathBuf,
+    /// The server side (`smtpd`) requires a client certificate signed by
+    /// the lab CA, and the delivery agent presents the relay's.
+    pub mutual: bool,
+    /// The delivery agent's `smtp_tls_security_level` towards the next hop:
+    /// `may`, `encrypt` or `verify`.
+    pub level: &'static str,
+}
+
+/// The `main.cf` lines of `tls` towards `next_hop`. The server side offers
+/// STARTTLS (`may`; with mutual TLS it requires it and a client
+/// certificate: `encrypt` and `smtpd_tls_req_ccert`); the `Received:` line
+/// it writes says "using TLS". The delivery agent uses the level asked for
+/// towards the inbox, through a policy table so that `verify` matches the
+/// certificate's `localhost` (the next hop is an address literal); returns
+/// go out at `may`. Both log one line per TLS connection (level 1).
+fn tls_lines(tls: &Tls, next_hop: SocketAddr) -> String {
+    let d = tls.dir.display();
+    let mut lines = format!(
+        "smtpd_tls_cert_file = {d}/server.pem\n\
+         smtpd_tls_key_file = {d}/server.key\n\
+         smtpd_tls_CAfile = {d}/ca.pem\n\
+         smtpd_tls_loglevel = 1\n\
+         smtpd_tls_received_header = yes\n\
+         smtp_tls_CAfile = {d}/ca.pem\n\
+         smtp_tls_loglevel = 1\n\
+         smtp_tls_security_level = may\n\
+         smtp_tls_policy_maps = inline:{{ {{[{ip}]:{port} = {level} match=localhost}} }}\n",
+        ip = next_hop.ip(),
+        port = next_hop.port(),
+        level = tls.level,
+    );
+    if tls.mutual {
+        lines.push_str(&format!(
+            "smtpd_tls_security_level = encrypt\n\
+             smtpd_tls_ask_ccert = yes\n\
+             smtpd_tls_req_ccert = yes\n\
+             smtp_tls_cert_file = {d}/relay.pem\n\
+             smtp_tls_key_file = {d}/relay.key\n"
+        ));
+    } else {
+        lines.push_str("smtpd_tls_security_level = may\n");
+    }
+    lines
+}
 
 fn write_file(path: &Path, text: &str) -> Result<(), RelayError> {
     std::fs::write(path, text).map_err(|source| RelayError::Io {
@@ -69,7 +128,7 @@ pub fn write(
     dir: &Path,
     port: u16,
     next_hop: SocketAddr,
-    returns: Option<SocketAddr>,
+    options: &Options,
 ) -> Result<(), RelayError> {
     for sub in ["etc", "spool", "data", "log"] {
         mkdir(&dir.join(sub))?;
@@ -89,7 +148,7 @@ pub fn write(
     }
     let d = dir.display();
     write_file(&dir.join("etc").join("header_checks"), HEADER_CHECKS)?;
-    let transport = match returns {
+    let transport = match options.returns {
         Some(r) => format!(
             "transport_maps = inline:{{ {{{}=smtp:[{}]:{}}} }}\n",
             crate::smtp::esmtp::SENDER,
@@ -127,12 +186,17 @@ pub fn write(
              header_checks = regexp:{d}/etc/header_checks\n\
              smtp_header_checks = regexp:{d}/etc/header_checks\n\
              {transport}\
+             {tls}\
              {timing}\
              maillog_file = {d}/log/postfix.log\n\
              maillog_file_prefixes = {d}/log\n\
              biff = no\n",
             ip = next_hop.ip(),
             port = next_hop.port(),
+            tls = options
+                .tls
+                .as_ref()
+                .map_or(String::new(), |t| tls_lines(t, next_hop)),
             timing = RETRY_TIMING
                 .iter()
                 .map(|(k, v)| format!("{k} = {v}\n"))
@@ -161,6 +225,7 @@ pub fn write(
              discard unix - - n - - discard\n\
              anvil unix - - n - 1 anvil\n\
              scache unix - - n - 1 scache\n\
+             tlsmgr unix - - n 1000? 1 tlsmgr\n\
              postlog unix-dgram n - n - 1 postlogd\n"
         ),
     )

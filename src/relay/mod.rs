@@ -15,7 +15,8 @@
 //! at any point leaves a record of what to remove (`crate::leftovers`).
 
 mod config;
-pub use config::RETRY_TIMING;
+pub mod tls_log;
+pub use config::{Options, Tls, RETRY_TIMING};
 pub mod log;
 
 use crate::leftovers::{self, Owner};
@@ -122,15 +123,16 @@ impl Relay {
     /// Starts a relay in `dir` (created if needed) that forwards everything to
     /// `next_hop`, and waits until it accepts SMTP.
     pub fn start(dir: &Path, next_hop: SocketAddr) -> Result<Relay, RelayError> {
-        Relay::start_with_returns(dir, next_hop, None)
+        Relay::start_with(dir, next_hop, &Options::default())
     }
 
     /// Like [`Relay::start`]; mail for the sender's address (what the relay
-    /// returns) goes to `returns` instead of `next_hop` when given.
-    pub fn start_with_returns(
+    /// returns) goes to `options.returns` instead of `next_hop` when given,
+    /// and with `options.tls` both its hops speak STARTTLS.
+    pub fn start_with(
         dir: &Path,
         next_hop: SocketAddr,
-        returns: Option<SocketAddr>,
+        options: &Options,
     ) -> Result<Relay, RelayError> {
         if !Path::new(POSTFIX).exists() {
             return Err(RelayError::NotInstalled);
@@ -148,7 +150,7 @@ impl Relay {
             owned: true,
             retired: AtomicBool::new(false),
         };
-        config::write(&relay.dir, relay.port, next_hop, returns)?;
+        config::write(&relay.dir, relay.port, next_hop, options)?;
         // Recorded before anything outside its directory changes.
         relay.save(None)?;
         config::list_in_system_main_cf(Path::new(SYSTEM_MAIN_CF), &relay.etc())?;

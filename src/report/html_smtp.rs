@@ -32,6 +32,9 @@ pub fn details(s: &SmtpReport, duplicates: u64) -> String {
         ext(&s.inbox_advertised)
     );
     h.push_str(&consequences(s));
+    if let Some(t) = &s.tls {
+        h.push_str(&super::smtp_tls::html(t));
+    }
     let _ = write!(
         h,
         "<p>text \u{201c}{}\u{201d}: intact in {} message(s), mangled in {}. Sender: {} attempts, {} accepted, {} refused, {} in doubt, {} given up.</p>",

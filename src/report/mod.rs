@@ -18,6 +18,7 @@ mod result;
 mod series;
 mod smtp;
 mod smtp_text;
+mod smtp_tls;
 pub mod table;
 
 pub use broker_count::{BrokerCount, CountPair};
@@ -32,6 +33,7 @@ pub use result::{
 };
 pub use series::Series;
 pub use smtp::{EsmtpReport, QueueSample, ReasonCount, RelayLogCount, SmtpReport, TextCheck};
+pub use smtp_tls::SmtpTlsReport;
 
 use crate::ledger::{Counts, Reconciliation};
 use crate::metrics::LatencySummary;

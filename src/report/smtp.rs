@@ -31,6 +31,9 @@ pub struct SmtpReport {
     /// What each hop spoke, and what that changed.
     #[serde(default)]
     pub esmtp: EsmtpReport,
+    /// TLS on both hops, each side's account (a scenario with `tls` on).
+    #[serde(default)]
+    pub tls: Option<super::SmtpTlsReport>,
 }
 
 /// What each hop spoke (`[esmtp]`) and its consequences, as the inbox and

@@ -21,6 +21,9 @@ pub fn write(out: &mut dyn Write, s: &SmtpReport, duplicates: u64) -> io::Result
         extensions(&s.inbox_advertised)
     )?;
     consequences(out, s)?;
+    if let Some(t) = &s.tls {
+        super::smtp_tls::write(out, t)?;
+    }
     let t = &s.text;
     writeln!(
         out,

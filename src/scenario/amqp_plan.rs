@@ -41,9 +41,6 @@ pub struct AmqpPlan {
     /// gateway, with these settings; `None`: a local row.
     #[serde(default)]
     pub push: Option<PushPlan>,
-    /// TLS between the workers and the broker.
-    #[serde(default)]
-    pub tls: TlsMode,
 }
 
 /// The push hop's settings (`effect = "push"` and the `[push]` table).
@@ -135,7 +132,6 @@ impl Default for AmqpPlan {
             nodes: 1,
             partition_handling: PartitionHandling::PauseMinority,
             push: None,
-            tls: TlsMode::Off,
         }
     }
 }
@@ -195,10 +191,6 @@ pub const AMQP: Vocabulary = Vocabulary {
         Key {
             name: "push",
             set: |s| s.push.is_some(),
-        },
-        Key {
-            name: "tls",
-            set: |s| s.tls.is_some(),
         },
     ],
     producers: &[ProducerPolicy::FireAndForget, ProducerPolicy::ConfirmRetry],
@@ -264,8 +256,7 @@ impl AmqpPlan {
                 "the push effect runs against one broker node (its fault proxy is for one node); expected `nodes = 1` with `effect = \"push\"`",
             ));
         }
-        let tls = spec.tls.unwrap_or_default();
-        if tls != TlsMode::Off && nodes > 1 {
+        if spec.tls.is_some_and(|t| t != TlsMode::Off) && nodes > 1 {
             return Err(Invalid::at(
                 &["tls"],
                 "TLS to the broker is for one node dlab starts for now; expected `nodes = 1` with `tls`",
@@ -306,7 +297,6 @@ impl AmqpPlan {
             nodes,
             partition_handling: spec.partition_handling.unwrap_or(d.partition_handling),
             push: PushPlan::from_spec(spec)?,
-            tls,
         })
     }
 }

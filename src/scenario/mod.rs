@@ -19,11 +19,11 @@ pub use duration::{parse_age, parse_duration};
 pub use fault::{Action, Fault, GatewayFault, InboxFault, NetEffect, Target, Trigger};
 pub use overrides::Override;
 pub use plan::{Expectations, Invalid, Plan, Segment};
-pub use smtp_plan::SmtpPlan;
+pub use smtp_plan::{SmtpPlan, SmtpTls};
 pub use spec::{
     CrashPoint, CutMode, DirectionSpec, EffectKind, EsmtpSpec, EverySpec, ExpectSpec, FaultKind,
     FaultSpec, LinkSpec, NodeRole, NodeSpec, PartitionHandling, PartitionShape, PushSpec,
-    QueueType, Spec, TlsMode, Transport,
+    QueueType, Spec, StartTls, TlsMode, Transport,
 };
 pub use transport::{vocabulary, TransportPlan, Vocabulary};
 

@@ -12,7 +12,7 @@ use super::amqp_plan::AmqpPlan;
 use super::duration::parse_duration;
 use super::fault::{Action, Fault};
 use super::smtp_plan::SmtpPlan;
-use super::spec::{CrashPoint, EffectKind, Spec, Transport};
+use super::spec::{CrashPoint, EffectKind, Spec, TlsMode, Transport};
 use super::transport::{self, TransportPlan};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,9 @@ pub struct Plan {
     /// Whether the eavesdropper taps every proxied link.
     #[serde(default)]
     pub eavesdropper: bool,
+    /// TLS on every hop.
+    #[serde(default)]
+    pub tls: TlsMode,
     /// Faults in schedule order.
     pub faults: Vec<Fault>,
     /// Bounds on the outcome.
@@ -301,6 +304,7 @@ impl Plan {
             )?,
             seed: spec.seed.unwrap_or(1),
             eavesdropper: spec.eavesdropper.unwrap_or(false),
+            tls: spec.tls.unwrap_or_default(),
             faults,
             expect,
         })
@@ -357,9 +361,7 @@ impl Plan {
     /// process, or TLS needs the node's TLS listener and its lab CA.
     pub fn needs_node(&self) -> bool {
         self.faults.iter().any(|f| f.action.needs_node())
-            || self
-                .amqp()
-                .is_some_and(|a| a.tls != super::spec::TlsMode::Off)
+            || (self.amqp().is_some() && self.tls != TlsMode::Off)
     }
 
     /// Whether the run needs a cluster dlab starts (`nodes` above 1).

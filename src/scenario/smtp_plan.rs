@@ -3,7 +3,7 @@
 //! into [`SmtpPlan`] and `SMTP.keys`.
 
 use super::plan::Invalid;
-use super::spec::{FaultKind, Spec, Transport};
+use super::spec::{FaultKind, Spec, StartTls, TlsMode, Transport};
 use super::transport::{Key, Vocabulary};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
 use crate::smtp::esmtp::{Announce, Extension, Send};
@@ -16,15 +16,58 @@ pub struct SmtpPlan {
     pub inbox: Announce,
     /// What the sender sends.
     pub send: Send,
+    /// What the sender and the relay do about TLS, with `tls` on.
+    #[serde(default)]
+    pub tls: SmtpTls,
+}
+
+/// What the SMTP clients (the sender, the relay's delivery agent) do about
+/// TLS, when the scenario's `tls` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpTls {
+    /// Required, or used when offered.
+    pub starttls: StartTls,
+    /// Whether the next hop's certificate is verified against the lab CA.
+    pub verify: bool,
+}
+
+impl Default for SmtpTls {
+    fn default() -> SmtpTls {
+        SmtpTls {
+            starttls: StartTls::Required,
+            verify: true,
+        }
+    }
+}
+
+impl SmtpTls {
+    /// Postfix's `smtp_tls_security_level` for the relay's next hop.
+    pub fn postfix_level(self) -> &'static str {
+        match (self.starttls, self.verify) {
+            (StartTls::Opportunistic, _) => "may",
+            (StartTls::Required, false) => "encrypt",
+            (StartTls::Required, true) => "verify",
+        }
+    }
 }
 
 /// The SMTP transport's keys, policies and faults.
 pub const SMTP: Vocabulary = Vocabulary {
     transport: Transport::Smtp,
-    keys: &[Key {
-        name: "esmtp",
-        set: |s| s.esmtp.is_some(),
-    }],
+    keys: &[
+        Key {
+            name: "esmtp",
+            set: |s| s.esmtp.is_some(),
+        },
+        Key {
+            name: "starttls",
+            set: |s| s.starttls.is_some(),
+        },
+        Key {
+            name: "tls_verify",
+            set: |s| s.tls_verify.is_some(),
+        },
+    ],
     producers: &[ProducerPolicy::SendOnce, ProducerPolicy::Retry],
     // The inbox commits each effect before its 250: SMTP has no auto-ack.
     consumers: &[ConsumerPolicy::AckAfterEffect, ConsumerPolicy::Idempotent],
@@ -73,7 +116,23 @@ impl SmtpPlan {
                 "a server that announces SMTPUTF8 must announce 8BITMIME too (RFC 6531, section 3.2; Postfix takes SMTPUTF8 to mean both); expected \"8BITMIME\" in the list, or no \"SMTPUTF8\"",
             ));
         }
+        let tls_off = spec.tls.unwrap_or_default() == TlsMode::Off;
+        for (key, set) in [
+            ("starttls", spec.starttls.is_some()),
+            ("tls_verify", spec.tls_verify.is_some()),
+        ] {
+            if set && tls_off {
+                return Err(Invalid::at(
+                    &[key],
+                    "says what the SMTP clients do about TLS, and this scenario has none; expected `tls = \"on\"` or `tls = \"mutual\"` with it",
+                ));
+            }
+        }
         Ok(SmtpPlan {
+            tls: SmtpTls {
+                starttls: spec.starttls.unwrap_or_default(),
+                verify: spec.tls_verify.unwrap_or(true),
+            },
             inbox: Announce {
                 ehlo: !helo_only,
                 extensions,
@@ -89,6 +148,6 @@ impl SmtpPlan {
     /// run then needs a relay dlab configures: the returns mailbox and
     /// the header log).
     pub fn esmtp_changed(&self) -> bool {
-        *self != SmtpPlan::default()
+        self.inbox != Announce::default() || self.send != Send::default()
     }
 }

@@ -49,9 +49,10 @@ pub struct Spec {
     pub persistent: Option<bool>,
     /// AMQP: `classic` or `quorum`.
     pub queue_type: Option<QueueType>,
-    /// AMQP: TLS between the workers and the broker: `off`, `on` (amqps,
-    /// the lab CA's server certificate) or `mutual` (each worker also
-    /// presents its role's certificate). Needs a node dlab starts.
+    /// TLS on every hop: `off`, `on` (the client verifies the server's
+    /// certificate from the lab CA: amqps to a node dlab starts; STARTTLS
+    /// from the sender to the relay and from the relay to the inbox) or
+    /// `mutual` (each client also presents its role's certificate).
     pub tls: Option<TlsMode>,
     /// AMQP: RabbitMQ nodes in the run's cluster (1: one node; 3: a
     /// cluster dlab starts, or the one `dlab up --nodes 3` keeps).
@@ -73,6 +74,15 @@ pub struct Spec {
     /// HELO only) and what the sender sends (8-bit text, `BODY=8BITMIME`,
     /// an internationalised recipient).
     pub esmtp: Option<EsmtpSpec>,
+    /// SMTP, with `tls`: whether the sender and the relay require STARTTLS
+    /// (`required`, the default: without the offer a message waits) or use
+    /// it when offered (`opportunistic`: without the offer they send in clear).
+    pub starttls: Option<StartTls>,
+    /// SMTP, with `tls`: whether the sender and the relay verify the next
+    /// hop's certificate against the lab CA (default `true`; `false`: the
+    /// sender accepts any certificate and the relay's level is `encrypt`,
+    /// not `verify`).
+    pub tls_verify: Option<bool>,
     /// How long the drain phase may wait for the queue to empty, e.g. "30s".
     pub drain_timeout: Option<String>,
     /// Put the eavesdropper's tap on every proxied link: the report counts
@@ -173,6 +183,19 @@ pub enum TlsMode {
     /// TLS; the client also presents its role's certificate, which the
     /// server verifies.
     Mutual,
+}
+
+/// What an SMTP client does when the server does not offer STARTTLS.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartTls {
+    /// No STARTTLS, no message: it waits (Postfix `encrypt` or `verify`).
+    #[default]
+    Required,
+    /// STARTTLS when offered, else in clear (Postfix `may`).
+    Opportunistic,
 }
 
 /// RabbitMQ queue type.

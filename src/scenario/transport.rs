@@ -189,7 +189,6 @@ mod tests {
                 "partition_handling" => "\"ignore\"",
                 "effect" => "\"local\"",
                 "push" => "{ timeout = \"1s\" }",
-                "tls" => "\"on\"",
                 _ => "1",
             };
             let text = format!(
@@ -246,7 +245,7 @@ mod tests {
     }
 
     /// The scenario keys every transport reads.
-    const COMMON_KEYS: [&str; 14] = [
+    const COMMON_KEYS: [&str; 15] = [
         "name",
         "description",
         "transport",
@@ -258,6 +257,7 @@ mod tests {
         "producers",
         "drain_timeout",
         "eavesdropper",
+        "tls",
         "seed",
         "faults",
         "expect",

@@ -21,6 +21,7 @@
 use super::inbox::Inbox;
 use super::relay_use::{depth, RelayTarget, RelayUse};
 use super::sender::{self, Pending, SendOptions, SendPolicy, SendReport};
+use super::tls_use;
 use crate::ledger::Event;
 use crate::policy::{ConsumerPolicy, ProducerPolicy};
 use crate::proxy::{Protocol, Proxy};
@@ -31,6 +32,7 @@ use crate::runner::faults::Links;
 use crate::runner::fold::Fold;
 use crate::runner::servers::{Part, Servers};
 use crate::runner::RunError;
+use crate::scenario::TlsMode;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -54,6 +56,8 @@ pub struct Engine {
     /// The sender's mailbox: returns come here (a private relay only).
     mailbox: Option<Arc<Inbox>>,
     esmtp: crate::scenario::SmtpPlan,
+    /// TLS on both hops, when the scenario asks for it.
+    tls: Option<tls_use::TlsUse>,
     relay: RelayUse,
     /// Where the sender connects (the relay, or the proxy in front of it).
     target: SocketAddr,
@@ -90,14 +94,17 @@ impl EngineTrait for Engine {
         // What a hop speaks is the relay's configuration and the inbox's
         // greeting: a relay of someone else's cannot be set up for it, and
         // `dlab up`'s forwards to a fixed inbox, so such a run gets its own.
+        // TLS is the relay's configuration too (its certificate, its
+        // delivery agent's level).
+        let tls_on = plan.tls != TlsMode::Off;
         let target = match &ctx.relay {
-            RelayTarget::External { .. } if esmtp.esmtp_changed() => {
+            RelayTarget::External { .. } if esmtp.esmtp_changed() || tls_on => {
                 return Err(RunError::Unsupported(format!(
-                    "scenario {} sets [esmtp], which needs a relay dlab starts itself (it routes returns to the sender's mailbox and logs each message's transfer encoding); run it without --smtp-url / DLAB_SMTP_URL",
+                    "scenario {} sets [esmtp] or tls, which needs a relay dlab starts itself (it routes returns to the sender's mailbox, logs each message's transfer encoding, and holds the lab CA's certificate); run it without --smtp-url / DLAB_SMTP_URL",
                     plan.name
                 )))
             }
-            RelayTarget::Up(_) if esmtp.esmtp_changed() => RelayTarget::Private,
+            RelayTarget::Up(_) if esmtp.esmtp_changed() || tls_on => RelayTarget::Private,
             t => t.clone(),
         };
         let inbox_listen = match &target {
@@ -124,6 +131,17 @@ impl EngineTrait for Engine {
                 "cannot start the inbox on {inbox_listen}"
             )))?,
         );
+        let tls = match plan.tls {
+            TlsMode::Off => None,
+            mode => Some(tls_use::TlsUse::prepare(
+                &s.run_dir.join("tls"),
+                mode,
+                esmtp.tls,
+            )?),
+        };
+        if let Some(t) = &tls {
+            inbox.offer_starttls(t.inbox.clone(), t.mutual);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         inbox.report_deliveries(s.run_id, tx.clone());
         let proxied = plan.proxied() || ctx.always_proxy;
@@ -155,8 +173,14 @@ impl EngineTrait for Engine {
             None
         };
         let next_hop = inbound.as_ref().map_or(inbox.addr(), Proxy::addr);
-        let returns = mailbox.as_ref().map(|m| m.addr());
-        let relay = RelayUse::open(&target, &s.run_dir.join("relay"), next_hop, returns).await?;
+        if let (Some(m), Some(t)) = (&mailbox, &tls) {
+            m.offer_starttls(t.mailbox.clone(), false);
+        }
+        let options = relay::Options {
+            returns: mailbox.as_ref().map(|m| m.addr()),
+            tls: tls.as_ref().map(|t| t.relay.clone()),
+        };
+        let relay = RelayUse::open(&target, &s.run_dir.join("relay"), next_hop, options).await?;
         let advertised = tokio::join!(
             super::ehlo::advertised(relay.addr),
             super::ehlo::advertised(inbox.addr())
@@ -213,6 +237,7 @@ impl EngineTrait for Engine {
                 inbox,
                 mailbox,
                 esmtp,
+                tls,
                 relay,
                 target,
                 relay_advertised,
@@ -243,6 +268,7 @@ impl EngineTrait for Engine {
             policy: self.policy,
             rate: self.rate,
             esmtp: self.esmtp.send,
+            tls: self.tls.as_ref().map(|t| t.sender.clone()),
         };
         let (target, run_id, pending, tx) = (
             self.target,
@@ -364,6 +390,7 @@ impl EngineTrait for Engine {
             inbox_sessions: stats.sessions.load(Ordering::Relaxed),
             inbox_misbehaved: stats.misbehaved.load(Ordering::Relaxed),
             esmtp: self.esmtp_report(),
+            tls: None,
         });
         Ok(Finished {
             broker: self.relay.describe(),
@@ -383,8 +410,15 @@ impl EngineTrait for Engine {
     async fn complete(mut self, _s: &Setup<'_>, result: &mut RunResult) -> Result<(), RunError> {
         let mut smtp = self.smtp.take().expect("finish ran");
         // Read after the relay stopped, so its log is complete.
-        if let Some(r) = &self.relay.private {
-            let text = std::fs::read_to_string(r.log()).unwrap_or_default();
+        let log = self
+            .relay
+            .private
+            .as_ref()
+            .map(|r| std::fs::read_to_string(r.log()).unwrap_or_default());
+        if let Some(t) = &self.tls {
+            smtp.tls = Some(t.report(&self.inbox, log.as_deref()));
+        }
+        if let (Some(r), Some(text)) = (&self.relay.private, log) {
             let c = relay::log::count(&text, &format!("{}-", self.run_id));
             smtp.relay_log = Some(report::RelayLogCount {
                 messages: c.messages,

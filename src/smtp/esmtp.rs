@@ -75,8 +75,9 @@ impl Announce {
         self.ehlo && self.extensions.contains(&e)
     }
 
-    /// The reply to EHLO.
-    pub fn ehlo_reply(&self, size: usize) -> String {
+    /// The reply to EHLO;
+    /// with `starttls`, STARTTLS is offered too (RFC 3207).
+    pub fn ehlo_reply(&self, size: usize, starttls: bool) -> String {
         if !self.ehlo {
             return "502 5.5.2 Error: command not recognized\r\n".to_string();
         }
@@ -86,6 +87,9 @@ impl Announce {
                 Extension::Size => format!("SIZE {size}"),
                 e => e.keyword().to_string(),
             });
+        }
+        if starttls {
+            lines.push("STARTTLS".to_string());
         }
         let last = lines.len() - 1;
         lines
@@ -199,7 +203,7 @@ mod tests {
 
     #[test]
     fn the_ehlo_reply_lists_what_is_announced_and_helo_only_refuses_ehlo() {
-        let all = Announce::default().ehlo_reply(100);
+        let all = Announce::default().ehlo_reply(100, false);
         assert_eq!(
             all,
             "250-inbox.dlab.invalid\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 100\r\n"
@@ -209,7 +213,7 @@ mod tests {
             extensions: vec![Extension::SmtpUtf8, Extension::Pipelining],
         };
         assert_eq!(
-            some.ehlo_reply(1),
+            some.ehlo_reply(1, false),
             "250-inbox.dlab.invalid\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n"
         );
         assert!(!some.has(Extension::EightBitMime));
@@ -217,12 +221,12 @@ mod tests {
             ehlo: true,
             extensions: vec![],
         };
-        assert_eq!(none.ehlo_reply(1), "250 inbox.dlab.invalid\r\n");
+        assert_eq!(none.ehlo_reply(1, false), "250 inbox.dlab.invalid\r\n");
         let helo = Announce {
             ehlo: false,
             extensions: Extension::ALL.to_vec(),
         };
-        assert!(helo.ehlo_reply(1).starts_with("502"));
+        assert!(helo.ehlo_reply(1, false).starts_with("502"));
         assert!(!helo.has(Extension::Pipelining));
         assert_eq!(helo.describe(), "HELO only (no extensions)");
     }

@@ -11,9 +11,12 @@
 //! hop as RFC 821 knew them: it clears the eighth bit of every octet (and
 //! counts the messages that had one). A message with the null reverse-path
 //! is a relay's return ([`super::returns`]), counted, never an effect.
-//! Lines are read one at a time (PIPELINING needs nothing more).
+//! Lines are read one at a time (PIPELINING needs nothing more). With TLS
+//! ([`Inbox::offer_starttls`]) it offers STARTTLS and restarts the dialogue
+//! inside TLS ([`super::inbox_tls`]).
 
 use super::esmtp::{Announce, Extension};
+use super::inbox_tls::{InboxTls, TlsAccount};
 use super::returns::{self, Return};
 use crate::effects::EffectStore;
 use crate::group_commit::GroupCommit;
@@ -21,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The largest message accepted (advertised as SIZE): a larger one is read
@@ -65,6 +68,8 @@ pub struct InboxStats {
     pub smtputf8: AtomicU64,
     /// Messages with the null reverse-path: returns, not notifications.
     pub returns: AtomicU64,
+    /// What came over TLS, and how.
+    pub tls: TlsAccount,
 }
 
 /// A running inbox.
@@ -111,6 +116,8 @@ struct InboxState {
     announce: Announce,
     /// Every return received, in order.
     returned: Mutex<Vec<Return>>,
+    /// STARTTLS: offered with this, or not at all.
+    tls: Mutex<Option<InboxTls>>,
 }
 
 /// The run whose messages the inbox reports as deliveries, and where to.
@@ -184,6 +191,7 @@ impl Inbox {
             deliveries: Mutex::new(None),
             announce,
             returned: Mutex::default(),
+            tls: Mutex::default(),
         });
         let inbox = Inbox {
             addr,
@@ -259,6 +267,14 @@ impl Inbox {
             self.listen(listener);
         }
         Ok(())
+    }
+
+    /// Offers STARTTLS from now on, with `config`; `required`: a
+    /// transaction in clear is refused with 530 (as Postfix's `encrypt`).
+    pub fn offer_starttls(&self, config: Arc<rustls::ServerConfig>, required: bool) {
+        if let Ok(mut t) = self.shared.tls.lock() {
+            *t = Some(InboxTls::new(config, required));
+        }
     }
 
     /// Makes the inbox misbehave (or behave again with `None`).
@@ -412,22 +428,51 @@ fn command(line: &str, t: &mut Txn, announce: &Announce) -> Step {
     }
 }
 
+/// A connection the inbox speaks over: plain TCP, or TLS after STARTTLS.
+pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn for T {}
+
 async fn session(stream: TcpStream, shared: Arc<InboxState>) {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let tls = shared.tls.lock().ok().and_then(|t| t.clone());
+    let greeting = "220 inbox.dlab.invalid ESMTP dlab inbox\r\n";
+    let Some(clear) = dialogue(Box::new(stream), &shared, greeting, tls.as_ref(), false).await
+    else {
+        return;
+    };
+    // STARTTLS: the handshake, then the dialogue again from the start
+    // (RFC 3207: the client says EHLO again, nothing before counts).
+    let Some(tls) = tls else { return };
+    if let Some(secure) = tls.handshake(clear, &shared.stats.tls).await {
+        dialogue(secure, &shared, "", None, true).await;
+    }
+}
+
+/// One SMTP dialogue on `conn`: `greeting` first, then commands until QUIT
+/// or the end of the connection. With `tls`, it offers STARTTLS and returns
+/// the connection once it accepted it; `secure`: the dialogue is in TLS.
+async fn dialogue(
+    conn: Box<dyn Conn>,
+    shared: &Arc<InboxState>,
+    greeting: &str,
+    tls: Option<&InboxTls>,
+    secure: bool,
+) -> Option<Box<dyn Conn>> {
+    let (r, w) = tokio::io::split(conn);
     let mut r = BufReader::new(r);
     // Replies are written together while pipelined commands are waiting, and
     // flushed when the client has nothing more in flight (PIPELINING).
     let mut w = tokio::io::BufWriter::new(w);
     let mut line = Vec::new();
     let mut txn = Txn::default();
-    let mut reply = String::from("220 inbox.dlab.invalid ESMTP dlab inbox\r\n");
+    let mut reply = greeting.to_string();
+    let required = tls.is_some_and(|t| t.required);
     loop {
         if w.write_all(reply.as_bytes()).await.is_err() {
-            return;
+            return None;
         }
         if r.buffer().is_empty() && w.flush().await.is_err() {
-            return;
+            return None;
         }
         line.clear();
         match (&mut r)
@@ -435,7 +480,7 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
             .read_until(b'\n', &mut line)
             .await
         {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(_) if !line.ends_with(b"\n") => {
                 // MAX_LINE octets and no end of line: the client does not
                 // speak SMTP; say so and stop reading. (Shorter: the
@@ -443,18 +488,34 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
                 if line.len() >= MAX_LINE {
                     refuse_and_close(&mut r, &mut w).await;
                 }
-                return;
+                return None;
             }
             Ok(_) => {}
         }
         let text = String::from_utf8_lossy(&line);
+        let verb = text.split_whitespace().next().unwrap_or("");
+        if tls.is_some() && verb.eq_ignore_ascii_case("STARTTLS") {
+            if w.write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await
+                .is_err()
+                || w.flush().await.is_err()
+            {
+                return None;
+            }
+            // Anything the client sent after STARTTLS is dropped (RFC 3207).
+            return Some(r.into_inner().unsplit(w.into_inner()));
+        }
+        if required && verb.eq_ignore_ascii_case("MAIL") {
+            reply = "530 5.7.0 Must issue a STARTTLS command first\r\n".to_string();
+            continue;
+        }
         reply = match command(text.trim_end(), &mut txn, &shared.announce) {
             Step::Reply(r) => r.to_string(),
-            Step::Ehlo => shared.announce.ehlo_reply(MAX_SIZE),
+            Step::Ehlo => shared.announce.ehlo_reply(MAX_SIZE, tls.is_some()),
             Step::Quit => {
                 let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
                 let _ = w.flush().await;
-                return;
+                return None;
             }
             Step::Data => {
                 if w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
@@ -462,7 +523,7 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
                     .is_err()
                     || w.flush().await.is_err()
                 {
-                    return;
+                    return None;
                 }
                 let message = match read_data(&mut r).await {
                     Data::Message(m) => m,
@@ -475,14 +536,14 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
                     }
                     Data::LineTooLong => {
                         refuse_and_close(&mut r, &mut w).await;
-                        return;
+                        return None;
                     }
-                    Data::Closed => return,
+                    Data::Closed => return None,
                 };
                 let this = std::mem::take(&mut txn);
-                let message = arrived(&shared, &this, message);
+                let message = arrived(shared, &this, message, secure);
                 if this.null_sender {
-                    reply = returned(&shared, &message);
+                    reply = returned(shared, &message);
                     continue;
                 }
                 let how = shared.misbehaviour();
@@ -515,7 +576,7 @@ async fn session(stream: TcpStream, shared: Arc<InboxState>) {
                     });
                     match step.await {
                         Ok(Some(back)) => w = back,
-                        _ => return,
+                        _ => return None,
                     }
                     String::new()
                 }
@@ -599,8 +660,9 @@ async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Data {
 
 /// Counts what the message's transaction and bytes say of the hop, and
 /// clears the eighth bit of every octet when 8BITMIME was not announced.
-fn arrived(shared: &InboxState, txn: &Txn, mut message: Vec<u8>) -> Vec<u8> {
+fn arrived(shared: &InboxState, txn: &Txn, mut message: Vec<u8>, secure: bool) -> Vec<u8> {
     let stats = &shared.stats;
+    stats.tls.arrived(&message, secure);
     if txn.eight_bit_mime {
         stats.declared_8bitmime.fetch_add(1, Ordering::Relaxed);
     }

@@ -10,9 +10,11 @@ pub mod ehlo;
 mod engine;
 pub mod esmtp;
 pub mod inbox;
+mod inbox_tls;
 mod relay_use;
 pub mod returns;
 pub mod sender;
+mod tls_use;
 
 pub use engine::Engine;
 pub use relay_use::RelayTarget;

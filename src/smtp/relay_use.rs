@@ -59,19 +59,19 @@ pub(super) fn depth(r: &Relay) -> (u64, &'static str) {
 impl RelayUse {
     /// Starts (private), attaches to (`dlab up`'s) or names (external) the
     /// relay, whose next hop is `next_hop` when dlab starts it (and where
-    /// it returns mail to the sender, `returns`).
+    /// it returns mail to the sender, and its TLS: `options`).
     pub(super) async fn open(
         target: &RelayTarget,
         dir: &Path,
         next_hop: SocketAddr,
-        returns: Option<SocketAddr>,
+        options: crate::relay::Options,
     ) -> Result<RelayUse, crate::runner::RunError> {
         use crate::runner::RunError;
         Ok(match target {
             RelayTarget::Private => {
                 let dir = dir.to_path_buf();
                 let r = tokio::task::spawn_blocking(move || {
-                    Relay::start_with_returns(&dir, next_hop, returns)
+                    Relay::start_with(&dir, next_hop, &options)
                 })
                 .await
                 .map_err(|e| RunError::Worker(e.to_string()))??;

@@ -10,17 +10,24 @@
 //! Policies: `send-once` makes one attempt per message and gives up on any
 //! failure; `retry` sends again until a 2xx reply, also after a lost reply
 //! (the message may then arrive twice: RFC 1047).
+//!
+//! TLS ([`SenderTls`]): STARTTLS with the lab CA as the only root (or any
+//! certificate, when verification is off), required (no offer: no message,
+//! it waits) or opportunistic (no offer: in clear).
 
 use super::esmtp::{self, Body};
 use crate::ledger::Event;
 use crate::message_id;
 use mail_send::mail_builder::MessageBuilder;
 use mail_send::smtp::message::{Address, Message, Parameters};
-use mail_send::SmtpClientBuilder;
+use mail_send::{SmtpClient, SmtpClientBuilder};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 /// What the sender does when it does not get a 2xx reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +97,24 @@ pub fn message(run_id: &str, seq: u64, how: esmtp::Send) -> Message<'static> {
     }
 }
 
+/// The sender's TLS.
+#[derive(Clone)]
+pub struct SenderTls {
+    /// The client configuration: the lab CA as the only root (or none), a
+    /// certificate with mutual TLS.
+    pub connector: TlsConnector,
+    /// Whether a session without STARTTLS is refused (`true`) or goes on in clear.
+    pub required: bool,
+}
+
+impl std::fmt::Debug for SenderTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SenderTls {{ required: {} }}", self.required)
+    }
+}
+
 /// How to send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SendOptions {
     /// Concurrent SMTP sessions.
     pub sessions: usize,
@@ -101,6 +124,8 @@ pub struct SendOptions {
     pub rate: u64,
     /// What each message is.
     pub esmtp: esmtp::Send,
+    /// STARTTLS, or plain SMTP.
+    pub tls: Option<SenderTls>,
 }
 
 /// Where the sender reports each attempt, with the moment it happened, as
@@ -122,6 +147,7 @@ pub async fn send_all(
         policy,
         rate: 0,
         esmtp: esmtp::Send::default(),
+        tls: None,
     };
     send(addr, run_id, Pending::new(seqs), options, None).await
 }
@@ -164,7 +190,7 @@ pub async fn send(
             run_id: run_id.to_string(),
             queue: queue.clone(),
             report: report.clone(),
-            options,
+            options: options.clone(),
             events: events.clone(),
             start,
         };
@@ -204,13 +230,18 @@ impl Session {
 
     async fn run(self) {
         let policy = self.options.policy;
-        let builder = match SmtpClientBuilder::new(self.addr.ip().to_string(), self.addr.port()) {
-            Ok(b) => b
-                .implicit_tls(false)
-                .helo_host("sender.dlab.invalid")
-                .timeout(Duration::from_secs(10)),
-            Err(_) => return,
-        };
+        // The server's name is its address: the lab's certificate names 127.0.0.1.
+        let (host, port) = (self.addr.ip().to_string(), self.addr.port());
+        let builder = match &self.options.tls {
+            Some(t) => SmtpClientBuilder::new_with_tls_connector(host, port, t.connector.clone()),
+            None => match SmtpClientBuilder::new(host, port) {
+                Ok(b) => b,
+                Err(_) => return,
+            },
+        }
+        .implicit_tls(false)
+        .helo_host(HELO_HOST)
+        .timeout(Duration::from_secs(10));
         let mut client = None;
         let mut failures = 0u32;
         while let Some(seq) = self.next() {
@@ -220,13 +251,8 @@ impl Session {
                 tokio::time::sleep_until(self.start + due).await;
             }
             if client.is_none() {
-                match builder.connect_plain().await {
-                    Ok(c) => {
-                        // Without this, Nagle's algorithm and delayed ACKs hold
-                        // every command of a session for tens of milliseconds.
-                        let _ = c.stream.set_nodelay(true);
-                        client = Some(c);
-                    }
+                match connect(&builder, self.options.tls.as_ref()).await {
+                    Ok(c) => client = Some(c),
                     Err(_) => {
                         failures += 1;
                         if policy == SendPolicy::SendOnce || failures > 600 {
@@ -276,4 +302,76 @@ impl Session {
             let _ = c.quit().await;
         }
     }
+}
+
+/// The name the sender gives in EHLO.
+const HELO_HOST: &str = "sender.dlab.invalid";
+
+/// A session with the relay, in clear or in TLS.
+enum Client {
+    Plain(SmtpClient<TcpStream>),
+    Tls(SmtpClient<TlsStream<TcpStream>>),
+}
+
+impl Client {
+    async fn send(&mut self, message: Message<'_>) -> mail_send::Result<()> {
+        match self {
+            Client::Plain(c) => c.send(message).await.map(|_| ()),
+            Client::Tls(c) => c.send(message).await.map(|_| ()),
+        }
+    }
+
+    async fn quit(self) -> mail_send::Result<()> {
+        match self {
+            Client::Plain(c) => c.quit().await,
+            Client::Tls(c) => c.quit().await,
+        }
+    }
+}
+
+/// A session as `tls` says: plain; STARTTLS required (mail-send's own
+/// `connect`: no offer, an error); or STARTTLS when offered.
+async fn connect(
+    builder: &SmtpClientBuilder<String>,
+    tls: Option<&SenderTls>,
+) -> mail_send::Result<Client> {
+    let client = match tls {
+        None => Client::Plain(builder.connect_plain().await?),
+        Some(t) if t.required => Client::Tls(builder.connect().await?),
+        Some(t) => opportunistic(builder, &t.connector).await?,
+    };
+    // Without this, Nagle's algorithm and delayed ACKs hold every command
+    // of a session for tens of milliseconds.
+    let _ = match &client {
+        Client::Plain(c) => c.stream.set_nodelay(true),
+        Client::Tls(c) => c.stream.get_ref().0.set_nodelay(true),
+    };
+    Ok(client)
+}
+
+/// STARTTLS if the EHLO reply offers it, else the session goes on in clear.
+async fn opportunistic(
+    builder: &SmtpClientBuilder<String>,
+    connector: &TlsConnector,
+) -> mail_send::Result<Client> {
+    use mail_send::smtp::AssertReply;
+    let connect = TcpStream::connect(&builder.addr);
+    let stream = tokio::time::timeout(builder.timeout, connect)
+        .await
+        .map_err(|_| mail_send::Error::Timeout)??;
+    let mut c = SmtpClient {
+        stream,
+        timeout: builder.timeout,
+    };
+    c.read().await?.assert_positive_completion()?;
+    let ehlo = c.cmd(format!("EHLO {HELO_HOST}\r\n")).await?;
+    let offered = ehlo.code / 100 == 2 && ehlo.message.to_ascii_uppercase().contains("STARTTLS");
+    if !offered {
+        return Ok(Client::Plain(c));
+    }
+    let mut c = c.start_tls(connector, &builder.tls_hostname).await?;
+    c.cmd(format!("EHLO {HELO_HOST}\r\n"))
+        .await?
+        .assert_positive_completion()?;
+    Ok(Client::Tls(c))
 }

@@ -15,8 +15,53 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The client roles that get a certificate of their own.
-pub const ROLES: [&str; 2] = ["producer", "consumer"];
+/// The client roles that get a certificate of their own (the SMTP sender
+/// is the producer; the relay is a client of the inbox).
+pub const ROLES: [&str; 3] = ["producer", "consumer", "relay"];
+
+/// The lab's certificate for its servers, in a standard set's directory.
+pub fn server_identity(dir: &Path) -> Issued {
+    named(dir, "server")
+}
+
+/// Certificate `name` of a standard set (issued by [`standard`] or
+/// [`fault_certificates`]).
+pub fn named(dir: &Path, name: &str) -> Issued {
+    Issued {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    }
+}
+
+/// The certificates the wire's faults present, made once per directory:
+/// `server-expired` (signed by the lab CA, its validity over) and
+/// `foreign/server` (for the same names, signed by a CA the lab does not
+/// know: what a man in the middle holds).
+pub fn fault_certificates(dir: &Path) -> Result<(Issued, Issued), String> {
+    let loopback = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let expired = named(dir, "server-expired");
+    if !expired.cert.exists() {
+        LabCa::open(dir)?.issue(
+            "server-expired",
+            "dlab server (expired)",
+            Usage::Server,
+            &loopback,
+            Validity::Expired,
+        )?;
+    }
+    let foreign_dir = dir.join("foreign");
+    let foreign = named(&foreign_dir, "server");
+    if !foreign.cert.exists() {
+        LabCa::open(&foreign_dir)?.issue(
+            "server",
+            "dlab server",
+            Usage::Server,
+            &loopback,
+            Validity::Current,
+        )?;
+    }
+    Ok((expired, foreign))
+}
 
 /// The lab's standard set in `dir`: the CA, one server certificate for
 /// `localhost` and 127.0.0.1, one client certificate per role. Returns the
@@ -76,6 +121,86 @@ pub fn client_config(ca: &Path, identity: Option<&Issued>) -> Result<ClientConfi
             .map_err(|e| format!("{}: {e}", id.cert.display())),
         None => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// A client that accepts any certificate (a scenario's `tls_verify =
+/// false`): it still encrypts, but to whoever answers.
+pub fn client_config_unverified(identity: Option<&Issued>) -> Result<ClientConfig, String> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())));
+    match identity {
+        Some(id) => builder
+            .with_client_auth_cert(certs(&id.cert)?, key(&id.key)?)
+            .map_err(|e| format!("{}: {e}", id.cert.display())),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The verifier of a client that verifies nothing but the handshake's own
+/// signatures.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The common name of a certificate's subject (DER), as a broker or a
+/// relay logs a client's identity.
+pub fn subject_cn(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(cn)
 }
 
 /// A server presenting `identity`; with `client_ca`, it requires a client
