@@ -167,6 +167,9 @@ impl EngineTrait for Engine {
         } else {
             (vec![worker_url.clone()], vec![worker_url.clone()], None)
         };
+        if let (Some(links), Some(dir)) = (&links, &tls_dir) {
+            links.impersonate_with(dir)?;
+        }
         let launch = Launch {
             exe: ctx.worker_exe.clone(),
             transport: "amqp",

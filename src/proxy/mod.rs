@@ -13,6 +13,7 @@ mod settings;
 pub mod smtp_lines;
 mod stats;
 mod tap;
+pub mod wire;
 
 pub use pump::End;
 pub use settings::{Direction, DirectionFaults, LinkFaults, Protocol};
@@ -39,6 +40,7 @@ struct ProxyState {
     next_id: AtomicU64,
     seed: u64,
     tap: OnceLock<Arc<Tap>>,
+    impersonation: OnceLock<Arc<wire::Impersonation>>,
 }
 
 /// A running proxy for one link (say, the producers' connections to the broker).
@@ -94,6 +96,7 @@ impl Proxy {
             next_id: AtomicU64::new(0),
             seed,
             tap: OnceLock::new(),
+            impersonation: OnceLock::new(),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -168,6 +171,13 @@ impl Proxy {
         let _ = self.shared.tap.set(Arc::new(Tap::new(budget)));
     }
 
+    /// Gives the link what a man in the middle needs (its certificates and
+    /// its way to the real server) for `mitm-certificate` and
+    /// `certificate-expired`; without it, those pass connections through.
+    pub fn impersonate_with(&self, with: Arc<wire::Impersonation>) {
+        let _ = self.shared.impersonation.set(with);
+    }
+
     /// What the tap has captured, if the link has one.
     pub fn captured(&self) -> Option<Captured> {
         self.shared.tap.get().map(|t| t.captured())
@@ -188,7 +198,7 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (cut_tx, cut_rx) = watch::channel(None);
+    let (cut_tx, mut cut_rx) = watch::channel(None);
     let dot_passed = Arc::new(AtomicBool::new(false));
     let tap = shared.tap.get().map(|t| (t.clone(), t.open()));
     shared
@@ -196,6 +206,23 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
         .lock()
         .expect("not poisoned")
         .insert(id, cut_tx.clone());
+    let wire = shared.faults.borrow().wire;
+    if let Some(wire) = wire {
+        let ends = wire::Ends {
+            client,
+            server,
+            upstream: shared.upstream,
+            stats: shared.stats.clone(),
+            tap,
+        };
+        let serve = ends.serve(wire, shared.protocol, shared.impersonation.get().map(|i| &**i));
+        tokio::select! {
+            _ = serve => {}
+            _ = cut_rx.wait_for(Option::is_some) => Stats::add(&shared.stats.cut, 1),
+        }
+        shared.conns.lock().expect("not poisoned").remove(&id);
+        return;
+    }
     let ctx = |direction| PumpCtx {
         direction,
         protocol: shared.protocol,

@@ -53,6 +53,8 @@ pub struct LinkFaults {
     pub down: bool,
     /// The next broker `basic.ack` cuts its connection before it is forwarded.
     pub confirm_lost: bool,
+    /// A wire fault on new connections (STARTTLS stripped, a man in the middle).
+    pub wire: Option<super::wire::Wire>,
 }
 
 impl LinkFaults {

@@ -12,6 +12,9 @@ pub struct Stats {
     pub(crate) bytes_forwarded: AtomicU64,
     pub(crate) bytes_delayed: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
+    pub(crate) starttls_stripped: AtomicU64,
+    pub(crate) intercepted: AtomicU64,
+    pub(crate) impostor_refused: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -31,6 +34,17 @@ pub struct StatsSnapshot {
     pub bytes_delayed: u64,
     /// Protocol frames that never reached their destination (lost confirms).
     pub frames_dropped: u64,
+    /// EHLO replies whose STARTTLS offer was removed (`starttls-strip`).
+    #[serde(default)]
+    pub starttls_stripped: u64,
+    /// Handshakes the man in the middle completed with a client
+    /// (`mitm-certificate`, `certificate-expired`); a client that checks the
+    /// certificate after the handshake, as Postfix does, may still hang up.
+    #[serde(default)]
+    pub intercepted: u64,
+    /// Handshakes in which the client refused the man in the middle's certificate.
+    #[serde(default)]
+    pub impostor_refused: u64,
 }
 
 impl Stats {
@@ -48,6 +62,9 @@ impl Stats {
             bytes_forwarded: get(&self.bytes_forwarded),
             bytes_delayed: get(&self.bytes_delayed),
             frames_dropped: get(&self.frames_dropped),
+            starttls_stripped: get(&self.starttls_stripped),
+            intercepted: get(&self.intercepted),
+            impostor_refused: get(&self.impostor_refused),
         }
     }
 }
@@ -55,13 +72,25 @@ impl Stats {
 impl StatsSnapshot {
     /// What happened between `earlier` and this snapshot.
     pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
+        self.zip(earlier, |a, b| a - b)
+    }
+
+    /// Both counts added up (two links).
+    pub fn plus(&self, other: &StatsSnapshot) -> StatsSnapshot {
+        self.zip(other, |a, b| a + b)
+    }
+
+    fn zip(&self, o: &StatsSnapshot, f: impl Fn(u64, u64) -> u64) -> StatsSnapshot {
         StatsSnapshot {
-            accepted: self.accepted - earlier.accepted,
-            refused: self.refused - earlier.refused,
-            cut: self.cut - earlier.cut,
-            bytes_forwarded: self.bytes_forwarded - earlier.bytes_forwarded,
-            bytes_delayed: self.bytes_delayed - earlier.bytes_delayed,
-            frames_dropped: self.frames_dropped - earlier.frames_dropped,
+            accepted: f(self.accepted, o.accepted),
+            refused: f(self.refused, o.refused),
+            cut: f(self.cut, o.cut),
+            bytes_forwarded: f(self.bytes_forwarded, o.bytes_forwarded),
+            bytes_delayed: f(self.bytes_delayed, o.bytes_delayed),
+            frames_dropped: f(self.frames_dropped, o.frames_dropped),
+            starttls_stripped: f(self.starttls_stripped, o.starttls_stripped),
+            intercepted: f(self.intercepted, o.intercepted),
+            impostor_refused: f(self.impostor_refused, o.impostor_refused),
         }
     }
 }

@@ -46,10 +46,12 @@ fn tls_lines(tls: &Tls, next_hop: SocketAddr) -> String {
          smtp_tls_CAfile = {d}/ca.pem\n\
          smtp_tls_loglevel = 1\n\
          smtp_tls_security_level = may\n\
-         smtp_tls_policy_maps = inline:{{ {{[{ip}]:{port} = {level} match=localhost}} }}\n",
+         smtp_tls_policy_maps = inline:{{ {{[{ip}]:{port} = {level}{name}}} }}\n",
         ip = next_hop.ip(),
         port = next_hop.port(),
         level = tls.level,
+        // Only `verify` matches a name (Postfix refuses `match` below it).
+        name = if tls.level == "verify" { " match=localhost" } else { "" },
     );
     if tls.mutual {
         lines.push_str(&format!(

@@ -165,6 +165,13 @@ pub fn write_run(out: &mut dyn Write, r: &RunResult) -> io::Result<()> {
                 "      proxy: {} connections cut, {} refused, {} bytes delayed, {} frames dropped",
                 e.cut, e.refused, e.bytes_delayed, e.frames_dropped
             )?;
+            if e.starttls_stripped + e.intercepted + e.impostor_refused > 0 {
+                writeln!(
+                    out,
+                    "      wire: {} STARTTLS offer(s) stripped, {} handshake(s) completed with the impostor, {} refused its certificate",
+                    e.starttls_stripped, e.intercepted, e.impostor_refused
+                )?;
+            }
         }
         if let (Some(d), Some(a)) = (&f.during, &f.after) {
             writeln!(

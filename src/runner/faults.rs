@@ -8,6 +8,7 @@
 
 use super::node_faults;
 use super::servers::Servers;
+use crate::proxy::wire::{Impostor, Wire};
 use crate::proxy::{Direction, End, LinkFaults, Proxy, StatsSnapshot};
 use crate::push::gateway::Misbehaviour as GatewayMisbehaviour;
 pub use crate::report::{FaultRecord, Tally};
@@ -41,6 +42,19 @@ impl Links {
         all
     }
 
+    /// Gives every link the man in the middle's certificates from the lab
+    /// CA in `dir` (a run with TLS).
+    pub fn impersonate_with(&self, dir: &std::path::Path) -> Result<(), super::RunError> {
+        let with = crate::proxy::wire::Impersonation::from_dir(dir).map_err(|e| {
+            super::RunError::Unsupported(format!("cannot set up the lab's TLS: {e}"))
+        })?;
+        let with = std::sync::Arc::new(with);
+        for (_, p) in self.named() {
+            p.impersonate_with(with.clone());
+        }
+        Ok(())
+    }
+
     fn of(&self, link: LinkSpec) -> Vec<&Proxy> {
         match link {
             LinkSpec::Producers => vec![&self.producers],
@@ -59,14 +73,7 @@ impl Links {
         all.into_iter()
             .flatten()
             .map(Proxy::stats)
-            .fold(StatsSnapshot::default(), |a, b| StatsSnapshot {
-                accepted: a.accepted + b.accepted,
-                refused: a.refused + b.refused,
-                cut: a.cut + b.cut,
-                bytes_forwarded: a.bytes_forwarded + b.bytes_forwarded,
-                bytes_delayed: a.bytes_delayed + b.bytes_delayed,
-                frames_dropped: a.frames_dropped + b.frames_dropped,
-            })
+            .fold(StatsSnapshot::default(), |a, b| a.plus(&b))
     }
 }
 
@@ -140,6 +147,14 @@ fn set_net(f: &mut LinkFaults, effect: NetEffect, on: bool) {
             }
         }
         NetEffect::Down => f.down = on,
+        NetEffect::StartTlsStrip => f.wire = on.then_some(Wire::StripStartTls),
+        NetEffect::Impostor { expired } => {
+            f.wire = on.then_some(Wire::Impersonate(if expired {
+                Impostor::Expired
+            } else {
+                Impostor::Foreign
+            }))
+        }
         NetEffect::Cut { .. }
         | NetEffect::ConfirmLost
         | NetEffect::ReplyLostAfterDot
@@ -412,6 +427,10 @@ impl Driver {
                             p.arm_reply_lost(true)
                         }
                         e => p.set(|f| set_net(f, e, true)),
+                    }
+                    if effect.needs_tls() {
+                        // The middlebox takes the link's sessions from now on.
+                        p.cut_all(End::CloseFin);
                     }
                 }
                 (fault.duration, None, None)

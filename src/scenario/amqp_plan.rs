@@ -222,6 +222,8 @@ pub const AMQP: Vocabulary = Vocabulary {
         FaultKind::NodeRestart,
         FaultKind::Partition,
         FaultKind::ResponseLost,
+        FaultKind::MitmCertificate,
+        FaultKind::CertificateExpired,
         FaultKind::GatewayUnavailable,
         FaultKind::GatewayThrottled,
         FaultKind::GatewaySlow,

@@ -79,6 +79,31 @@ pub enum NetEffect {
     /// Push: cut a connection after a request reached the gateway, before
     /// the response's status line reaches the consumer.
     ResponseLost,
+    /// SMTP: STARTTLS removed from the server's EHLO reply on new sessions.
+    StartTlsStrip,
+    /// New TLS sessions terminated by a man in the middle presenting a
+    /// certificate a foreign CA signed (`expired: false`) or the lab's own
+    /// expired one.
+    Impostor {
+        /// The lab's expired certificate rather than a foreign one.
+        expired: bool,
+    },
+}
+
+impl NetEffect {
+    /// Whether the fault reads a protocol point in the stream, which on a
+    /// TLS link it cannot see.
+    pub fn reads_plaintext(&self) -> bool {
+        matches!(
+            self,
+            NetEffect::ConfirmLost | NetEffect::ReplyLostAfterDot | NetEffect::ResponseLost
+        )
+    }
+
+    /// Whether the fault acts on TLS (the scenario needs `tls`).
+    pub fn needs_tls(&self) -> bool {
+        matches!(self, NetEffect::StartTlsStrip | NetEffect::Impostor { .. })
+    }
 }
 
 /// What the inbox does wrong while an inbox fault is active.
@@ -598,6 +623,9 @@ impl Fault {
                 (Action::Gateway { fault: GatewayFault::Slow { delay } }, needs_duration(duration)?)
             }
             FaultKind::GatewayDown => (Action::Gateway { fault: GatewayFault::Down }, needs_duration(duration)?),
+            FaultKind::StarttlsStrip => (net(NetEffect::StartTlsStrip), needs_duration(duration)?),
+            FaultKind::MitmCertificate => (net(NetEffect::Impostor { expired: false }), needs_duration(duration)?),
+            FaultKind::CertificateExpired => (net(NetEffect::Impostor { expired: true }), needs_duration(duration)?),
             FaultKind::GatewayRestart => (Action::Gateway { fault: GatewayFault::Restart }, Duration::ZERO),
         };
         Ok(Fault {
@@ -702,5 +730,12 @@ fn net_name(e: &NetEffect) -> String {
         NetEffect::ConfirmLost => "confirm-lost".to_string(),
         NetEffect::ReplyLostAfterDot => "reply-lost-after-dot".to_string(),
         NetEffect::ResponseLost => "response-lost".to_string(),
+        NetEffect::StartTlsStrip => "starttls-strip".to_string(),
+        NetEffect::Impostor { expired: false } => {
+            "mitm-certificate (a foreign CA's certificate)".to_string()
+        }
+        NetEffect::Impostor { expired: true } => {
+            "certificate-expired (the lab's own, out of date)".to_string()
+        }
     }
 }

@@ -210,6 +210,33 @@ fn check_effect(
     Ok(())
 }
 
+/// A fault that reads the protocol in clear cannot act on a TLS link (the
+/// proxy sees only records; the README says how to get the same outcome
+/// under TLS), and a fault of the wire's TLS needs TLS.
+fn check_tls(tls: TlsMode, faults: &[Fault]) -> Result<(), Invalid> {
+    for (i, f) in faults.iter().enumerate() {
+        let Action::Net { effect, .. } = f.action else {
+            continue;
+        };
+        let message = if tls != TlsMode::Off && effect.reads_plaintext() {
+            "reads a protocol point in clear at the proxy, and with `tls` every link carries only TLS records there; expected `tls = \"off\"` for it (under TLS, a cut or a crash loses the same reply)"
+        } else if tls == TlsMode::Off && effect.needs_tls() {
+            "acts on TLS, and this scenario has none; expected `tls = \"on\"` or `tls = \"mutual\"`"
+        } else {
+            continue;
+        };
+        return Err(Invalid {
+            path: vec![
+                Segment::Key("faults".into()),
+                Segment::Index(i),
+                Segment::Key("kind".into()),
+            ],
+            message: message.into(),
+        });
+    }
+    Ok(())
+}
+
 impl Plan {
     /// Checks a spec and fills in defaults; `default_name` is used when the
     /// spec names none (the file stem).
@@ -254,6 +281,7 @@ impl Plan {
             .map(|(i, f)| Fault::from_spec(i, f, producers, consumers, nodes))
             .collect::<Result<Vec<_>, _>>()?;
         check_effect(spec, push, consumer, &faults)?;
+        check_tls(spec.tls.unwrap_or_default(), &faults)?;
         let e = spec.expect.clone().unwrap_or_default();
         let expect = Expectations {
             max_lost: e.max_lost,

@@ -85,6 +85,9 @@ pub const SMTP: Vocabulary = Vocabulary {
         FaultKind::InboxHangup,
         FaultKind::RelayKill,
         FaultKind::ReplyLostAfterDot,
+        FaultKind::StarttlsStrip,
+        FaultKind::MitmCertificate,
+        FaultKind::CertificateExpired,
     ],
     preset: Guarantee::smtp_policies,
 };

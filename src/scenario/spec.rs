@@ -295,6 +295,17 @@ pub enum FaultKind {
     GatewayDown,
     /// Push: the gateway is restarted; keys kept in memory are forgotten.
     GatewayRestart,
+    /// SMTP, with `tls`: for `duration`, a middlebox removes STARTTLS from
+    /// the server's EHLO reply on new sessions (open ones are closed when it
+    /// starts).
+    StarttlsStrip,
+    /// With `tls`: for `duration`, a man in the middle terminates new TLS
+    /// sessions with a certificate a foreign CA signed (open ones are closed
+    /// when it starts).
+    MitmCertificate,
+    /// With `tls`: for `duration`, new TLS sessions meet the lab's own server
+    /// certificate with its validity over (open ones are closed when it starts).
+    CertificateExpired,
 }
 
 impl FaultKind {
@@ -331,6 +342,9 @@ impl FaultKind {
             FaultKind::GatewaySlow => "gateway-slow",
             FaultKind::GatewayDown => "gateway-down",
             FaultKind::GatewayRestart => "gateway-restart",
+            FaultKind::StarttlsStrip => "starttls-strip",
+            FaultKind::MitmCertificate => "mitm-certificate",
+            FaultKind::CertificateExpired => "certificate-expired",
         }
     }
 }

@@ -216,6 +216,9 @@ impl EngineTrait for Engine {
             }),
             _ => None,
         };
+        if let (Some(links), Some(t)) = (&links, &tls) {
+            links.impersonate_with(&t.relay.dir)?;
+        }
         let mut servers = Servers::none();
         servers.add("inbox", Part::Inbox(inbox.clone()));
         if let Some(m) = &mailbox {
