@@ -24,3 +24,4 @@ mod report;
 mod smtp_proxy;
 mod smtp_runs;
 mod support;
+mod wire_tls;
