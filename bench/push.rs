@@ -154,6 +154,7 @@ fn measure(
             key_ttl: Duration::from_secs(3600),
             key_store: KeyStore::Memory,
             access_log: None,
+            tls: None,
         }))
         .expect("the gateway starts");
     let url = format!("http://{}{PATH}", gateway.addr());

@@ -495,7 +495,20 @@ pub async fn run(args: &WorkerArgs, plan: &Plan, mut stop: watch::Receiver<bool>
                 max_backoff: p.max_backoff,
                 attempts: p.attempts,
             };
-            match PushClient::new(url, settings, args.index) {
+            let tls = match &args.tls_dir {
+                Some(dir) if url.starts_with("https:") => {
+                    let identity = args
+                        .tls_identity
+                        .as_deref()
+                        .map(|n| crate::tls::named(dir, n));
+                    match crate::tls::client_config(&dir.join("ca.pem"), identity.as_ref()) {
+                        Ok(c) => Some(c),
+                        Err(e) => fatal(&mut emit, &format!("the push gateway's TLS: {e}")),
+                    }
+                }
+                _ => None,
+            };
+            match PushClient::new(url, settings, args.index, tls) {
                 Ok(c) => Some(c),
                 Err(e) => fatal(&mut emit, &e),
             }

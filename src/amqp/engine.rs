@@ -117,14 +117,6 @@ impl EngineTrait for Engine {
                 plan.name
             )));
         }
-        // A push effect: the gateway and its proxy (the consumers' third link).
-        let (push, push_proxy) = match amqp.push {
-            Some(p) => {
-                let (u, proxy) = PushUse::start(s, p).await?;
-                (Some(u), Some(proxy))
-            }
-            None => (None, None),
-        };
         // The workers' broker: the node's TLS listener when the scenario
         // asks for TLS (the runner's own reads stay on the plain one).
         let (worker_url, tls_dir) = match (plan.tls, &node) {
@@ -144,6 +136,16 @@ impl EngineTrait for Engine {
                     plan.name
                 )))
             }
+        };
+        // A push effect: the gateway (HTTPS with the same lab CA when the
+        // scenario asks for TLS) and its proxy (the consumers' third link).
+        let (push, push_proxy) = match amqp.push {
+            Some(p) => {
+                let tls = tls_dir.as_deref().map(|d| (d, plan.tls == TlsMode::Mutual));
+                let (u, proxy) = PushUse::start(s, p, tls).await?;
+                (Some(u), Some(proxy))
+            }
+            None => (None, None),
         };
         let (producer_urls, consumer_urls, links) = if cluster.is_some() {
             (urls.clone(), urls.clone(), None)

@@ -27,22 +27,39 @@ pub const ACCESS_LOG: &str = "push-access.log";
 
 impl PushUse {
     /// Starts the gateway on a free loopback port and its proxy; returns
-    /// the proxy for the run's links.
-    pub async fn start(s: &Setup<'_>, plan: PushPlan) -> Result<(PushUse, Proxy), RunError> {
+    /// the proxy for the run's links. With `tls` (the lab CA's directory,
+    /// and whether TLS is mutual) the gateway speaks HTTPS.
+    pub async fn start(
+        s: &Setup<'_>,
+        plan: PushPlan,
+        tls: Option<(&std::path::Path, bool)>,
+    ) -> Result<(PushUse, Proxy), RunError> {
         let access_log = s.run_dir.join(ACCESS_LOG);
+        let tls = match tls {
+            Some((dir, mutual)) => Some(Arc::new(
+                crate::tls::server_config(
+                    &crate::tls::server_identity(dir),
+                    mutual.then(|| dir.join("ca.pem")).as_deref(),
+                )
+                .map_err(|e| RunError::Unsupported(format!("the push gateway's TLS: {e}")))?,
+            )),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let gateway = Gateway::start(GatewayConfig {
             addr: ([127, 0, 0, 1], 0).into(),
             store: Some(s.store.to_path_buf()),
             key_ttl: plan.key_ttl,
             key_store: plan.key_store,
             access_log: Some(access_log.clone()),
+            tls,
         })
         .await
         .map_err(RunError::io("cannot start the push gateway"))?;
         let proxy = Proxy::start(gateway.addr(), Protocol::Http, s.plan.seed ^ 2)
             .await
             .map_err(RunError::io("cannot start the push gateway's fault proxy"))?;
-        let url = format!("http://{}/v1/push", proxy.addr());
+        let url = format!("{scheme}://{}/v1/push", proxy.addr());
         Ok((
             PushUse {
                 gateway: Arc::new(gateway),

@@ -215,7 +215,11 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
             stats: shared.stats.clone(),
             tap,
         };
-        let serve = ends.serve(wire, shared.protocol, shared.impersonation.get().map(|i| &**i));
+        let serve = ends.serve(
+            wire,
+            shared.protocol,
+            shared.impersonation.get().map(|i| &**i),
+        );
         tokio::select! {
             _ = serve => {}
             _ = cut_rx.wait_for(Option::is_some) => Stats::add(&shared.stats.cut, 1),

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::fmt;
@@ -128,7 +129,7 @@ pub struct Settings {
 
 /// A keep-alive HTTP client for one consumer process.
 pub struct PushClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     settings: Settings,
     consumer: u32,
@@ -146,14 +147,39 @@ enum Attempt {
 }
 
 impl PushClient {
-    /// A client of the gateway at `url` (`http://host:port/v1/push`).
-    pub fn new(url: &str, settings: Settings, consumer: u32) -> Result<PushClient, String> {
+    /// A client of the gateway at `url` (`http://host:port/v1/push`, or
+    /// `https://` with `tls`: the lab CA as the only root, and with mutual
+    /// TLS the consumer's certificate).
+    pub fn new(
+        url: &str,
+        settings: Settings,
+        consumer: u32,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<PushClient, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("bad push gateway URL {url}: {e}"))?;
+        if uri.scheme_str() == Some("https") && tls.is_none() {
+            return Err(format!("{url}: HTTPS needs the lab CA (--tls-dir)"));
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.timeout));
+        connector.enforce_http(false);
+        // Plain HTTP needs no roots; HTTPS trusts what `tls` trusts.
+        let tls = match tls {
+            Some(t) => t,
+            None => rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -58,6 +58,9 @@ pub struct GatewayConfig {
     /// Where to write the access log (`push-access.log` in the run
     /// directory); `None`: no log.
     pub access_log: Option<PathBuf>,
+    /// HTTPS with this configuration (the lab CA's server certificate; with
+    /// mutual TLS it requires a client certificate); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// How the gateway answers while a gateway fault is active.
@@ -132,6 +135,23 @@ pub struct GatewayStats {
     pub connections: u64,
     /// Connections that spoke HTTP/2.
     pub http2_connections: u64,
+    /// HTTPS: the handshakes, by version and client certificate.
+    #[serde(default)]
+    pub tls: GatewayTls,
+}
+
+/// The gateway's own account of its HTTPS handshakes.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct GatewayTls {
+    /// Handshakes completed, by TLS version.
+    pub versions: std::collections::BTreeMap<String, u64>,
+    /// Handshakes completed, by client certificate ("CN=consumer", or
+    /// "no client certificate").
+    pub clients: std::collections::BTreeMap<String, u64>,
+    /// Handshakes that failed.
+    pub failed: u64,
 }
 
 #[derive(Default)]
@@ -149,6 +169,15 @@ struct Counters {
     restarts: AtomicU64,
     connections: AtomicU64,
     http2_connections: AtomicU64,
+    tls: Mutex<TlsTally>,
+}
+
+/// The gateway's own account of its HTTPS connections.
+#[derive(Debug, Default)]
+struct TlsTally {
+    versions: std::collections::BTreeMap<String, u64>,
+    clients: std::collections::BTreeMap<String, u64>,
+    failed: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -183,6 +212,7 @@ struct State {
     /// Notifications shown (the number in each answer).
     shown: Arc<AtomicU64>,
     counters: Counters,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A running gateway.
@@ -232,6 +262,7 @@ impl Gateway {
                 how: Mutex::new(None),
                 shown,
                 counters: Counters::default(),
+                tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
             }),
             task: Mutex::new(None),
             connections: Arc::default(),
@@ -368,6 +399,11 @@ impl Gateway {
             restarts: get(&c.restarts),
             connections: get(&c.connections),
             http2_connections: get(&c.http2_connections),
+            tls: c.tls.lock().map_or(Default::default(), |t| GatewayTls {
+                versions: t.versions.clone(),
+                clients: t.clients.clone(),
+                failed: t.failed,
+            }),
         }
     }
 
@@ -415,6 +451,40 @@ fn response_body(notification: u64, message_id: &str) -> String {
 
 async fn connection(stream: TcpStream, state: Arc<State>) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = state.tls.clone() else {
+        return serve_http(stream, state).await;
+    };
+    let handshake = acceptor.accept(stream);
+    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+        Ok(Ok(tls)) => {
+            let (_, c) = tls.get_ref();
+            let version = c.protocol_version().map_or("TLS".into(), |v| {
+                v.as_str().unwrap_or("TLS").replace('_', ".")
+            });
+            let client = c
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|der| crate::tls::subject_cn(der))
+                .map_or("no client certificate".to_string(), |cn| format!("CN={cn}"));
+            if let Ok(mut t) = state.counters.tls.lock() {
+                *t.versions.entry(version).or_default() += 1;
+                *t.clients.entry(client).or_default() += 1;
+            }
+            serve_http(tls, state).await
+        }
+        _ => {
+            if let Ok(mut t) = state.counters.tls.lock() {
+                t.failed += 1;
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 or h2 (by the client's preface) on one connection, plain or TLS.
+async fn serve_http<S>(stream: S, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let http2 = AtomicBool::new(false);
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         if req.version() == hyper::Version::HTTP_2 && !http2.swap(true, Ordering::Relaxed) {
@@ -718,6 +788,7 @@ mod tests {
                 key_ttl,
                 key_store,
                 access_log: Some(dir.join("push-access.log")),
+                tls: None,
             })
             .await
             .unwrap();
@@ -1127,6 +1198,7 @@ mod tests {
             key_ttl: LONG,
             key_store: KeyStore::Memory,
             access_log: None,
+            tls: None,
         })
         .await
         .unwrap();

@@ -51,7 +51,11 @@ fn tls_lines(tls: &Tls, next_hop: SocketAddr) -> String {
         port = next_hop.port(),
         level = tls.level,
         // Only `verify` matches a name (Postfix refuses `match` below it).
-        name = if tls.level == "verify" { " match=localhost" } else { "" },
+        name = if tls.level == "verify" {
+            " match=localhost"
+        } else {
+            ""
+        },
     );
     if tls.mutual {
         lines.push_str(&format!(

@@ -66,7 +66,8 @@ pub fn details(p: &PushReport) -> String {
     }
     let _ = write!(
         h,
-        "</table><p>{} retries ({} after Retry-After, {} ms waited; {} after backoff), {} failed connections, {} given up. Keys kept {} for {} ms; {} expired; {} gateway restarts. Access log <code>{}</code>: {}; the effect store holds {} rows{}.</p>",
+        "</table><p>{}{} retries ({} after Retry-After, {} ms waited; {} after backoff), {} failed connections, {} given up. Keys kept {} for {} ms; {} expired; {} gateway restarts. Access log <code>{}</code>: {}; the effect store holds {} rows{}.</p>",
+        super::push_text::gateway_tls(g).map_or(String::new(), |t| format!("Gateway: {}. ", esc(&t))),
         c.retries(),
         c.retry_after_waits,
         c.retry_after_ms,

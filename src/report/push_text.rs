@@ -39,6 +39,9 @@ pub fn write(out: &mut dyn Write, p: &PushReport) -> io::Result<()> {
         if p.key_store == "disk" { "on disk" } else { "in memory" },
         p.key_ttl_ms
     )?;
+    if let Some(tls) = gateway_tls(g) {
+        writeln!(out, "            gateway: {tls}")?;
+    }
     match (&p.access_log, &p.access_log_missing) {
         (Some(l), _) => writeln!(
             out,
@@ -61,4 +64,25 @@ pub fn write(out: &mut dyn Write, p: &PushReport) -> io::Result<()> {
             why.as_deref().unwrap_or("unknown")
         ),
     }
+}
+
+/// The gateway's account of its HTTPS handshakes, in words (none for HTTP).
+pub fn gateway_tls(g: &crate::push::gateway::GatewayStats) -> Option<String> {
+    let t = &g.tls;
+    if t.versions.is_empty() && t.failed == 0 {
+        return None;
+    }
+    let list = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{n} x {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!(
+        "HTTPS, {} handshake(s) ({}), clients {}, {} failed",
+        t.versions.values().sum::<u64>(),
+        list(&t.versions),
+        list(&t.clients),
+        t.failed
+    ))
 }

@@ -315,6 +315,7 @@ fn the_proxy_loses_one_response_per_arming_after_the_gateway_applied_it() {
             key_ttl: std::time::Duration::from_secs(60),
             key_store: Default::default(),
             access_log: Some(dir.join("access.log")),
+            tls: None,
         })
         .await
         .unwrap();

@@ -48,17 +48,32 @@ fn starttls_on_and_mutual_hide_every_message_and_each_side_says_tls() {
         for l in ["producers", "consumers"] {
             let l = link(&r, l);
             assert_eq!((l.message_ids_read, l.bodies_read), (0, 0), "{name}: {l:?}");
-            assert!(l.tls_connections >= 1 && l.tls_bytes > n * 128, "{name}: {l:?}");
+            assert!(
+                l.tls_connections >= 1 && l.tls_bytes > n * 128,
+                "{name}: {l:?}"
+            );
         }
         let t = tls(&r);
         // Postfix's own log: TLS from the sender and to the inbox.
-        let trust_in = if name.ends_with("mutual") { "Trusted TLSv1." } else { "Anonymous TLSv1." };
+        let trust_in = if name.ends_with("mutual") {
+            "Trusted TLSv1."
+        } else {
+            "Anonymous TLSv1."
+        };
         assert!(count(&t.relay_in, trust_in) >= 1, "{name}: {t:?}");
         assert!(count(&t.relay_out, "Verified TLSv1.") >= n, "{name}: {t:?}");
         // The relay's Received: lines and the inbox's own count.
         assert_eq!(t.received_using_tls, n, "{name}: {t:?}");
-        assert_eq!((t.inbox_over_tls, t.inbox_in_clear), (n, 0), "{name}: {t:?}");
-        let client = if name.ends_with("mutual") { "CN=relay" } else { "no client certificate" };
+        assert_eq!(
+            (t.inbox_over_tls, t.inbox_in_clear),
+            (n, 0),
+            "{name}: {t:?}"
+        );
+        let client = if name.ends_with("mutual") {
+            "CN=relay"
+        } else {
+            "no client certificate"
+        };
         assert!(count(&t.inbox_clients, client) >= n, "{name}: {t:?}");
     }
 }
@@ -102,7 +117,11 @@ fn a_man_in_the_middle_is_refused_by_verifying_clients_and_reads_everything_othe
         .iter()
         .filter_map(|f| f.effect.map(|e| e.impostor_refused))
         .sum();
-    assert!(refused >= 1, "the sender refused it: {:?}", r.fault_timeline);
+    assert!(
+        refused >= 1,
+        "the sender refused it: {:?}",
+        r.fault_timeline
+    );
 
     let r = shipped("mitm-smtp-unverified");
     assert_eq!((r.counts.lost, r.counts.unique), (0, 300));
@@ -145,5 +164,35 @@ fn a_fault_that_reads_the_protocol_in_clear_is_refused_on_a_tls_link() {
         let err = text(&out.stderr);
         assert!(err.contains(says), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
+
+#[test]
+fn push_over_https_hides_every_call_and_the_gateway_names_its_clients() {
+    let file = scenarios().join("eavesdrop-push-https.toml");
+    for mode in ["on", "mutual"] {
+        let set = [scenario::Override::parse(&format!("tls={mode}")).unwrap()];
+        let r = run(&scenario::load(&file, &set).unwrap());
+        assert_eq!((r.counts.lost, r.counts.duplicates), (0, 0), "{mode}");
+        for name in ["producers", "consumers", "push"] {
+            let l = link(&r, name);
+            assert_eq!((l.message_ids_read, l.bodies_read), (0, 0), "{mode}: {l:?}");
+            assert!(
+                l.tls_connections >= 1 && l.clear_bytes == 0,
+                "{mode}: {l:?}"
+            );
+        }
+        let g = &r.push.as_ref().expect("a push section").gateway;
+        assert!(
+            g.tls.versions.get("TLSv1.3").is_some_and(|n| *n >= 1),
+            "{mode}: {g:?}"
+        );
+        let client = if mode == "mutual" {
+            "CN=consumer"
+        } else {
+            "no client certificate"
+        };
+        assert!(g.tls.clients.contains_key(client), "{mode}: {g:?}");
+        assert_eq!(g.requests, 300, "{mode}: every call over HTTPS: {g:?}");
     }
 }
