@@ -310,7 +310,7 @@ const HELO_HOST: &str = "sender.dlab.invalid";
 /// A session with the relay, in clear or in TLS.
 enum Client {
     Plain(SmtpClient<TcpStream>),
-    Tls(SmtpClient<TlsStream<TcpStream>>),
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
 }
 
 impl Client {
@@ -337,7 +337,7 @@ async fn connect(
 ) -> mail_send::Result<Client> {
     let client = match tls {
         None => Client::Plain(builder.connect_plain().await?),
-        Some(t) if t.required => Client::Tls(builder.connect().await?),
+        Some(t) if t.required => Client::Tls(Box::new(builder.connect().await?)),
         Some(t) => opportunistic(builder, &t.connector).await?,
     };
     // Without this, Nagle's algorithm and delayed ACKs hold every command
@@ -373,5 +373,5 @@ async fn opportunistic(
     c.cmd(format!("EHLO {HELO_HOST}\r\n"))
         .await?
         .assert_positive_completion()?;
-    Ok(Client::Tls(c))
+    Ok(Client::Tls(Box::new(c)))
 }
