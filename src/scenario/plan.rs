@@ -97,11 +97,27 @@ pub struct Invalid {
 impl Invalid {
     /// An error about the key at `path` (table keys only).
     pub(super) fn at(path: &[&str], message: impl Into<String>) -> Self {
-        Invalid {
-            path: path
-                .iter()
+        Invalid::at_path(
+            path.iter()
                 .map(|k| Segment::Key((*k).to_string()))
                 .collect(),
+            message,
+        )
+    }
+
+    /// An error at `faults[i].kind`.
+    pub(super) fn fault_kind(i: usize, message: impl Into<String>) -> Self {
+        let path = vec![
+            Segment::Key("faults".into()),
+            Segment::Index(i),
+            Segment::Key("kind".into()),
+        ];
+        Invalid::at_path(path, message)
+    }
+
+    fn at_path(path: Vec<Segment>, message: impl Into<String>) -> Self {
+        Invalid {
+            path,
             message: message.into(),
         }
     }
@@ -197,15 +213,10 @@ fn check_effect(
         .position(|f| f.action.needs_push())
         .filter(|_| !push)
     {
-        return Err(Invalid {
-            path: vec![
-                Segment::Key("faults".into()),
-                Segment::Index(i),
-                Segment::Key("kind".into()),
-            ],
-            message: "a fault of the push hop needs the push gateway; expected `effect = \"push\"`"
-                .into(),
-        });
+        return Err(Invalid::fault_kind(
+            i,
+            "a fault of the push hop needs the push gateway; expected `effect = \"push\"`",
+        ));
     }
     Ok(())
 }
@@ -225,14 +236,7 @@ fn check_tls(tls: TlsMode, faults: &[Fault]) -> Result<(), Invalid> {
         } else {
             continue;
         };
-        return Err(Invalid {
-            path: vec![
-                Segment::Key("faults".into()),
-                Segment::Index(i),
-                Segment::Key("kind".into()),
-            ],
-            message: message.into(),
-        });
+        return Err(Invalid::fault_kind(i, message));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! The scenario file stays flat; the split happens when a spec becomes a plan.
 
 use super::amqp_plan::{AmqpPlan, AMQP};
-use super::plan::{Invalid, Segment};
+use super::plan::Invalid;
 use super::smtp_plan::{SmtpPlan, SMTP};
 use super::spec::{FaultKind, Spec, Transport};
 use crate::policy::{ConsumerPolicy, Guarantee, ProducerPolicy};
@@ -145,18 +145,14 @@ pub fn check(
         let Some(kind) = f.kind.filter(|k| !own.faults.contains(k)) else {
             continue;
         };
-        return Err(Invalid {
-            path: vec![
-                Segment::Key("faults".into()),
-                Segment::Index(i),
-                Segment::Key("kind".into()),
-            ],
-            message: format!(
+        return Err(Invalid::fault_kind(
+            i,
+            format!(
                 "{} is a fault of the {} transport; this scenario's transport is {t}",
                 kind.name(),
                 owner(|v| v.faults, &kind)
             ),
-        });
+        ));
     }
     Ok(())
 }
