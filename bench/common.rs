@@ -62,6 +62,11 @@ impl Bench {
         }
     }
 
+    /// The private node, when the benchmark started one.
+    pub fn node(&self) -> Option<&NodeState> {
+        self.node.as_ref()
+    }
+
     /// Messages per measured run (`DLAB_BENCH_MESSAGES`, default 20,000).
     pub fn messages() -> u64 {
         std::env::var("DLAB_BENCH_MESSAGES")
