@@ -212,8 +212,10 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
             client,
             server,
             upstream: shared.upstream,
-            stats: shared.stats.clone(),
-            tap,
+            rec: wire::Recorder {
+                stats: shared.stats.clone(),
+                tap,
+            },
         };
         let serve = ends.serve(
             wire,

@@ -20,6 +20,7 @@
 use super::settings::{Direction, Protocol};
 use super::stats::Stats;
 use super::tap::Tap;
+use crate::tls::Conn;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -73,12 +74,8 @@ pub(super) struct Ends {
     pub client: TcpStream,
     pub server: TcpStream,
     pub upstream: std::net::SocketAddr,
-    pub stats: Arc<Stats>,
-    pub tap: Option<(Arc<Tap>, usize)>,
+    pub rec: Recorder,
 }
-
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
 /// The longest line read in clear (SMTP's dialogue before TLS).
 const MAX_LINE: u64 = 4096;
@@ -98,22 +95,13 @@ impl Ends {
             }
             // Nothing to impersonate with (a link without TLS): pass through.
             (Wire::Impersonate(_), None) => {
-                let (client, server) = (
-                    Box::new(self.client) as Box<dyn Conn>,
-                    Box::new(self.server) as Box<dyn Conn>,
-                );
-                let (stats, tap) = (self.stats, self.tap);
-                copy_both(client, server, &Ends::recorder(stats, tap)).await
+                copy_both(Box::new(self.client), Box::new(self.server), &self.rec).await
             }
         }
     }
 
-    fn recorder(stats: Arc<Stats>, tap: Option<(Arc<Tap>, usize)>) -> Recorder {
-        Recorder { stats, tap }
-    }
-
     async fn strip_starttls(self) {
-        let rec = Ends::recorder(self.stats.clone(), self.tap.clone());
+        let rec = self.rec;
         let (cr, mut cw) = self.client.into_split();
         let (sr, mut sw) = self.server.into_split();
         let up = copy(cr, &mut sw, Direction::ToServer, &rec);
@@ -151,7 +139,7 @@ impl Ends {
         impostor: Arc<rustls::ServerConfig>,
         upstream: Arc<rustls::ClientConfig>,
     ) {
-        let rec = Ends::recorder(self.stats.clone(), self.tap.clone());
+        let rec = self.rec;
         let server_name = ServerName::IpAddress(self.upstream.ip().into());
         let (client, server): (Box<dyn Conn>, Box<dyn Conn>) = if protocol == Protocol::Smtp {
             match until_starttls(self.client, self.server, &rec).await {
@@ -180,10 +168,10 @@ impl Ends {
     }
 }
 
-/// Counts bytes and copies them to the tap.
-struct Recorder {
-    stats: Arc<Stats>,
-    tap: Option<(Arc<Tap>, usize)>,
+/// Counts a connection's bytes and copies them to the tap.
+pub(super) struct Recorder {
+    pub stats: Arc<Stats>,
+    pub tap: Option<(Arc<Tap>, usize)>,
 }
 
 impl Recorder {

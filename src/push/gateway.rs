@@ -457,15 +457,7 @@ async fn connection(stream: TcpStream, state: Arc<State>) {
     let handshake = acceptor.accept(stream);
     match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Ok(Ok(tls)) => {
-            let (_, c) = tls.get_ref();
-            let version = c.protocol_version().map_or("TLS".into(), |v| {
-                v.as_str().unwrap_or("TLS").replace('_', ".")
-            });
-            let client = c
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(|der| crate::tls::subject_cn(der))
-                .map_or("no client certificate".to_string(), |cn| format!("CN={cn}"));
+            let (version, client) = crate::tls::peer(tls.get_ref().1);
             if let Ok(mut t) = state.counters.tls.lock() {
                 *t.versions.entry(version).or_default() += 1;
                 *t.clients.entry(client).or_default() += 1;

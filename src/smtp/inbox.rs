@@ -20,11 +20,12 @@ use super::inbox_tls::{InboxTls, TlsAccount};
 use super::returns::{self, Return};
 use crate::effects::EffectStore;
 use crate::group_commit::GroupCommit;
+use crate::tls::Conn;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The largest message accepted (advertised as SIZE): a larger one is read
@@ -427,10 +428,6 @@ fn command(line: &str, t: &mut Txn, announce: &Announce) -> Step {
         _ => Step::Reply("502 5.5.2 Error: command not recognized\r\n"),
     }
 }
-
-/// A connection the inbox speaks over: plain TCP, or TLS after STARTTLS.
-pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Conn for T {}
 
 async fn session(stream: TcpStream, shared: Arc<InboxState>) {
     let _ = stream.set_nodelay(true);

@@ -6,7 +6,7 @@
 //! saying it took them from the sender "using TLS" (the first hop's
 //! evidence, written by Postfix).
 
-use super::inbox::Conn;
+use crate::tls::Conn;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,18 +43,8 @@ impl InboxTls {
         let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(conn)).await;
         match outcome {
             Ok(Ok(stream)) => {
-                let (_, c) = stream.get_ref();
-                // As Postfix and RabbitMQ write it: "TLSv1.3".
-                let version = c
-                    .protocol_version()
-                    .map_or("TLS (unknown version)".into(), |v| {
-                        v.as_str().unwrap_or("TLS").replace('_', ".")
-                    });
-                let client = c
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|der| crate::tls::subject_cn(der).unwrap_or_else(|| "?".to_string()));
-                account.handshake(&version, client);
+                let (version, client) = crate::tls::peer(stream.get_ref().1);
+                account.handshake(version, client);
                 Some(Box::new(stream))
             }
             Ok(Err(e)) => {
@@ -95,12 +85,10 @@ struct Tallies {
 pub type Tally = Vec<(String, u64)>;
 
 impl TlsAccount {
-    fn handshake(&self, version: &str, client: Option<String>) {
+    fn handshake(&self, version: String, client: String) {
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut t) = self.tallies.lock() {
-            *t.versions.entry(version.to_string()).or_default() += 1;
-            let client =
-                client.map_or("no client certificate".to_string(), |cn| format!("CN={cn}"));
+            *t.versions.entry(version).or_default() += 1;
             *t.clients.entry(client).or_default() += 1;
         }
     }
@@ -180,8 +168,8 @@ mod tests {
         let account = TlsAccount::default();
         account.arrived(tls, true);
         account.arrived(clear, false);
-        account.handshake("TLSv1.3", Some("relay".into()));
-        account.handshake("TLSv1.3", None);
+        account.handshake("TLSv1.3".into(), "CN=relay".into());
+        account.handshake("TLSv1.3".into(), "no client certificate".into());
         assert_eq!(account.received_using_tls.load(Ordering::Relaxed), 1);
         assert_eq!(account.messages_over_tls.load(Ordering::Relaxed), 1);
         assert_eq!(account.messages_in_clear.load(Ordering::Relaxed), 1);

@@ -189,6 +189,25 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// A connection in clear or in TLS, boxed where a session can change from
+/// one to the other (STARTTLS, a man in the middle).
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Conn for T {}
+
+/// What a server's side of a completed handshake says, as servers log it:
+/// the TLS version ("TLSv1.3", as Postfix and RabbitMQ write it) and the
+/// client ("CN=consumer", or "no client certificate").
+pub fn peer(c: &rustls::ServerConnection) -> (String, String) {
+    let version = c.protocol_version().map_or("TLS".into(), |v| {
+        v.as_str().unwrap_or("TLS").replace('_', ".")
+    });
+    let client = match c.peer_certificates().and_then(|chain| chain.first()) {
+        Some(der) => format!("CN={}", subject_cn(der).unwrap_or_else(|| "?".into())),
+        None => "no client certificate".to_string(),
+    };
+    (version, client)
+}
+
 /// The common name of a certificate's subject (DER), as a broker or a
 /// relay logs a client's identity.
 pub fn subject_cn(der: &[u8]) -> Option<String> {
