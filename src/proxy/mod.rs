@@ -11,6 +11,7 @@ pub mod amqp_frames;
 mod pump;
 mod settings;
 pub mod smtp_lines;
+mod splice;
 mod stats;
 mod tap;
 pub mod wire;
@@ -18,7 +19,7 @@ pub mod wire;
 pub use pump::End;
 pub use settings::{Direction, DirectionFaults, LinkFaults, Protocol};
 pub use stats::{Stats, StatsSnapshot};
-pub use tap::{Capture, Captured, Tap};
+pub use tap::{Capture, Captured, Chunk, Tap};
 
 use pump::PumpCtx;
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ struct ProxyState {
     conns: Mutex<HashMap<u64, watch::Sender<Option<End>>>>,
     next_id: AtomicU64,
     seed: u64,
+    follow_points: Arc<AtomicBool>,
     tap: OnceLock<Arc<Tap>>,
     impersonation: OnceLock<Arc<wire::Impersonation>>,
 }
@@ -95,6 +97,7 @@ impl Proxy {
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             seed,
+            follow_points: Arc::new(AtomicBool::new(true)),
             tap: OnceLock::new(),
             impersonation: OnceLock::new(),
         });
@@ -129,6 +132,7 @@ impl Proxy {
 
     /// Arms confirm-lost: the next broker `basic.ack` cuts its connection.
     pub fn arm_confirm_lost(&self, armed: bool) {
+        debug_assert!(!armed || self.shared.follow_points.load(Ordering::SeqCst));
         self.shared.confirm_armed.store(armed, Ordering::SeqCst);
     }
 
@@ -137,7 +141,16 @@ impl Proxy {
     /// On an HTTP link (response-lost): the next request reaches the server,
     /// and its response cuts the connection.
     pub fn arm_reply_lost(&self, armed: bool) {
+        debug_assert!(!armed || self.shared.follow_points.load(Ordering::SeqCst));
         self.shared.reply_lost_armed.store(armed, Ordering::SeqCst);
+    }
+
+    /// Says that no protocol-point fault (confirm-lost, reply-lost-after-dot,
+    /// response-lost) will be armed on this link, so that a direction no
+    /// fault or tap touches may take the zero-copy path. A link follows its
+    /// points until told this, and arming one afterwards is a mistake.
+    pub fn without_points(&self) {
+        self.shared.follow_points.store(false, Ordering::SeqCst);
     }
 
     /// Whether a reply-lost-after-dot is armed and has not struck yet.
@@ -239,6 +252,7 @@ async fn serve(client: TcpStream, shared: Arc<ProxyState>) {
         cut: cut_rx.clone(),
         stats: shared.stats.clone(),
         tap: tap.clone(),
+        follow_points: shared.follow_points.clone(),
         seed: shared.seed ^ id.wrapping_mul(0x9E37_79B9) ^ direction as u64,
     };
     let (mut cr, mut cw) = client.into_split();
@@ -304,6 +318,53 @@ mod tests {
         read.unwrap();
         assert_eq!(got, data);
         assert_eq!(proxy.stats().bytes_forwarded, 2 * data.len() as u64);
+        assert_eq!(
+            proxy.stats().bytes_zero_copy,
+            data.len() as u64,
+            "only the client's bytes skip the copy: the broker's are read for acks"
+        );
+    }
+
+    /// Sends `data` through `c` to the echo server and reads it back.
+    async fn echo_through(c: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+        let (mut r, mut w) = c.split();
+        let send = async { w.write_all(data).await.unwrap() };
+        let mut got = vec![0u8; data.len()];
+        let (_, read) = tokio::join!(send, r.read_exact(&mut got));
+        read.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn idle_streams_skip_the_copy_until_a_fault_needs_them() {
+        let proxy = Proxy::start(echo_server().await, Protocol::Smtp, 1)
+            .await
+            .unwrap();
+        proxy.without_points();
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        assert_eq!(echo_through(&mut c, &data).await, data);
+        let idle = proxy.stats();
+        assert_eq!(idle.bytes_zero_copy, 2 * data.len() as u64);
+
+        proxy.set(|f| f.to_server.latency = Some(std::time::Duration::from_millis(200)));
+        let start = std::time::Instant::now();
+        assert_eq!(echo_through(&mut c, &data).await, data);
+        assert!(start.elapsed() >= std::time::Duration::from_millis(200));
+        let busy = proxy.stats().since(&idle);
+        assert_eq!(busy.bytes_delayed, data.len() as u64, "held by the fault");
+        assert_eq!(
+            busy.bytes_zero_copy,
+            data.len() as u64,
+            "the echo's way back has no fault"
+        );
+
+        proxy.set(|f| f.to_server.latency = None);
+        let before = proxy.stats();
+        assert_eq!(echo_through(&mut c, &data).await, data);
+        let after = proxy.stats().since(&before);
+        assert_eq!(after.bytes_zero_copy, 2 * data.len() as u64, "back to zero copy");
+        assert_eq!(after.bytes_delayed, 0);
     }
 
     #[tokio::test]

@@ -7,11 +7,14 @@
 //! protocol points confirm-lost (cut just before a broker `basic.ack`),
 //! reply-lost-after-dot (SMTP) and response-lost (HTTP: the request reaches
 //! the server, its response never reaches the client). With no
-//! fault active a chunk is written as soon as it is read.
+//! fault active a chunk is written as soon as it is read; and while nothing
+//! needs to see a direction's bytes at all, they take the zero-copy path
+//! ([`super::splice`]) instead of this copy.
 
 use super::amqp_frames::{FrameScanner, CLASS_BASIC, METHOD_ACK};
 use super::settings::{Direction, DirectionFaults, LinkFaults, Protocol};
 use super::smtp_lines::DotScanner;
+use super::splice::{Pipe, Socket};
 use super::stats::Stats;
 use super::tap::Tap;
 use std::collections::VecDeque;
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -55,6 +59,9 @@ pub struct PumpCtx {
     pub stats: Arc<Stats>,
     /// The eavesdropper's tap and this connection's number in it.
     pub tap: Option<(Arc<Tap>, usize)>,
+    /// Whether the link follows its protocol points (a point fault may be
+    /// armed on it); a direction whose point is followed is always copied.
+    pub follow_points: Arc<AtomicBool>,
     /// Seed for jitter.
     pub seed: u64,
 }
@@ -77,9 +84,72 @@ struct Pump<'a> {
     rng: u64,
     limit_seen: Option<u64>,
     limit_passed: u64,
+    /// The zero-copy path's pipe, made when first needed.
+    pipe: Option<Pipe>,
+    /// No pipe could be made: this direction is copied for good.
+    no_pipe: bool,
+}
+
+/// How a stretch on the zero-copy path ended.
+enum Spliced {
+    /// The source closed.
+    Eof,
+    /// Something needs to see the bytes now: the copying pump goes on.
+    Busy,
+    /// The connection is cut.
+    End(End),
+}
+
+/// Whether nothing needs to see this direction's bytes under faults `f`:
+/// no fault on it, no tap on the link, no protocol point followed.
+fn zero_copy(ctx: &PumpCtx, f: &DirectionFaults) -> bool {
+    ctx.tap.is_none()
+        && *f == DirectionFaults::default()
+        && !(ctx.follow_points.load(Ordering::SeqCst) && ctx.protocol.has_point(ctx.direction))
 }
 
 impl Pump<'_> {
+    /// Moves bytes on the zero-copy path until something needs to see them,
+    /// the source closes or the connection is cut. The pipe is empty
+    /// whenever this returns.
+    async fn splice_while_idle(&mut self, src: &TcpStream, dst: &TcpStream) -> Spliced {
+        let pipe = match &mut self.pipe {
+            Some(pipe) => pipe,
+            None => match Pipe::new() {
+                Ok(pipe) => self.pipe.insert(pipe),
+                Err(_) => {
+                    self.no_pipe = true;
+                    return Spliced::Busy;
+                }
+            },
+        };
+        loop {
+            if let Some(end) = *self.ctx.cut.borrow() {
+                return Spliced::End(end);
+            }
+            let f = self.ctx.faults.borrow().direction(self.ctx.direction).clone();
+            if !zero_copy(self.ctx, &f) {
+                return Spliced::Busy;
+            }
+            tokio::select! {
+                biased;
+                _ = self.ctx.cut.changed() => {}
+                _ = self.ctx.faults.changed() => {}
+                r = pipe.fill(src) => match r {
+                    Ok(0) => return Spliced::Eof,
+                    Ok(n) => {
+                        if pipe.drain(dst).await.is_err() {
+                            return Spliced::End(End::CloseRst);
+                        }
+                        Stats::add(&self.ctx.stats.bytes_forwarded, n as u64);
+                        Stats::add(&self.ctx.stats.bytes_zero_copy, n as u64);
+                    }
+                    Err(_) => return Spliced::End(End::CloseRst),
+                },
+            }
+        }
+    }
+
     fn delay(&mut self, f: &DirectionFaults) -> Duration {
         let jitter = if f.jitter.is_zero() {
             Duration::ZERO
@@ -203,8 +273,8 @@ impl Pump<'_> {
 /// Moves bytes from `src` to `dst` until the source closes or the connection is cut.
 pub async fn pump<R, W>(src: &mut R, dst: &mut W, mut ctx: PumpCtx) -> End
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Socket,
+    W: AsyncWrite + Unpin + Socket,
 {
     let seed = ctx.seed;
     let mut p = Pump {
@@ -214,6 +284,8 @@ where
         rng: seed,
         limit_seen: None,
         limit_passed: 0,
+        pipe: None,
+        no_pipe: false,
     };
     let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let mut buf = vec![0u8; CHUNK];
@@ -226,6 +298,16 @@ where
         if eof && queue.is_empty() {
             let _ = dst.shutdown().await;
             return End::Eof;
+        }
+        if !eof && queue.is_empty() && !p.no_pipe && zero_copy(p.ctx, &f) {
+            if let (Some(s), Some(d)) = (src.socket(), dst.socket()) {
+                match p.splice_while_idle(s, d).await {
+                    Spliced::Eof => eof = true,
+                    Spliced::Busy => {}
+                    Spliced::End(end) => return end,
+                }
+                continue;
+            }
         }
         if f.blackhole {
             tokio::select! {
@@ -294,6 +376,7 @@ mod tests {
             cut: crx,
             stats: stats.clone(),
             tap: None,
+            follow_points: Arc::new(AtomicBool::new(true)),
             seed: 7,
         };
         (

@@ -16,6 +16,19 @@ pub enum Protocol {
     Http,
 }
 
+impl Protocol {
+    /// Whether a protocol point (confirm-lost, reply-lost-after-dot,
+    /// response-lost) needs to see the bytes going `direction`: AMQP's acks
+    /// come from the broker; SMTP's dot and HTTP's request go to the server,
+    /// and the reply that the fault drops comes back.
+    pub fn has_point(self, direction: Direction) -> bool {
+        match self {
+            Protocol::Amqp => direction == Direction::ToClient,
+            Protocol::Smtp | Protocol::Http => true,
+        }
+    }
+}
+
 /// Which way bytes flow through the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {

@@ -11,6 +11,7 @@ pub struct Stats {
     pub(crate) cut: AtomicU64,
     pub(crate) bytes_forwarded: AtomicU64,
     pub(crate) bytes_delayed: AtomicU64,
+    pub(crate) bytes_zero_copy: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) starttls_stripped: AtomicU64,
     pub(crate) intercepted: AtomicU64,
@@ -32,6 +33,10 @@ pub struct StatsSnapshot {
     pub bytes_forwarded: u64,
     /// Bytes held back by latency or bandwidth faults.
     pub bytes_delayed: u64,
+    /// Of `bytes_forwarded`, those that went socket to socket without being
+    /// copied through the proxy (nothing needed to see them).
+    #[serde(default)]
+    pub bytes_zero_copy: u64,
     /// Protocol frames that never reached their destination (lost confirms).
     pub frames_dropped: u64,
     /// EHLO replies whose STARTTLS offer was removed (`starttls-strip`).
@@ -61,6 +66,7 @@ impl Stats {
             cut: get(&self.cut),
             bytes_forwarded: get(&self.bytes_forwarded),
             bytes_delayed: get(&self.bytes_delayed),
+            bytes_zero_copy: get(&self.bytes_zero_copy),
             frames_dropped: get(&self.frames_dropped),
             starttls_stripped: get(&self.starttls_stripped),
             intercepted: get(&self.intercepted),
@@ -87,6 +93,7 @@ impl StatsSnapshot {
             cut: f(self.cut, o.cut),
             bytes_forwarded: f(self.bytes_forwarded, o.bytes_forwarded),
             bytes_delayed: f(self.bytes_delayed, o.bytes_delayed),
+            bytes_zero_copy: f(self.bytes_zero_copy, o.bytes_zero_copy),
             frames_dropped: f(self.frames_dropped, o.frames_dropped),
             starttls_stripped: f(self.starttls_stripped, o.starttls_stripped),
             intercepted: f(self.intercepted, o.intercepted),

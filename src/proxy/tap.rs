@@ -6,6 +6,23 @@
 
 use super::Direction;
 use std::sync::Mutex;
+use std::time::Instant;
+
+/// Chunks timed per connection: enough for a handshake, even after an SMTP
+/// dialogue up to STARTTLS.
+const TIMED_CHUNKS: usize = 32;
+
+/// When one chunk of a connection went past, and where it began in its
+/// direction's captured bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    /// Which way it went.
+    pub direction: Direction,
+    /// Where it begins in that direction's captured bytes.
+    pub at: usize,
+    /// When the proxy read it.
+    pub time: Instant,
+}
 
 /// What one connection carried, each way, as far as the budget allowed.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +31,8 @@ pub struct Capture {
     pub to_server: Vec<u8>,
     /// Server to client.
     pub to_client: Vec<u8>,
+    /// The connection's first chunks, both ways, in the order they went past.
+    pub chunks: Vec<Chunk>,
 }
 
 /// Everything a tap saw on its link.
@@ -57,6 +76,17 @@ impl Tap {
         let keep = &bytes[..bytes.len().min(room)];
         c.bytes_kept += keep.len() as u64;
         let capture = &mut c.connections[conn];
+        if capture.chunks.len() < TIMED_CHUNKS {
+            let at = match direction {
+                Direction::ToServer => capture.to_server.len(),
+                Direction::ToClient => capture.to_client.len(),
+            };
+            capture.chunks.push(Chunk {
+                direction,
+                at,
+                time: Instant::now(),
+            });
+        }
         match direction {
             Direction::ToServer => capture.to_server.extend_from_slice(keep),
             Direction::ToClient => capture.to_client.extend_from_slice(keep),

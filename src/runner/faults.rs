@@ -55,6 +55,25 @@ impl Links {
         Ok(())
     }
 
+    /// Tells each link that no fault of `faults` arms a protocol point on
+    /// it, where none does: such a link may move idle streams without
+    /// copying them.
+    fn settle_points(&self, faults: &[(usize, Fault)]) {
+        let armed = |p: &Proxy| {
+            faults.iter().any(|(_, f)| match f.action {
+                Action::Net { link, effect } => {
+                    effect.reads_plaintext() && self.of(link).iter().any(|q| std::ptr::eq(*q, p))
+                }
+                _ => false,
+            })
+        };
+        for (_, p) in self.named() {
+            if !armed(p) {
+                p.without_points();
+            }
+        }
+    }
+
     fn of(&self, link: LinkSpec) -> Vec<&Proxy> {
         match link {
             LinkSpec::Producers => vec![&self.producers],
@@ -208,6 +227,9 @@ impl Driver {
                 )
             })
             .collect();
+        if let Some(links) = &links {
+            links.settle_points(&faults);
+        }
         Driver {
             next: vec![0; faults.len()],
             active: (0..faults.len()).map(|_| None).collect(),
