@@ -8,14 +8,24 @@
 //! "Anonymous" no certificate); and the connections TLS stopped: no
 //! STARTTLS where it was required, a certificate that did not verify, a
 //! handshake that failed.
+//!
+//! With `smtp_tls_connection_reuse` the delivery agent hands TLS to
+//! `tlsproxy`, which makes the handshake and logs it ("established"), while
+//! the delivery agent logs each use of the connection: "established" for the
+//! first message, "reused" for the next. So a delivery is an `smtp` line and
+//! a handshake a `tlsproxy` line (or an `smtp` "established" one where no
+//! `tlsproxy` took part).
 
 /// The relay log's account of TLS, each line reduced to its kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsLines {
     /// Connections from the sender: trust and version, e.g. "Anonymous TLSv1.3".
     pub inbound: Vec<String>,
-    /// Connections to the next hop, likewise, e.g. "Verified TLSv1.3".
+    /// Deliveries over TLS to the next hop, likewise, e.g. "Verified TLSv1.3"
+    /// (a new connection or one reused).
     pub outbound: Vec<String>,
+    /// TLS handshakes made to the next hop.
+    pub outbound_handshakes: u64,
     /// What stopped a connection or a delivery, in Postfix's words.
     pub refused: Vec<String>,
 }
@@ -23,8 +33,17 @@ pub struct TlsLines {
 /// The TLS lines of a Postfix log.
 pub fn read(log: &str) -> TlsLines {
     let mut out = TlsLines::default();
+    let (mut by_proxy, mut by_agent) = (0, 0);
     for line in log.lines() {
-        if let Some((trust, rest)) = line.split_once(" TLS connection established ") {
+        let tls = line
+            .split_once(" TLS connection established ")
+            .map(|(t, r)| (t, r, true))
+            .or_else(|| {
+                line.split_once(" TLS connection reused ")
+                    .map(|(t, r)| (t, r, false))
+            });
+        if let Some((trust, rest, established)) = tls {
+            let proxy = trust.contains("/tlsproxy[");
             let trust = trust.rsplit(' ').next().unwrap_or("?");
             let version = rest
                 .split(": ")
@@ -34,13 +53,17 @@ pub fn read(log: &str) -> TlsLines {
             let kind = format!("{trust} {version}");
             if rest.starts_with("from ") {
                 out.inbound.push(kind);
+            } else if rest.starts_with("to ") && proxy {
+                by_proxy += u64::from(established);
             } else if rest.starts_with("to ") {
+                by_agent += u64::from(established);
                 out.outbound.push(kind);
             }
         } else if let Some(why) = refusal(line) {
             out.refused.push(why);
         }
     }
+    out.outbound_handshakes = if by_proxy > 0 { by_proxy } else { by_agent };
     out
 }
 
@@ -82,6 +105,7 @@ Nov 28 10:00:03 relay postfix/smtpd[10]: connect from localhost[127.0.0.1]
         let t = read(log);
         assert_eq!(t.inbound, ["Anonymous TLSv1.3", "Trusted TLSv1.3"]);
         assert_eq!(t.outbound, ["Verified TLSv1.3"]);
+        assert_eq!(t.outbound_handshakes, 1, "the delivery agent made it");
         assert_eq!(
             t.refused,
             [
@@ -90,5 +114,18 @@ Nov 28 10:00:03 relay postfix/smtpd[10]: connect from localhost[127.0.0.1]
             ]
         );
         assert_eq!(read("no tls here\n"), TlsLines::default());
+    }
+
+    #[test]
+    fn a_reused_connection_is_a_delivery_and_tlsproxy_s_line_the_handshake() {
+        let log = "\
+Dec 08 01:10:31 relay postfix/tlsproxy[20]: Verified TLS connection established to 127.0.0.1[127.0.0.1]:2525: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+Dec 08 01:10:31 relay postfix/smtp[11]: Verified TLS connection established to 127.0.0.1[127.0.0.1]:2525: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+Dec 08 01:10:31 relay postfix/smtp[11]: Verified TLS connection reused to 127.0.0.1[127.0.0.1]:2525: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+Dec 08 01:10:31 relay postfix/smtp[11]: Verified TLS connection reused to 127.0.0.1[127.0.0.1]:2525: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)
+";
+        let t = read(log);
+        assert_eq!(t.outbound, ["Verified TLSv1.3"; 3], "three deliveries");
+        assert_eq!(t.outbound_handshakes, 1, "over one handshake");
     }
 }

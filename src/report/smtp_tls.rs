@@ -23,8 +23,12 @@ pub struct SmtpTlsReport {
     pub relay_level: String,
     /// The relay log: TLS connections from the sender, by trust and version.
     pub relay_in: Vec<ReasonCount>,
-    /// The relay log: TLS connections to the inbox, by trust and version.
+    /// The relay log: deliveries over TLS to the inbox, by trust and version.
     pub relay_out: Vec<ReasonCount>,
+    /// The relay log: TLS handshakes to the inbox (fewer than deliveries
+    /// when the delivery agent reuses a connection).
+    #[serde(default)]
+    pub relay_out_handshakes: u64,
     /// The relay log: what TLS stopped (no STARTTLS offered where
     /// required, a certificate that did not verify, a failed handshake).
     pub relay_refused: Vec<ReasonCount>,
@@ -77,8 +81,9 @@ pub fn write(out: &mut dyn Write, t: &SmtpTlsReport) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "            relay to inbox: relay log {}; inbox: {} handshake(s) ({}), clients {}, {} message(s) over TLS, {} in clear",
+        "            relay to inbox: relay log {} over {} handshake(s); inbox: {} handshake(s) ({}), clients {}, {} message(s) over TLS, {} in clear",
         list(&t.relay_out),
+        t.relay_out_handshakes,
         t.inbox_handshakes,
         list(&t.inbox_versions),
         list(&t.inbox_clients),
@@ -120,7 +125,8 @@ pub fn html(t: &SmtpTlsReport) -> String {
             "relay \u{2192} inbox",
             &t.relay_out,
             format!(
-                "inbox: {} handshake(s) ({}), clients {}, {} message(s) over TLS, {} in clear",
+                "relay log: {} handshake(s); inbox: {} handshake(s) ({}), clients {}, {} message(s) over TLS, {} in clear",
+                t.relay_out_handshakes,
                 t.inbox_handshakes,
                 list(&t.inbox_versions),
                 list(&t.inbox_clients),

@@ -99,6 +99,7 @@ impl TlsUse {
             relay_level: self.policy.postfix_level().to_string(),
             relay_in: ReasonCount::tally(lines.inbound),
             relay_out: ReasonCount::tally(lines.outbound),
+            relay_out_handshakes: lines.outbound_handshakes,
             relay_refused: ReasonCount::tally(lines.refused),
             received_using_tls: account.received_using_tls.load(Ordering::Relaxed),
             inbox_handshakes: account.handshakes.load(Ordering::Relaxed),

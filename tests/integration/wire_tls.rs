@@ -62,6 +62,9 @@ fn starttls_on_and_mutual_hide_every_message_and_each_side_says_tls() {
         };
         assert!(count(&t.relay_in, trust_in) >= 1, "{name}: {t:?}");
         assert!(count(&t.relay_out, "Verified TLSv1.") >= n, "{name}: {t:?}");
+        // Handshakes, each side's own count (the relay reuses connections).
+        assert!(t.relay_out_handshakes >= 1, "{name}: {t:?}");
+        assert_eq!(t.relay_out_handshakes, t.inbox_handshakes, "{name}");
         // The relay's Received: lines and the inbox's own count.
         assert_eq!(t.received_using_tls, n, "{name}: {t:?}");
         assert_eq!(
@@ -74,7 +77,11 @@ fn starttls_on_and_mutual_hide_every_message_and_each_side_says_tls() {
         } else {
             "no client certificate"
         };
-        assert!(count(&t.inbox_clients, client) >= n, "{name}: {t:?}");
+        assert_eq!(
+            count(&t.inbox_clients, client),
+            t.inbox_handshakes,
+            "{name}"
+        );
     }
 }
 
