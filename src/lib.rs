@@ -33,4 +33,5 @@ pub mod scenario;
 pub mod schedule;
 pub mod smtp;
 pub mod tls;
+pub mod wire_matrix;
 pub mod worker;

@@ -138,6 +138,11 @@ pub enum Command {
         /// (--rows and --transport do not apply).
         #[arg(long, value_enum, default_value_t = Topology::Single)]
         topology: Topology,
+        /// The wire matrix instead: each transport (--transport picks them)
+        /// with TLS off, on and mutual, the eavesdropper on every link;
+        /// message IDs and credentials read, throughput, handshake time.
+        #[arg(long, conflicts_with = "topology")]
+        wire: bool,
         /// Where results go besides the terminal.
         #[command(flatten)]
         output: OutputArgs,

@@ -82,11 +82,15 @@ pub fn dispatch(command: Command) -> Result<i32> {
             rows,
             transport,
             topology,
+            wire,
             output,
             broker,
         } => {
             if messages < 20 {
                 return Err(anyhow!("--messages {messages}: expected at least 20"));
+            }
+            if wire {
+                return super::wire_matrix::run(messages, seed, transport, &output, &broker);
             }
             if topology == Topology::Cluster {
                 return cluster_matrix(messages, seed, &output, &broker);
@@ -249,7 +253,11 @@ fn check(history: &Path, json: Option<&Path>) -> Result<i32> {
 }
 
 /// Runs `plans` one after another on one context, saying which.
-async fn run_each(plans: &[Plan], ctx: &RunContext, command: &str) -> Result<Vec<RunResult>> {
+pub(super) async fn run_each(
+    plans: &[Plan],
+    ctx: &RunContext,
+    command: &str,
+) -> Result<Vec<RunResult>> {
     let mut results = Vec::new();
     for plan in plans {
         eprintln!("dlab {command}: running {}", plan.name);
@@ -268,7 +276,7 @@ async fn run_each(plans: &[Plan], ctx: &RunContext, command: &str) -> Result<Vec
 
 /// Writes the `--json` list and the `--html` page of several runs; exit 0
 /// when every expectation held, else 1.
-fn write_outputs(
+pub(super) fn write_outputs(
     results: &[RunResult],
     title: &str,
     grid: Option<&report::html::Grid<'_>>,
@@ -316,7 +324,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Resolves the broker (when `amqp` runs need one) and the SMTP relay, runs
 /// `f` with a context for them, and stops any node started for this
 /// command, whatever `f` returned.
-fn with_broker<F, Fut>(args: &BrokerArgs, quiet: bool, amqp: bool, f: F) -> Result<Vec<RunResult>>
+pub(super) fn with_broker<F, Fut>(
+    args: &BrokerArgs,
+    quiet: bool,
+    amqp: bool,
+    f: F,
+) -> Result<Vec<RunResult>>
 where
     F: FnOnce(RunContext) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<RunResult>>>,

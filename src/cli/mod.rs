@@ -4,6 +4,7 @@
 mod args;
 mod clean;
 mod commands;
+mod wire_matrix;
 
 pub use args::{Cli, Command};
 

@@ -92,7 +92,9 @@ pub fn read(
         bytes_read: captured.bytes_kept,
         ..EavesdropLink::default()
     };
+    let mut handshakes = Vec::new();
     for c in &captured.connections {
+        handshakes.extend(tls::handshake_time(c));
         let mut tls_begun = false;
         for stream in [&c.to_server, &c.to_client] {
             let s = tls::split(stream);
@@ -117,6 +119,12 @@ pub fn read(
         }
     }
     row.message_ids_read = ids.len() as u64;
+    handshakes.sort();
+    row.handshakes_timed = handshakes.len() as u64;
+    row.handshake_p50_us = handshakes
+        .get(handshakes.len() / 2)
+        .map_or(0, |d| d.as_micros() as u64);
+    row.handshake_max_us = handshakes.last().map_or(0, |d| d.as_micros() as u64);
     row.credentials = creds
         .into_iter()
         .map(|(f, times)| CredentialRead {
@@ -154,12 +162,14 @@ mod tests {
         let clear = Capture {
             to_server: b"MAIL FROM:<a>\r\nMessage-ID: <ab12cd34-7@x>\r\n\r\nhello body\r\n.\r\nMessage-ID: <ab12cd34-7@x>\r\nab12cd34-8 hello body\r\n".to_vec(),
             to_client: b"250 ok\r\n".to_vec(),
+            chunks: Vec::new(),
         };
         let mut sealed = vec![22, 3, 3, 0, 40];
         sealed.extend([0x5a; 40]);
         let tls = Capture {
             to_server: sealed.clone(),
             to_client: sealed,
+            chunks: Vec::new(),
         };
         let captured = Captured {
             connections: vec![clear, tls],

@@ -4,6 +4,9 @@
 //! records, each a 5-byte header (type 20-23, version 3.x, length) and
 //! ciphertext.
 
+use crate::proxy::{Capture, Direction};
+use std::time::Duration;
+
 /// One direction split into its clear part and its TLS records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Split {
@@ -61,9 +64,71 @@ pub fn split(stream: &[u8]) -> Split {
     }
 }
 
+/// How long a connection's TLS handshake took as the wire shows it: from
+/// the chunk that carried the client's hello to the client's next flight
+/// after the server's first record (its Finished, with its certificate
+/// under mutual TLS): one round trip and both ends' work. `None` when the
+/// connection made no handshake or the tap kept too little of it.
+pub fn handshake_time(c: &Capture) -> Option<Duration> {
+    let (client, server) = (split(&c.to_server), split(&c.to_client));
+    if !client.handshake || !server.handshake {
+        return None;
+    }
+    let mut chunks = c.chunks.iter();
+    let hello = chunks
+        .by_ref()
+        .filter(|k| k.direction == Direction::ToServer && k.at <= client.clear)
+        .last()?;
+    let mut chunks = c.chunks.iter().skip_while(|k| !std::ptr::eq(*k, hello));
+    chunks.find(|k| k.direction == Direction::ToClient && k.at >= server.clear)?;
+    let finished = chunks.find(|k| k.direction == Direction::ToServer)?;
+    Some(finished.time.saturating_duration_since(hello.time))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::Chunk;
+    use std::time::Instant;
+
+    #[test]
+    fn a_handshake_is_timed_from_the_hello_to_the_clients_next_flight() {
+        let t = Instant::now();
+        let ms = |n| t + Duration::from_millis(n);
+        let chunk = |direction, at, time| Chunk {
+            direction,
+            at,
+            time,
+        };
+        let mut to_server = b"EHLO x\r\nSTARTTLS\r\n".to_vec();
+        let hello_at = to_server.len();
+        to_server.extend(rec(22, &[1; 100]));
+        let finished_at = to_server.len();
+        to_server.extend(rec(23, &[2; 50]));
+        let mut to_client = b"250 ok\r\n220 go ahead\r\n".to_vec();
+        let server_at = to_client.len();
+        to_client.extend(rec(22, &[3; 90]));
+        let c = Capture {
+            to_server,
+            to_client,
+            chunks: vec![
+                chunk(Direction::ToServer, 0, ms(0)),
+                chunk(Direction::ToClient, 0, ms(1)),
+                chunk(Direction::ToServer, 8, ms(2)),
+                chunk(Direction::ToClient, 8, ms(3)),
+                chunk(Direction::ToServer, hello_at, ms(10)),
+                chunk(Direction::ToClient, server_at, ms(14)),
+                chunk(Direction::ToServer, finished_at, ms(17)),
+            ],
+        };
+        assert_eq!(handshake_time(&c), Some(Duration::from_millis(7)));
+        let plain = Capture {
+            chunks: c.chunks[..4].to_vec(),
+            to_server: b"EHLO x\r\n".to_vec(),
+            to_client: b"250 ok\r\n".to_vec(),
+        };
+        assert_eq!(handshake_time(&plain), None, "no handshake, no time");
+    }
 
     fn rec(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut r = vec![kind, 3, 3];

@@ -363,7 +363,11 @@ mod tests {
         let before = proxy.stats();
         assert_eq!(echo_through(&mut c, &data).await, data);
         let after = proxy.stats().since(&before);
-        assert_eq!(after.bytes_zero_copy, 2 * data.len() as u64, "back to zero copy");
+        assert_eq!(
+            after.bytes_zero_copy,
+            2 * data.len() as u64,
+            "back to zero copy"
+        );
         assert_eq!(after.bytes_delayed, 0);
     }
 

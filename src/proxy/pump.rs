@@ -127,7 +127,12 @@ impl Pump<'_> {
             if let Some(end) = *self.ctx.cut.borrow() {
                 return Spliced::End(end);
             }
-            let f = self.ctx.faults.borrow().direction(self.ctx.direction).clone();
+            let f = self
+                .ctx
+                .faults
+                .borrow()
+                .direction(self.ctx.direction)
+                .clone();
             if !zero_copy(self.ctx, &f) {
                 return Spliced::Busy;
             }

@@ -28,6 +28,16 @@ pub struct EavesdropLink {
     pub tls_bytes: u64,
     /// Connections that began a TLS handshake (at once or after STARTTLS).
     pub tls_connections: u64,
+    /// Handshakes the tap saw whole and timed, from the client's hello to
+    /// its next flight after the server's first record.
+    #[serde(default)]
+    pub handshakes_timed: u64,
+    /// Median of those handshake times, in microseconds (0: none).
+    #[serde(default)]
+    pub handshake_p50_us: u64,
+    /// The longest of them, in microseconds.
+    #[serde(default)]
+    pub handshake_max_us: u64,
     /// Distinct message IDs of the run found in what the tap read.
     pub message_ids_read: u64,
     /// Copies of a message body found in what the tap read.

@@ -36,8 +36,18 @@ fn wire(l: &EavesdropLink) -> String {
     } else {
         String::new()
     };
+    let timed = if l.handshakes_timed > 0 {
+        format!(
+            "; handshake on the wire median {:.2} ms, longest {:.2} ms ({} timed)",
+            l.handshake_p50_us as f64 / 1000.0,
+            l.handshake_max_us as f64 / 1000.0,
+            l.handshakes_timed
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} connection(s), {} of them TLS; {} bytes in clear, {} in TLS records{kept}",
+        "{} connection(s), {} of them TLS; {} bytes in clear, {} in TLS records{kept}{timed}",
         l.connections, l.tls_connections, l.clear_bytes, l.tls_bytes
     )
 }

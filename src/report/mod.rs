@@ -120,6 +120,34 @@ pub fn judge(e: &Expectations, c: &Counts) -> Vec<ExpectationResult> {
     .collect()
 }
 
+/// The eavesdropper's bounds of `e` (max_ids_read, min_ids_read) judged
+/// against the most message IDs it read on one link.
+pub fn judge_eavesdrop(
+    e: &Expectations,
+    read: &eavesdrop::EavesdropReport,
+) -> Vec<ExpectationResult> {
+    let most = read
+        .links
+        .iter()
+        .map(|l| l.message_ids_read)
+        .max()
+        .unwrap_or(0);
+    [
+        ("max_ids_read", e.max_ids_read, true),
+        ("min_ids_read", e.min_ids_read, false),
+    ]
+    .into_iter()
+    .filter_map(|(name, bound, is_max)| {
+        bound.map(|bound| ExpectationResult {
+            name: name.to_string(),
+            bound,
+            actual: most,
+            held: if is_max { most <= bound } else { most >= bound },
+        })
+    })
+    .collect()
+}
+
 /// Assembles a [`RunResult`] and judges the plan's expectations.
 pub fn build(i: Inputs<'_>) -> RunResult {
     let c = &i.reconciliation.counts;

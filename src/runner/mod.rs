@@ -264,6 +264,10 @@ async fn run_with<E: Engine>(plan: &Plan, ctx: &RunContext) -> Result<RunResult,
     if plan.eavesdropper {
         let clues = crate::eavesdrop::clues(plan, &run_id);
         result.eavesdropper = driver.links().map(|l| crate::eavesdrop::report(l, &clues));
+        let read = result.eavesdropper.clone().unwrap_or_default();
+        let judged = report::judge_eavesdrop(&plan.expect, &read);
+        result.expectations_held &= judged.iter().all(|x| x.held);
+        result.expectations.extend(judged);
     }
     engine.complete(&setup, &mut result).await?;
     Ok(result)

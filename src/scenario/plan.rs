@@ -74,6 +74,12 @@ pub struct Expectations {
     /// Lower bound on lost messages the broker had confirmed.
     #[serde(default)]
     pub min_lost_after_confirm: Option<u64>,
+    /// Upper bound on the message IDs the eavesdropper read on one link.
+    #[serde(default)]
+    pub max_ids_read: Option<u64>,
+    /// Lower bound on the message IDs the eavesdropper read on one link.
+    #[serde(default)]
+    pub min_ids_read: Option<u64>,
 }
 
 /// One step of a path into the scenario document, used to point at a key.
@@ -294,7 +300,23 @@ impl Plan {
             min_duplicates: e.min_duplicates,
             max_lost_after_confirm: e.max_lost_after_confirm,
             min_lost_after_confirm: e.min_lost_after_confirm,
+            max_ids_read: e.max_ids_read,
+            min_ids_read: e.min_ids_read,
         };
+        if (expect.max_ids_read.is_some() || expect.min_ids_read.is_some())
+            && spec.eavesdropper != Some(true)
+        {
+            let key = if expect.max_ids_read.is_some() {
+                "max_ids_read"
+            } else {
+                "min_ids_read"
+            };
+            return Err(Invalid::at(
+                &["expect", key],
+                "counts what the eavesdropper read; expected `eavesdropper = true` beside it"
+                    .to_string(),
+            ));
+        }
         let messages = ranged(spec.messages, 1000, "messages", 1, 10_000_000)?;
         for (min, max, what) in [
             (expect.min_lost, expect.max_lost, "lost"),
@@ -304,6 +326,7 @@ impl Plan {
                 expect.max_lost_after_confirm,
                 "lost_after_confirm",
             ),
+            (expect.min_ids_read, expect.max_ids_read, "ids_read"),
         ] {
             if let (Some(lo), Some(hi)) = (min, max) {
                 if lo > hi {

@@ -571,4 +571,9 @@ pub struct ExpectSpec {
     /// At least this many lost messages the broker had confirmed (a
     /// scenario that shows the broker breaking its own promise).
     pub min_lost_after_confirm: Option<u64>,
+    /// At most this many message IDs read by the eavesdropper on any one
+    /// link (needs `eavesdropper = true`).
+    pub max_ids_read: Option<u64>,
+    /// At least this many message IDs read by the eavesdropper on one link.
+    pub min_ids_read: Option<u64>,
 }

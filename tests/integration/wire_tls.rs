@@ -8,7 +8,9 @@
 //! in the middle is refused by clients that verify and reads everything
 //! from those that do not; an expired certificate is refused and nothing
 //! is lost. A fault that reads the protocol in clear is refused on a TLS
-//! link, at its line and column.
+//! link, at its line and column. The wire matrix (`dlab matrix --wire`)
+//! runs every transport with TLS off, on and mutual and judges what the
+//! eavesdropper read, with each handshake timed from the tap.
 
 use crate::support::{dlab, run, scenarios, show, temp_dir, text};
 use dlab::report::eavesdrop::EavesdropLink;
@@ -202,4 +204,46 @@ fn push_over_https_hides_every_call_and_the_gateway_names_its_clients() {
         assert!(g.tls.clients.contains_key(client), "{mode}: {g:?}");
         assert_eq!(g.requests, 300, "{mode}: every call over HTTPS: {g:?}");
     }
+}
+
+#[test]
+fn the_wire_matrix_reads_every_id_in_clear_and_none_under_tls_on_every_transport() {
+    let home = temp_dir("wire-matrix");
+    let json = home.join("wire.json");
+    let _guard = crate::support::exclusive();
+    let mut cmd = dlab(&home);
+    cmd.args(["matrix", "--wire", "--messages", "100", "-q"]);
+    let (stdout, v) = crate::support::succeeds_with_json(cmd, &json);
+    assert!(stdout.contains("transport \\ tls"), "{stdout}");
+    let cells = v.as_array().unwrap();
+    assert_eq!(cells.len(), 9, "three transports by off, on, mutual");
+    for c in cells {
+        let name = c["scenario"].as_str().unwrap();
+        let r: RunResult = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(r.counts.lost, 0, "{name}");
+        assert!(r.expectations_held, "{name}: {:?}", r.expectations);
+        let links = &r.eavesdropper.as_ref().expect("tapped").links;
+        let most = links.iter().map(|l| l.message_ids_read).max().unwrap();
+        let timed = links.iter().map(|l| l.handshakes_timed).sum::<u64>();
+        if name.ends_with("-off") {
+            assert_eq!(most, 100, "{name}: every ID in clear on some link");
+            assert_eq!(timed, 0, "{name}");
+        } else {
+            assert_eq!(most, 0, "{name}: {links:?}");
+            assert!(links.iter().all(|l| l.credentials.is_empty()), "{name}");
+            assert!(timed >= 1, "{name}: {links:?}");
+            let l = links.iter().find(|l| l.handshakes_timed > 0).unwrap();
+            assert!(l.handshake_p50_us > 0 && l.handshake_p50_us <= l.handshake_max_us);
+        }
+    }
+    let amqp_off = cells.iter().find(|c| c["scenario"] == "wire-amqp-tls-off");
+    let links = &amqp_off.unwrap()["eavesdropper"]["links"];
+    let read_secret = links.as_array().unwrap().iter().any(|l| {
+        l["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["secret_read"] == true)
+    });
+    assert!(read_secret, "AMQP PLAIN's password in clear: {links}");
 }
