@@ -98,7 +98,11 @@ fn main() {
             p = p.max(tcp_throughput(proxy.addr(), bytes).await);
         }
         let s = proxy.stats();
-        (d, p, s.bytes_zero_copy as f64 / s.bytes_forwarded.max(1) as f64)
+        (
+            d,
+            p,
+            s.bytes_zero_copy as f64 / s.bytes_forwarded.max(1) as f64,
+        )
     });
     println!("  TCP bulk, direct               {tcp_direct:>10.0} MB/s");
     println!(
