@@ -226,31 +226,23 @@ fn main() {
         inbox.offer_starttls(Arc::new(config), false);
         inbox
     });
-    let gateway = rt.block_on(async {
-        let config = dlab::tls::server_config(&dlab::tls::server_identity(&dir), None).unwrap();
-        dlab::push::gateway::Gateway::start(dlab::push::gateway::GatewayConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            store: None,
-            key_ttl: std::time::Duration::from_secs(60),
-            key_store: dlab::push::keys::KeyStore::Memory,
-            access_log: None,
-            tls: Some(Arc::new(config)),
-        })
-        .await
+    let gateway = |tls: Option<rustls::ServerConfig>| {
+        rt.block_on(dlab::push::gateway::Gateway::start(
+            dlab::push::gateway::GatewayConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                store: None,
+                key_ttl: std::time::Duration::from_secs(60),
+                key_store: dlab::push::keys::KeyStore::Memory,
+                access_log: None,
+                tls: tls.map(Arc::new),
+            },
+        ))
         .unwrap()
-    });
-    let plain_gateway = rt.block_on(async {
-        dlab::push::gateway::Gateway::start(dlab::push::gateway::GatewayConfig {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            store: None,
-            key_ttl: std::time::Duration::from_secs(60),
-            key_store: dlab::push::keys::KeyStore::Memory,
-            access_log: None,
-            tls: None,
-        })
-        .await
-        .unwrap()
-    });
+    };
+    let plain_gateway = gateway(None);
+    let gateway = gateway(Some(
+        dlab::tls::server_config(&dlab::tls::server_identity(&dir), None).unwrap(),
+    ));
     let client_tls = dlab::tls::client_config(&ca, None).unwrap();
     let (mut p, mut t) = (0f64, 0f64);
     for _ in 0..ROUNDS {

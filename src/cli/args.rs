@@ -62,6 +62,21 @@ pub enum Transports {
     All,
 }
 
+impl Transports {
+    /// Whether a row over `transport` (with the push gateway as the effect
+    /// when `push`) is among these.
+    pub fn picks(self, transport: crate::scenario::Transport, push: bool) -> bool {
+        use crate::scenario::Transport;
+        match self {
+            Transports::All => true,
+            Transports::Both => !push,
+            Transports::Amqp => transport == Transport::Amqp && !push,
+            Transports::Push => push,
+            Transports::Smtp => transport == Transport::Smtp,
+        }
+    }
+}
+
 /// Which broker topology the matrix runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Topology {

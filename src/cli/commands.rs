@@ -1,6 +1,6 @@
 //! What each subcommand does, in terms of the library.
 
-use super::args::{BrokerArgs, Command, OutputArgs, Rows, Topology, Transports};
+use super::args::{BrokerArgs, Command, OutputArgs, Rows, Topology};
 use super::{EXIT_BROKEN, EXIT_OK};
 use crate::broker::{self, BrokerHandle, NodeState};
 use crate::matrix;
@@ -101,13 +101,7 @@ pub fn dispatch(command: Command) -> Result<i32> {
                 .iter()
                 .copied()
                 .filter(|r| rows == Rows::All || r.core)
-                .filter(|r| match transport {
-                    Transports::All => true,
-                    Transports::Both => !r.push,
-                    Transports::Amqp => r.transport == Transport::Amqp && !r.push,
-                    Transports::Push => r.push,
-                    Transports::Smtp => r.transport == Transport::Smtp,
-                })
+                .filter(|r| transport.picks(r.transport, r.push))
                 .collect();
             let cells: Vec<matrix::CellPlan> = matrix::plans(&chosen, messages, seed)
                 .into_iter()

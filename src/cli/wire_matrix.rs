@@ -5,7 +5,7 @@
 use super::args::{BrokerArgs, OutputArgs, Transports};
 use super::commands::{run_each, with_broker, write_outputs};
 use crate::report::{self, table, RunResult};
-use crate::scenario::{Plan, Transport};
+use crate::scenario::Plan;
 use crate::wire_matrix::{mode_name, plans, CellPlan, Row, MODES, ROWS};
 use anyhow::{anyhow, Result};
 use std::io::Write;
@@ -27,13 +27,7 @@ pub fn run(
     let chosen: Vec<Row> = ROWS
         .iter()
         .copied()
-        .filter(|r| match transport {
-            Transports::All => true,
-            Transports::Both => !r.push,
-            Transports::Amqp => r.transport == Transport::Amqp && !r.push,
-            Transports::Push => r.push,
-            Transports::Smtp => r.transport == Transport::Smtp,
-        })
+        .filter(|r| transport.picks(r.transport, r.push))
         .collect();
     let cells = plans(&chosen, messages, seed);
     let runs: Vec<Plan> = cells.iter().map(|c| c.plan.clone()).collect();
@@ -63,12 +57,7 @@ fn read(r: &RunResult) -> (u64, u64, u64, Option<f64>) {
     let Some(e) = &r.eavesdropper else {
         return (0, 0, 0, None);
     };
-    let ids = e
-        .links
-        .iter()
-        .map(|l| l.message_ids_read)
-        .max()
-        .unwrap_or(0);
+    let ids = e.most_ids_read();
     let secrets = e
         .links
         .iter()

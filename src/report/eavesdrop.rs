@@ -11,6 +11,17 @@ pub struct EavesdropReport {
     pub links: Vec<EavesdropLink>,
 }
 
+impl EavesdropReport {
+    /// The most message IDs read on any one link.
+    pub fn most_ids_read(&self) -> u64 {
+        self.links
+            .iter()
+            .map(|l| l.message_ids_read)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// What the eavesdropper read on one link (both directions).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EavesdropLink {

@@ -126,12 +126,7 @@ pub fn judge_eavesdrop(
     e: &Expectations,
     read: &eavesdrop::EavesdropReport,
 ) -> Vec<ExpectationResult> {
-    let most = read
-        .links
-        .iter()
-        .map(|l| l.message_ids_read)
-        .max()
-        .unwrap_or(0);
+    let most = read.most_ids_read();
     [
         ("max_ids_read", e.max_ids_read, true),
         ("min_ids_read", e.min_ids_read, false),
