@@ -156,7 +156,7 @@ pub enum Command {
         /// The wire matrix instead: each transport (--transport picks them)
         /// with TLS off, on and mutual, the eavesdropper on every link;
         /// message IDs and credentials read, throughput, handshake time.
-        #[arg(long, conflicts_with = "topology")]
+        #[arg(long, conflicts_with_all = ["topology", "rows"])]
         wire: bool,
         /// Where results go besides the terminal.
         #[command(flatten)]

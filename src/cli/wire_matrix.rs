@@ -10,6 +10,10 @@ use crate::wire_matrix::{mode_name, plans, CellPlan, Row, MODES, ROWS};
 use anyhow::{anyhow, Result};
 use std::io::Write;
 
+/// The most messages per cell: what the tap's budget keeps whole on the
+/// busiest link (about 500 bytes a message each way on AMQP).
+const MAX_MESSAGES: u64 = 20_000;
+
 /// Runs the cells of the rows `transport` picks; exit 0 when every cell's
 /// expectations held.
 pub fn run(
@@ -22,6 +26,12 @@ pub fn run(
     if broker.amqp_url.is_some() || broker.smtp_url.is_some() {
         return Err(anyhow!(
             "--wire runs TLS on servers dlab starts itself (their certificates come from the lab CA); leave out --amqp-url / --smtp-url"
+        ));
+    }
+    if messages > MAX_MESSAGES {
+        return Err(anyhow!(
+            "--messages {messages}: expected at most {MAX_MESSAGES} with --wire (the eavesdropper keeps {} MiB per link, and a clear cell must read every message)",
+            crate::eavesdrop::TAP_BUDGET >> 20
         ));
     }
     let chosen: Vec<Row> = ROWS

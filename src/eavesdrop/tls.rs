@@ -67,8 +67,11 @@ pub fn split(stream: &[u8]) -> Split {
 /// How long a connection's TLS handshake took as the wire shows it: from
 /// the chunk that carried the client's hello to the client's next flight
 /// after the server's first record (its Finished, with its certificate
-/// under mutual TLS): one round trip and both ends' work. `None` when the
-/// connection made no handshake or the tap kept too little of it.
+/// under mutual TLS): one round trip and both ends' work. Only a handshake
+/// after which the server spoke again counts: under TLS 1.3 a client's
+/// alert (it refused the certificate) is as encrypted as its Finished, and
+/// only what follows tells them apart. `None` when the connection made no
+/// handshake that way or the tap kept too little of it.
 pub fn handshake_time(c: &Capture) -> Option<Duration> {
     let (client, server) = (split(&c.to_server), split(&c.to_client));
     if !client.handshake || !server.handshake {
@@ -82,6 +85,7 @@ pub fn handshake_time(c: &Capture) -> Option<Duration> {
     let mut chunks = c.chunks.iter().skip_while(|k| !std::ptr::eq(*k, hello));
     chunks.find(|k| k.direction == Direction::ToClient && k.at >= server.clear)?;
     let finished = chunks.find(|k| k.direction == Direction::ToServer)?;
+    chunks.find(|k| k.direction == Direction::ToClient)?;
     Some(finished.time.saturating_duration_since(hello.time))
 }
 
@@ -121,6 +125,14 @@ mod tests {
                 chunk(Direction::ToServer, finished_at, ms(17)),
             ],
         };
+        assert_eq!(
+            handshake_time(&c),
+            None,
+            "refused, or cut: the server never spoke again"
+        );
+        let mut c = c;
+        c.chunks
+            .push(chunk(Direction::ToClient, server_at + 95, ms(18)));
         assert_eq!(handshake_time(&c), Some(Duration::from_millis(7)));
         let plain = Capture {
             chunks: c.chunks[..4].to_vec(),

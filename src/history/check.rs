@@ -155,6 +155,13 @@ pub fn write(out: &mut dyn Write, files: &RunFiles, c: &Checked) -> io::Result<(
     table::write_ids(out, &c.run_id, &c.lost_ids, &c.duplicated_ids)?;
     writeln!(out)?;
     table::write_judgement(out, c.promise.as_ref(), &c.verdicts, &c.expectations)?;
+    let e = &files.plan.expect;
+    if e.max_ids_read.is_some() || e.min_ids_read.is_some() {
+        writeln!(
+            out,
+            "  not re-checked: max_ids_read / min_ids_read (what the eavesdropper read is not in the history; the run's own report judged it)"
+        )?;
+    }
     if c.unaccounted == 0 {
         writeln!(
             out,

@@ -132,7 +132,7 @@ impl Proxy {
 
     /// Arms confirm-lost: the next broker `basic.ack` cuts its connection.
     pub fn arm_confirm_lost(&self, armed: bool) {
-        debug_assert!(!armed || self.shared.follow_points.load(Ordering::SeqCst));
+        self.check_points(armed);
         self.shared.confirm_armed.store(armed, Ordering::SeqCst);
     }
 
@@ -141,16 +141,25 @@ impl Proxy {
     /// On an HTTP link (response-lost): the next request reaches the server,
     /// and its response cuts the connection.
     pub fn arm_reply_lost(&self, armed: bool) {
-        debug_assert!(!armed || self.shared.follow_points.load(Ordering::SeqCst));
+        self.check_points(armed);
         self.shared.reply_lost_armed.store(armed, Ordering::SeqCst);
     }
 
     /// Says that no protocol-point fault (confirm-lost, reply-lost-after-dot,
     /// response-lost) will be armed on this link, so that a direction no
     /// fault or tap touches may take the zero-copy path. A link follows its
-    /// points until told this, and arming one afterwards is a mistake.
+    /// points until told this; the switch is one way (a spliced stream is
+    /// not watched, so a scanner could not pick it up in step again), and
+    /// arming a point afterwards is a bug in the caller.
     pub fn without_points(&self) {
         self.shared.follow_points.store(false, Ordering::SeqCst);
+    }
+
+    fn check_points(&self, armed: bool) {
+        assert!(
+            !armed || self.shared.follow_points.load(Ordering::SeqCst),
+            "a protocol point armed on a link told it would have none"
+        );
     }
 
     /// Whether a reply-lost-after-dot is armed and has not struck yet.

@@ -140,11 +140,19 @@ impl Pump<'_> {
                 biased;
                 _ = self.ctx.cut.changed() => {}
                 _ = self.ctx.faults.changed() => {}
-                r = pipe.fill(src) => match r {
+                r = pipe.fill(src, CHUNK) => match r {
                     Ok(0) => return Spliced::Eof,
                     Ok(n) => {
-                        if pipe.drain(dst).await.is_err() {
-                            return Spliced::End(End::CloseRst);
+                        // A cut does not wait for a receiver that stopped reading.
+                        let drained = tokio::select! {
+                            biased;
+                            _ = self.ctx.cut.wait_for(Option::is_some) => None,
+                            r = pipe.drain(dst) => Some(r),
+                        };
+                        match drained {
+                            None => return Spliced::End(self.ctx.cut.borrow().unwrap_or(End::CloseRst)),
+                            Some(Err(_)) => return Spliced::End(End::CloseRst),
+                            Some(Ok(())) => {}
                         }
                         Stats::add(&self.ctx.stats.bytes_forwarded, n as u64);
                         Stats::add(&self.ctx.stats.bytes_zero_copy, n as u64);

@@ -11,9 +11,6 @@ use tokio::io::{DuplexStream, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-/// What a pipe may hold; the kernel's default (64 KiB) stays if it refuses more.
-const PIPE_BYTES: usize = 256 * 1024;
-
 /// An end of a proxied connection that may take part in the zero-copy path:
 /// a TCP socket does, an in-memory stream (the pump's tests) does not.
 pub trait Socket {
@@ -75,14 +72,6 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both are open descriptors owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: fcntl on an open pipe descriptor; a refusal leaves the pipe as it was.
-        unsafe {
-            libc::fcntl(
-                write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                PIPE_BYTES as libc::c_int,
-            )
-        };
         Ok(Pipe {
             read,
             write,
@@ -90,15 +79,17 @@ impl Pipe {
         })
     }
 
-    /// Waits for `src` to have bytes and moves what it has into the (empty)
-    /// pipe; 0 means the source closed. Cancel-safe: nothing moves until the
-    /// socket is ready, and then the move is one system call.
-    pub async fn fill(&mut self, src: &TcpStream) -> io::Result<usize> {
+    /// Waits for `src` to have bytes and moves up to `most` of them into the
+    /// (empty) pipe; 0 means the source closed. Cancel-safe: nothing moves
+    /// until the socket is ready, and then the move is one system call.
+    /// (No more than the copying pump reads at once, so a fault that starts
+    /// finds no more bytes past it than it would there.)
+    pub async fn fill(&mut self, src: &TcpStream, most: usize) -> io::Result<usize> {
         debug_assert_eq!(self.held, 0, "a pipe is emptied before it is filled");
         loop {
             src.readable().await?;
             let moved = src.try_io(Interest::READABLE, || {
-                splice(src.as_raw_fd(), self.write.as_raw_fd(), PIPE_BYTES)
+                splice(src.as_raw_fd(), self.write.as_raw_fd(), most)
             });
             match moved {
                 Ok(n) => {

@@ -12,17 +12,18 @@
 //! With `smtp_tls_connection_reuse` the delivery agent hands TLS to
 //! `tlsproxy`, which makes the handshake and logs it ("established"), while
 //! the delivery agent logs each use of the connection: "established" for the
-//! first message, "reused" for the next. So a delivery is an `smtp` line and
-//! a handshake a `tlsproxy` line (or an `smtp` "established" one where no
-//! `tlsproxy` took part).
+//! first message, "reused" for the next. So a delivery attempt is an `smtp`
+//! line and a handshake a `tlsproxy` line (or an `smtp` "established" one
+//! where no `tlsproxy` took part).
 
 /// The relay log's account of TLS, each line reduced to its kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsLines {
     /// Connections from the sender: trust and version, e.g. "Anonymous TLSv1.3".
     pub inbound: Vec<String>,
-    /// Deliveries over TLS to the next hop, likewise, e.g. "Verified TLSv1.3"
-    /// (a new connection or one reused).
+    /// The delivery agent's TLS sessions to the next hop, one per delivery
+    /// attempt (a new connection or one reused), likewise, e.g. "Verified
+    /// TLSv1.3".
     pub outbound: Vec<String>,
     /// TLS handshakes made to the next hop.
     pub outbound_handshakes: u64,

@@ -23,7 +23,8 @@ pub struct SmtpTlsReport {
     pub relay_level: String,
     /// The relay log: TLS connections from the sender, by trust and version.
     pub relay_in: Vec<ReasonCount>,
-    /// The relay log: deliveries over TLS to the inbox, by trust and version.
+    /// The relay log: the delivery agent's TLS sessions to the inbox, one per
+    /// delivery attempt (a new connection or one reused), by trust and version.
     pub relay_out: Vec<ReasonCount>,
     /// The relay log: TLS handshakes to the inbox (fewer than deliveries
     /// when the delivery agent reuses a connection).

@@ -150,7 +150,7 @@ fn an_expired_broker_certificate_is_refused_and_nothing_is_lost() {
 }
 
 #[test]
-fn a_fault_that_reads_the_protocol_in_clear_is_refused_on_a_tls_link() {
+fn what_the_wire_cannot_have_is_refused_at_its_line_and_column() {
     let home = temp_dir("wire-refused");
     for (toml, says) in [
         (
@@ -165,6 +165,10 @@ fn a_fault_that_reads_the_protocol_in_clear_is_refused_on_a_tls_link() {
             "transport = \"smtp\"\nguarantee = \"at-least-once\"\nstarttls = \"opportunistic\"\n",
             "s.toml:3:1: `starttls`: says what the SMTP clients do about TLS",
         ),
+        (
+            "guarantee = \"at-least-once\"\n[expect]\nmax_lost = 0\nmax_ids_read = 0\n",
+            "s.toml:4:1: `expect.max_ids_read`: counts what the eavesdropper read",
+        ),
     ] {
         let file = home.join("s.toml");
         std::fs::write(&file, toml).unwrap();
@@ -174,6 +178,15 @@ fn a_fault_that_reads_the_protocol_in_clear_is_refused_on_a_tls_link() {
         assert!(err.contains(says), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
+    // The wire matrix's clear cells must read every message: no more than
+    // the tap keeps whole.
+    let out = dlab(&home)
+        .args(["matrix", "--wire", "--messages", "30000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("expected at most 20000 with --wire"));
+    assert!(!home.join("nodes").exists(), "nothing was started");
 }
 
 #[test]
