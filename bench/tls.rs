@@ -2,9 +2,9 @@
 //!
 //! Throughput, TLS against plain, on long-lived connections: AMQP
 //! at-least-once (amqps to the private node's TLS listener against its plain
-//! one), SMTP end to end through the private relay (STARTTLS on both hops:
-//! note that Postfix opens one connection, so one handshake, per message to
-//! the inbox, unless `smtp_tls_connection_reuse` keeps them) and the push
+//! one), SMTP end to end through the private relay (STARTTLS on both hops;
+//! the relay reuses its TLS connections to the inbox, but its delivery
+//! agents open new ones when several deliver at once) and the push
 //! gateway's hop alone (dlab's consumer-side client, keep-alive, HTTPS
 //! against HTTP); the whole push run is shown too, but `tls` puts both of
 //! its hops (broker and gateway) under TLS, so its ratio is their product.

@@ -34,10 +34,12 @@ pub struct Tls {
 /// it writes says "using TLS". The delivery agent uses the level asked for
 /// towards the inbox, through a policy table so that `verify` matches the
 /// certificate's `localhost` (the next hop is an address literal); returns
-/// go out at `may`. Both log one line per TLS connection (level 1). The
+/// go out at `may`. Both log at level 1: the server side a line per TLS
+/// connection, the delivery agent a line per delivery attempt
+/// ("established" or "reused") and `tlsproxy` a line per handshake. The
 /// delivery agent caches its TLS connections as it does plain ones
 /// (`smtp_tls_connection_reuse`: `tlsproxy` holds the TLS session), so a
-/// backlog to the inbox does not pay a handshake per message.
+/// backlog to the inbox need not pay a handshake per message.
 fn tls_lines(tls: &Tls, next_hop: SocketAddr) -> String {
     let d = tls.dir.display();
     let mut lines = format!(
